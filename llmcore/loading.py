@@ -1,0 +1,174 @@
+"""Load models and tokenizers from the store onto the best device, with a bounded cache.
+
+The cache keeps at most `max_models` loaded models and evicts the least recently used one; loading is
+serialized per cache so two requests for the same model never load it twice.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from llmcore.store import ModelStore, StoreError
+
+# Tokens that end an assistant turn in common chat templates. Whichever of them a tokenizer has is added
+# to the model's stop tokens, so generation ends at the end of the turn, not at the length limit.
+END_OF_TURN_TOKENS = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "</s>")
+
+
+def best_device(preference: str = "auto") -> torch.device:
+    """cuda > mps > cpu, unless a device is asked for by name."""
+    if preference and preference != "auto":
+        device = torch.device(preference)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise StoreError("MODEL_DEVICE asks for cuda, but no CUDA device is available.")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise StoreError("MODEL_DEVICE asks for mps, but MPS is not available.")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """bfloat16 where the hardware runs it fast, float16 on Apple GPUs, float32 on CPUs."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.float32
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    model: Any  # a transformers PreTrainedModel
+    tokenizer: Any  # a transformers tokenizer
+    device: torch.device
+    dtype: torch.dtype
+    stop_token_ids: list[int]
+    is_causal: bool
+    load_seconds: float
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "load_seconds": round(self.load_seconds, 2),
+        }
+
+
+def stop_token_ids(tokenizer: Any, model: Any) -> list[int]:
+    ids: list[int] = []
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    for value in eos if isinstance(eos, list) else [eos, tokenizer.eos_token_id]:
+        if value is not None and value not in ids:
+            ids.append(int(value))
+    vocab = tokenizer.get_vocab()
+    for token in END_OF_TURN_TOKENS:
+        token_id = vocab.get(token)
+        if token_id is not None and token_id not in ids:
+            ids.append(int(token_id))
+    return ids
+
+
+def load_model(
+    store: ModelStore,
+    name: str,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> LoadedModel:
+    """Load one model from the store, safetensors only, never running code shipped with a model."""
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    meta = store.meta(name)
+    path = store.path(name)
+    target = device if isinstance(device, torch.device) else best_device(device or "auto")
+    dtype = dtype or default_dtype(target)
+    started = time.perf_counter()
+    is_causal = not (meta.facts and meta.facts.is_encoder_only)
+    auto = AutoModelForCausalLM if is_causal else AutoModel
+    common = {"local_files_only": True, "trust_remote_code": False}
+    tokenizer = AutoTokenizer.from_pretrained(path, **common)
+    model = auto.from_pretrained(path, dtype=dtype, use_safetensors=True, **common)
+    model.to(target)
+    model.eval()
+    stops = stop_token_ids(tokenizer, model) if is_causal else []
+    if is_causal:
+        model.generation_config.eos_token_id = stops
+        if model.generation_config.pad_token_id is None and stops:
+            model.generation_config.pad_token_id = stops[0]
+    return LoadedModel(
+        name=name,
+        model=model,
+        tokenizer=tokenizer,
+        device=target,
+        dtype=dtype,
+        stop_token_ids=stops,
+        is_causal=is_causal,
+        load_seconds=time.perf_counter() - started,
+    )
+
+
+class ModelCache:
+    """At most `max_models` loaded models, least recently used evicted first. Thread-safe."""
+
+    def __init__(self, store: ModelStore, max_models: int = 2, device: str = "auto") -> None:
+        if max_models < 1:
+            raise ValueError("max_models must be at least 1")
+        self.store = store
+        self.max_models = max_models
+        self.device = device
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._lock = threading.RLock()
+
+    def get(self, name: str) -> LoadedModel:
+        with self._lock:
+            if name in self._models:
+                self._models.move_to_end(name)
+                return self._models[name]
+            while len(self._models) >= self.max_models:
+                self._evict_oldest()
+            loaded = load_model(self.store, name, device=best_device(self.device))
+            self._models[name] = loaded
+            return loaded
+
+    def loaded(self) -> list[LoadedModel]:
+        with self._lock:
+            return list(self._models.values())
+
+    def forget(self, name: str) -> None:
+        """Unload a model (for example after it was removed from the store)."""
+        with self._lock:
+            if self._models.pop(name, None) is not None:
+                _release_memory()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+            _release_memory()
+
+    def _evict_oldest(self) -> None:
+        self._models.popitem(last=False)
+        _release_memory()
+
+
+def _release_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from playground.catalog import views
+
+app_name = "catalog"
+urlpatterns = [
+    path("", views.model_list, name="list"),
+    path("<str:name>/", views.model_detail, name="detail"),
+]

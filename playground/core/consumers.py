@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+CLOSE_UNAUTHENTICATED = 4401
+
+
+class HealthConsumer(AsyncJsonWebsocketConsumer):
+    """A tiny authenticated WebSocket: proves login and origin checks on the socket path end to end."""
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        await self.accept()
+        await self.send_json({"type": "hello", "user": user.get_username()})
+
+    async def receive_json(self, content, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        if not isinstance(content, dict) or content.get("type") != "ping":
+            await self.send_json({"type": "error", "error": 'Send {"type": "ping"}.'})
+            return
+        await self.send_json({"type": "pong"})

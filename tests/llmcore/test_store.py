@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from llmcore.store import META_FILE, ModelStore, StoreError, sha256_files
+
+
+def test_import_folder_writes_weights_tokenizer_config_and_meta(
+    store: ModelStore, tiny_model_dir: Path
+) -> None:
+    meta = store.import_folder(tiny_model_dir, "tiny", license="MIT")
+    folder = store.path("tiny")
+    names = {p.name for p in folder.iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", META_FILE} <= names
+    on_disk = json.loads((folder / META_FILE).read_text())
+    assert on_disk["name"] == "tiny"
+    assert on_disk["license"] == "MIT"
+    assert on_disk["parent"] is None
+    assert on_disk["method"] == "import"
+    assert on_disk["created"]
+    assert on_disk["sha256"] == sha256_files([folder / "model.safetensors"]) == meta.sha256
+
+
+def test_facts_describe_the_tiny_architecture(store: ModelStore, tiny_model_dir: Path) -> None:
+    facts = store.import_folder(tiny_model_dir, "tiny").facts
+    assert facts is not None
+    assert (facts.family, facts.layers, facts.attention_heads, facts.kv_heads) == ("llama", 2, 4, 2)
+    assert facts.hidden_size == 64
+    assert facts.context_length == 256
+    assert facts.dtype == "float32"
+    assert not facts.is_encoder_only
+    # Tied embeddings are stored once: embeddings + per layer (4 attention + 3 MLP + 2 norms) + final norm.
+    vocab = facts.vocab_size
+    per_layer = 64 * 64 * 2 + 64 * 32 * 2 + 64 * 128 * 3 + 64 * 2
+    assert facts.parameters == vocab * 64 + 2 * per_layer + 64
+    assert facts.size_bytes > facts.parameters * 4
+
+
+def test_list_and_remove(store: ModelStore, tiny_model_dir: Path) -> None:
+    store.import_folder(tiny_model_dir, "a")
+    store.import_folder(tiny_model_dir, "b", parent="a", method="finetune-lora")
+    assert [m.name for m in store.list()] == ["a", "b"]
+    assert store.meta("b").parent == "a"
+    store.remove("a")
+    assert [m.name for m in store.list()] == ["b"]
+    assert not store.path("a").exists()
+
+
+def test_importing_over_an_existing_name_is_refused(store: ModelStore, tiny_model_dir: Path) -> None:
+    store.import_folder(tiny_model_dir, "tiny")
+    with pytest.raises(StoreError, match="already exists"):
+        store.import_folder(tiny_model_dir, "tiny")
+
+
+def test_unknown_parent_is_refused(store: ModelStore, tiny_model_dir: Path) -> None:
+    with pytest.raises(StoreError, match="Parent model 'nope'"):
+        store.import_folder(tiny_model_dir, "child", parent="nope")
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "/etc", "..", ".hidden", "UPPER", "", "x" * 65, "a\\b"])
+def test_names_can_never_escape_the_store(store: ModelStore, name: str) -> None:
+    with pytest.raises(StoreError, match="Invalid model name"):
+        store.path(name)
+
+
+def test_pickle_checkpoints_are_refused_with_a_clear_message(
+    store: ModelStore, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    shutil.copy(tiny_model_dir / "config.json", folder)
+    (folder / "pytorch_model.bin").write_bytes(b"\x80\x04not really a pickle")
+    with pytest.raises(StoreError, match="pickle checkpoint.*safetensors"):
+        store.import_folder(folder, "pickled")
+    assert store.list() == []
+
+
+def test_pickle_files_beside_safetensors_are_left_behind(
+    store: ModelStore, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    folder = tmp_path / "both"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "pytorch_model.bin").write_bytes(b"pickle")
+    store.import_folder(folder, "both")
+    assert not (store.path("both") / "pytorch_model.bin").exists()
+
+
+@pytest.mark.parametrize("how", ["auto_map", "python_file"])
+def test_folders_that_need_custom_code_are_refused(
+    store: ModelStore, tmp_path: Path, tiny_model_dir: Path, how: str
+) -> None:
+    folder = tmp_path / "custom"
+    shutil.copytree(tiny_model_dir, folder)
+    if how == "auto_map":
+        config = json.loads((folder / "config.json").read_text())
+        config["auto_map"] = {"AutoModelForCausalLM": "modeling_x.XForCausalLM"}
+        (folder / "config.json").write_text(json.dumps(config))
+    else:
+        (folder / "modeling_x.py").write_text("import os\n")
+    with pytest.raises(StoreError, match="needs custom code"):
+        store.import_folder(folder, "custom")
+
+
+def test_a_failed_import_leaves_no_half_written_model(
+    store: ModelStore, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    folder = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "model.safetensors").write_bytes(b"not safetensors at all")
+    with pytest.raises(Exception):  # noqa: B017 - whatever safetensors raises, nothing may remain
+        store.import_folder(folder, "broken")
+    assert store.list() == []
+    assert list(store.root.iterdir()) == []
+
+
+def test_import_copy_from_a_seed_store_keeps_metadata(
+    store: ModelStore, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    seed = ModelStore(tmp_path / "seed")
+    original = seed.import_folder(tiny_model_dir, "tiny", license="MIT", source_label="somewhere")
+    copied = store.import_copy(seed, "tiny")
+    assert (copied.license, copied.source, copied.sha256) == ("MIT", "somewhere", original.sha256)
+    assert store.exists("tiny")
