@@ -106,7 +106,7 @@ def load_model(
     common = {"local_files_only": True, "trust_remote_code": False}
     tokenizer = AutoTokenizer.from_pretrained(path, **common)
     model = auto.from_pretrained(path, dtype=dtype, use_safetensors=True, **common)
-    model.to(target)
+    model.to(target)  # type: ignore[arg-type]
     model.eval()
     stops = stop_token_ids(tokenizer, model) if is_causal else []
     if is_causal:

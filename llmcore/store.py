@@ -215,7 +215,7 @@ class ModelStore:
                 progress(f"Dequantizing the weights of {path.name} (once; later loads read safetensors)")
             model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name)
             # The weights are plain tensors now: drop the GGUF marker so they save as ordinary safetensors.
-            model.hf_quantizer = None
+            model.hf_quantizer = None  # type: ignore[assignment]
             if hasattr(model.config, "quantization_config"):
                 del model.config.quantization_config
             model.save_pretrained(tmp, safe_serialization=True)

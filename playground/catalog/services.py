@@ -17,20 +17,36 @@ from playground.core.services import model_cache, model_store
 __all__ = ["StoreError", "import_model", "list_models", "pull_model", "remove_model", "sync_catalog"]
 
 
-@transaction.atomic
 def sync_catalog() -> list[ModelEntry]:
-    """Make the catalog rows match the store: add, update and drop rows; link parents."""
+    """Make the catalog rows match the store: add, update and drop rows; link parents.
+
+    Called on every catalog page view, so it writes only when the store has changed.
+    """
     metas = {meta.name: meta for meta in model_store().list()}
-    ModelEntry.objects.exclude(name__in=metas).delete()
-    entries: dict[str, ModelEntry] = {}
-    for meta in metas.values():
-        entries[meta.name], _ = ModelEntry.objects.update_or_create(name=meta.name, defaults=_fields(meta))
-    for meta in metas.values():
-        parent = entries.get(meta.parent) if meta.parent else None
-        if entries[meta.name].parent_id != (parent.pk if parent else None):
-            entries[meta.name].parent = parent
-            entries[meta.name].save(update_fields=["parent"])
-    return sorted(entries.values(), key=lambda e: e.name)
+    entries = {e.name: e for e in ModelEntry.objects.select_related("parent")}
+    stale = [name for name in entries if name not in metas]
+    changed = [m for m in metas.values() if _differs(entries.get(m.name), m)]
+    if stale or changed:
+        with transaction.atomic():
+            ModelEntry.objects.filter(name__in=stale).delete()
+            for meta in changed:
+                entry, _ = ModelEntry.objects.update_or_create(name=meta.name, defaults=_fields(meta))
+                entries[meta.name] = entry
+            for meta in metas.values():
+                entry = entries[meta.name]
+                parent = entries.get(meta.parent) if meta.parent else None
+                if entry.parent_id != (parent.pk if parent else None):
+                    entry.parent = parent
+                    entry.save(update_fields=["parent"])
+    return sorted((entries[name] for name in metas), key=lambda e: e.name)
+
+
+def _differs(entry: ModelEntry | None, meta: ModelMeta) -> bool:
+    if entry is None:
+        return True
+    parent = entry.parent.name if entry.parent else None
+    created = datetime.fromisoformat(meta.created)
+    return (entry.sha256, entry.created, parent) != (meta.sha256, created, meta.parent)
 
 
 def _fields(meta: ModelMeta) -> dict[str, object]:

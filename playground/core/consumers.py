@@ -10,10 +10,12 @@ class HealthConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         user = self.scope.get("user")
+        await self.accept()
         if user is None or not user.is_authenticated:
+            # Accept, then close with a code the page can read ("log in again"); a bare rejection
+            # would look the same as a network failure or a foreign origin.
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        await self.accept()
         await self.send_json({"type": "hello", "user": user.get_username()})
 
     async def receive_json(self, content, **kwargs) -> None:  # type: ignore[no-untyped-def]
