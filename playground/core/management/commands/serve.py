@@ -1,11 +1,14 @@
 """Serve the playground on one machine: Daphne (HTTP and WebSockets) and a Celery worker together.
 
-Ctrl-C (or SIGTERM) stops both: the children get SIGTERM, a grace period, then SIGKILL. If either child
-dies on its own, the other is stopped too and the command exits non-zero, so nothing runs half-alive.
+Ctrl-C, SIGTERM or a closed terminal (SIGHUP) stops both: the children get SIGTERM, a grace period, then
+SIGKILL. If either child dies on its own, the other is stopped too and the command exits non-zero, so
+nothing runs half-alive. On Linux the children also get SIGTERM if this process is killed outright.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import signal
 import subprocess
 import sys
@@ -14,6 +17,14 @@ import time
 from django.core.management.base import BaseCommand
 
 GRACE_SECONDS = 20
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: ask the kernel to send SIGTERM when the parent dies (Linux)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class Command(BaseCommand):
@@ -56,33 +67,48 @@ class Command(BaseCommand):
             nonlocal stopping
             stopping = True
 
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, on_signal)
         # New sessions: a terminal's Ctrl-C reaches only this process, which then stops the children in
         # order, instead of each child reacting on its own to the same SIGINT.
-        procs = {name: subprocess.Popen(cmd, start_new_session=True) for name, cmd in commands.items()}
-        self.stdout.write(
-            f"Serving http://{opts['host']}:{opts['port']}/ ({', '.join(procs)}); Ctrl-C stops."
-        )
+        procs = {
+            name: subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent)
+            for name, cmd in commands.items()
+        }
         exit_code = 0
-        while not stopping:
-            for name, proc in procs.items():
-                if proc.poll() is not None:
-                    self.stderr.write(f"{name} exited with status {proc.returncode}; stopping the rest.")
-                    exit_code = proc.returncode or 1
-                    stopping = True
-            time.sleep(0.2)
-        self.stdout.write("Stopping...")
-        for proc in procs.values():
+        try:
+            self._say(f"Serving http://{opts['host']}:{opts['port']}/ ({', '.join(procs)}); Ctrl-C stops.")
+            while not stopping:
+                for name, proc in procs.items():
+                    if proc.poll() is not None and not stopping:
+                        self._say(f"{name} exited with status {proc.returncode}; stopping the rest.")
+                        exit_code = proc.returncode or 1
+                        stopping = True
+                time.sleep(0.2)
+        finally:
+            # Always reached, even if writing to a closed terminal fails: no child outlives this command.
+            self._say("Stopping...")
+            self._stop(procs.values())
+            self._say("Stopped.")
+        if exit_code:
+            sys.exit(exit_code)
+
+    @staticmethod
+    def _stop(procs) -> None:  # type: ignore[no-untyped-def]
+        for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + GRACE_SECONDS
-        for proc in procs.values():
+        for proc in procs:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        self.stdout.write("Stopped.")
-        if exit_code:
-            sys.exit(exit_code)
+
+    def _say(self, message: str) -> None:
+        try:
+            self.stdout.write(message)
+            self.stdout.flush()
+        except (BrokenPipeError, OSError):
+            pass  # the terminal (or a pipe such as `| tee`) is gone; keep stopping the children
