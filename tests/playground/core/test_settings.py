@@ -91,3 +91,33 @@ def test_check_deploy_passes_with_the_production_variables(tmp_path: Path) -> No
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_production_serves_collected_static_files_with_hashed_names(tmp_path: Path) -> None:
+    env = {
+        **CLEAN,
+        "DATA_DIR": str(tmp_path),
+        "PRODUCTION": "1",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "testserver",
+        "STATIC_ROOT": str(tmp_path / "static"),
+    }
+    collect = subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput"], cwd=ROOT, env=env, capture_output=True,
+        text=True,
+    )
+    assert collect.returncode == 0, collect.stderr
+    code = (
+        "import django; django.setup()\n"
+        "from django.templatetags.static import static\n"
+        "from django.test import Client\n"
+        "url = static('css/site.css')\n"
+        "r = Client().get(url, secure=True)\n"
+        "print(url, r.status_code, r.headers.get('Cache-Control'), sep='|')\n"
+    )
+    result = run(code, {k: v for k, v in env.items() if k not in CLEAN})
+    assert result.returncode == 0, result.stderr
+    url, status, cache = result.stdout.strip().splitlines()[-1].split("|")
+    assert url.startswith("/static/css/site.") and url != "/static/css/site.css"  # hashed for caching
+    assert status == "200"
+    assert "max-age" in cache
