@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "template_partials",
     "playground.core",
     "playground.catalog",
+    "playground.inspect",
 ]
 
 MIDDLEWARE = [
@@ -145,6 +146,10 @@ WORKER_HEARTBEAT_TIMEOUT = envint("WORKER_HEARTBEAT_TIMEOUT", 3 * WORKER_HEARTBE
 MAX_LOADED_MODELS = envint("MAX_LOADED_MODELS", 2)
 # "auto" picks cuda, then mps, then cpu.
 MODEL_DEVICE = envstr("MODEL_DEVICE", "auto")
+
+# Limits of the inspect tools, stated on their pages and enforced by their forms.
+INSPECT_MAX_CHARS = 20_000  # text typed or pasted into a tool
+INSPECT_MAX_TOKENS = 1024  # tokens a forward pass looks at (attention, logit lens, next token)
 
 # --- Auth -----------------------------------------------------------------------------------------
 LOGIN_URL = "login"

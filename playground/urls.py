@@ -6,5 +6,6 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("playground.core.urls")),
     path("models/", include("playground.catalog.urls")),
+    path("", include("playground.inspect.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -16,14 +16,26 @@ NAV_ITEMS: list[dict[str, Any]] = [
     {
         "key": "tokenize",
         "label": "Tokenizer",
-        "url": "tokenize",
+        "url": "inspect:tokenize",
         "about": "See text become tokens, IDs and embeddings, step by step.",
     },
     {
         "key": "attention",
         "label": "Attention",
-        "url": "attention",
-        "about": "Attention maps for every layer and head, next-token distributions and the logit lens.",
+        "url": "inspect:attention",
+        "about": "Attention maps for every layer and head, causal and bidirectional.",
+    },
+    {
+        "key": "next-token",
+        "label": "Next token",
+        "url": "inspect:next-token",
+        "about": "The next-token distribution through each sampler stage: temperature, top-k, top-p, min-p.",
+    },
+    {
+        "key": "logit-lens",
+        "label": "Logit lens",
+        "url": "inspect:logit-lens",
+        "about": "What the model would predict at every layer, for every position.",
     },
     {
         "key": "chat",
@@ -50,5 +62,8 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     match = getattr(request, "resolver_match", None)
     current = ""
     if match is not None:
-        current = match.kwargs.get("section") or ("models" if match.namespace == "catalog" else "")
+        current = match.kwargs.get("section") or {"catalog": "models"}.get(match.namespace, "")
+        if match.namespace == "inspect":
+            # A tool's JSON and partial routes are named after it: "tokenize", "tokenize-api"...
+            current = next((i["key"] for i in NAV_ITEMS if (match.url_name or "").startswith(i["key"])), "")
     return {"nav_items": NAV_ITEMS, "nav_current": current}

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class InspectConfig(AppConfig):
+    name = "playground.inspect"
+    label = "inspect"
+    verbose_name = "Inspect"
