@@ -1,89 +1,69 @@
-"""Benchmarks, written as JSON: `make bench` (or `python -m bench`).
+"""Benchmarks, written as JSON: `make bench` (or `python -m bench [NAME ...]`).
 
-Foundation numbers for the default model on this machine: how long a load from the store takes, the
-latency of one forward pass over a prompt, plain transformers `generate` decode speed (the baseline later
-engines are compared with), and peak memory. Targets are checked here, never in timed tests.
+Every module in bench/ with a `run()` function is a benchmark; each returns a dict of numbers (and the
+targets it checks, with whether they were met). All results of one run go to one JSON file under
+bench/results/ and to standard output. Targets live here, never in timed tests.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
-import os
+import pkgutil
 import platform
-import resource
-import statistics
 import sys
 import time
+import traceback
 from datetime import UTC, datetime
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.common import ROOT
+
 RESULTS = ROOT / "bench" / "results"
 
 
-def main() -> None:
+def main(selected: list[str]) -> int:
     import torch
 
-    from llmcore.loading import load_model
-    from llmcore.pulls import DEFAULT_MODEL, pull
-    from llmcore.store import ModelStore
-
-    store = ModelStore(os.environ.get("MODEL_DIR", ROOT / "var" / "models"))
-    pull(DEFAULT_MODEL, store, ROOT / "var" / "cache" / "downloads", progress=print)
-
-    started = time.perf_counter()
-    loaded = load_model(store, DEFAULT_MODEL, device="cpu")
-    load_seconds = time.perf_counter() - started
-    tok, model = loaded.tokenizer, loaded.model
-
-    text = "The quick brown fox jumps over the lazy dog. " * 12
-    ids = tok(text, return_tensors="pt").input_ids[:, :128]
-    forward = []
-    with torch.inference_mode():
-        model(ids)  # warm-up
-        for _ in range(5):
-            t = time.perf_counter()
-            model(ids)
-            forward.append(time.perf_counter() - t)
-
-    prompt = tok.apply_chat_template(
-        [{"role": "user", "content": "Write a short story about a robot who learns to paint."}],
-        add_generation_prompt=True,
-        return_tensors="pt",
-        return_dict=True,
-    )
-    new_tokens = 64
-    with torch.inference_mode():
-        t = time.perf_counter()
-        model.generate(**prompt, max_new_tokens=1, min_new_tokens=1, do_sample=False)
-        first_token = time.perf_counter() - t
-        t = time.perf_counter()
-        out = model.generate(**prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
-        decode_seconds = time.perf_counter() - t
-    generated = out.shape[1] - prompt["input_ids"].shape[1]
-
-    result = {
-        "benchmark": "foundation",
+    names = [
+        m.name for m in pkgutil.iter_modules([str(ROOT / "bench")]) if m.name not in {"common", "__main__"}
+    ]
+    if selected:
+        unknown = set(selected) - set(names)
+        if unknown:
+            print(f"unknown benchmark(s): {', '.join(sorted(unknown))}; known: {', '.join(names)}")
+            return 2
+        names = selected
+    report: dict = {  # type: ignore[type-arg]
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             "python": sys.version.split()[0],
             "torch": torch.__version__,
             "cpu": platform.machine(),
             "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         },
-        "model": DEFAULT_MODEL,
-        "load_seconds": round(load_seconds, 3),
-        "forward_128_tokens_ms": round(statistics.median(forward) * 1000, 1),
-        "hf_generate_time_to_first_token_ms": round(first_token * 1000, 1),
-        "hf_generate_decode_tokens_per_second": round(generated / decode_seconds, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "benchmarks": {},
     }
+    failed = False
+    for name in names:
+        module = importlib.import_module(f"bench.{name}")
+        if not hasattr(module, "run"):
+            continue
+        started = time.perf_counter()
+        try:
+            result = module.run()
+        except Exception:
+            failed = True
+            result = {"error": traceback.format_exc()}
+        result["bench_seconds"] = round(time.perf_counter() - started, 1)
+        report["benchmarks"][name] = result
+        print(json.dumps({name: result}, indent=2))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"foundation-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
-    path.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    path = RESULTS / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    path.write_text(json.dumps(report, indent=2))
     print(f"written to {path.relative_to(ROOT)}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))
