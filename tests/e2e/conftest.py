@@ -89,7 +89,7 @@ def start_site(data_dir: Path, **env_extra: str) -> Site:
     return site
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def site(real_model_store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:  # type: ignore[no-untyped-def]
     running = start_site(tmp_path_factory.mktemp("site"))
     yield running

@@ -8,6 +8,10 @@ from playground.catalog.services import sync_catalog
 from playground.core.services import model_cache
 
 
+class InspectError(ValueError):
+    """Input a tool cannot take (too long, wrong kind of model...); the message is for the user."""
+
+
 def model_choices(causal_only: bool = False) -> list[tuple[str, str]]:
     """(name, label) of every catalog model; causal_only leaves out encoder-only models."""
     entries = [e for e in sync_catalog() if not (causal_only and e.is_encoder_only)]

@@ -1,15 +1,52 @@
+"""The logit lens: /logit-lens/ and POST /api/logit-lens."""
+
 from __future__ import annotations
 
+from typing import Any
+
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 from django.urls import path
+from django.views.decorators.http import require_http_methods, require_POST
 
-from playground.core.views import coming_soon
+from playground.core.api import ApiError, api_view, json_body, validated
+from playground.inspect.forms_sampling import LENS_MAX_TOKENS, PromptForm
+from playground.inspect.services.common import InspectError, default_model_name
+from playground.inspect.services.lens import run_lens
+
+EXAMPLE_PROMPT = "The Eiffel Tower is in the city of"
 
 
+@require_http_methods(["GET", "POST"])
 def page(request: HttpRequest) -> HttpResponse:
-    return coming_soon(request, "logit-lens")
+    if request.method == "POST":
+        form = PromptForm(request.POST)
+    else:
+        form = PromptForm({"model": default_model_name(), "text": EXAMPLE_PROMPT, **request.GET.dict()})
+    result, error = None, None
+    if form.is_valid():
+        try:
+            result = run_lens(
+                form.cleaned_data["model"], form.cleaned_data["text"], form.cleaned_data["as_chat"]
+            )
+        except InspectError as exc:
+            error = str(exc)
+    template = "inspect/logit_lens.html#result" if request.htmx else "inspect/logit_lens.html"
+    context = {"form": form, "result": result, "error": error, "max_tokens": LENS_MAX_TOKENS}
+    return render(request, template, context)
+
+
+@require_POST
+@api_view
+def api(request: HttpRequest) -> dict[str, Any]:
+    data = validated(PromptForm, json_body(request))
+    try:
+        return run_lens(data["model"], data["text"], data["as_chat"])
+    except InspectError as exc:
+        raise ApiError(str(exc)) from None
 
 
 urlpatterns = [
     path("logit-lens/", page, name="logit-lens"),
+    path("api/logit-lens", api, name="logit-lens-api"),
 ]

@@ -1,15 +1,107 @@
+"""The next-token and sampling explorer: /next-token/ and POST /api/next-token."""
+
 from __future__ import annotations
 
+import math
+from typing import Any
+
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 from django.urls import path
+from django.views.decorators.http import require_http_methods, require_POST
 
-from playground.core.views import coming_soon
+from llmcore.sampling import SamplingConfig
+from playground.core.api import ApiError, api_view, json_body, validated
+from playground.inspect.forms_sampling import NextTokenForm, with_defaults
+from playground.inspect.services.common import InspectError, default_model_name
+from playground.inspect.services.sampling import explore, prompt_logits
+
+EXAMPLE_PROMPT = "The capital of France is"
+# Range inputs for the sampler: (field, one-line explanation, min, max, step).
+SLIDERS = [
+    (
+        "temperature",
+        "Divides the logits: below 1 sharpens the distribution, above 1 flattens it, 0 is greedy.",
+        0,
+        2,
+        0.05,
+    ),
+    ("top_k", "Keeps only the k most likely tokens; 0 turns it off.", 0, 200, 1),
+    (
+        "top_p",
+        "Keeps the most likely tokens until their probability adds up to p; 1 turns it off.",
+        0.01,
+        1,
+        0.01,
+    ),
+    ("min_p", "Keeps tokens at least min-p times as likely as the best one; 0 turns it off.", 0, 0.5, 0.01),
+    ("repetition_penalty", "Makes tokens already in the prompt less likely; 1 turns it off.", 1, 2, 0.05),
+]
+# The cumulative curve's drawing box inside its SVG viewBox.
+PLOT_X0, PLOT_X1, PLOT_Y0, PLOT_Y1 = 40, 410, 190, 10
 
 
+def run_explorer(data: dict[str, Any], draw: bool) -> dict[str, Any]:
+    config = SamplingConfig(
+        temperature=data["temperature"],
+        top_k=data["top_k"],
+        top_p=data["top_p"],
+        min_p=data["min_p"],
+        repetition_penalty=data["repetition_penalty"],
+        order=data["order"],
+    )
+    prompt = prompt_logits(data["model"], data["text"], data["as_chat"])
+    return explore(prompt, config, data["top_n"], data.get("seed"), draw)
+
+
+def curve_geometry(curve: dict[str, Any]) -> dict[str, Any]:
+    """SVG coordinates for the cumulative curve: ranks on a log axis, probability up."""
+    n = len(curve["points"])
+    span = math.log10(max(n, 2))
+
+    def x(rank: int) -> float:
+        return round(PLOT_X0 + (PLOT_X1 - PLOT_X0) * math.log10(rank) / span, 1)
+
+    def y(p: float) -> float:
+        return round(PLOT_Y0 - (PLOT_Y0 - PLOT_Y1) * p, 1)
+
+    points = " ".join(f"{x(r)},{y(p)}" for r, p in enumerate(curve["points"], start=1))
+    cut = curve["cut_rank"]
+    return {"points": points, "top_p_y": int(y(curve["top_p"])), "cut_x": x(cut) if 1 <= cut <= n else None}
+
+
+@require_http_methods(["GET", "POST"])
 def page(request: HttpRequest) -> HttpResponse:
-    return coming_soon(request, "next-token")
+    source = request.POST if request.method == "POST" else request.GET
+    initial = {"model": default_model_name(), "text": EXAMPLE_PROMPT}
+    form = NextTokenForm(with_defaults({**initial, **source.dict()}))
+    result, error = None, None
+    if form.is_valid():
+        try:
+            result = run_explorer(form.cleaned_data, draw="sample" in source)
+            result["curve"]["geometry"] = curve_geometry(result["curve"])
+        except InspectError as exc:
+            error = str(exc)
+    template = "inspect/next_token.html#result" if request.htmx else "inspect/next_token.html"
+    sliders = [
+        {"field": form[name], "hint": hint, "min": low, "max": high, "step": step}
+        for name, hint, low, high, step in SLIDERS
+    ]
+    return render(request, template, {"form": form, "result": result, "error": error, "sliders": sliders})
+
+
+@require_POST
+@api_view
+def api(request: HttpRequest) -> dict[str, Any]:
+    body = json_body(request)
+    data = validated(NextTokenForm, with_defaults(body))
+    try:
+        return run_explorer(data, draw=bool(body.get("sample")))
+    except InspectError as exc:
+        raise ApiError(str(exc)) from None
 
 
 urlpatterns = [
     path("next-token/", page, name="next-token"),
+    path("api/next-token", api, name="next-token-api"),
 ]

@@ -1,0 +1,216 @@
+"""Sampling as pure functions over logits (section 6.2 of the notes), shared by the explorer and chat.
+
+Every stage maps logits to logits over the *whole* vocabulary: a token a stage cuts gets -inf, nothing is
+renormalized over a truncated list. `explain` runs the stages one by one and reports each distribution,
+so a page can show what each stage did; `sample` draws from the final one. Greedy decoding is the
+temperature-0 limit: the distribution collapses onto the most likely token.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+STAGES = ("temperature", "top_k", "top_p", "min_p")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Sampler settings; the defaults change nothing (plain softmax sampling)."""
+
+    temperature: float = 1.0  # 0 means greedy
+    top_k: int = 0  # keep the k most likely tokens; 0 is off
+    top_p: float = 1.0  # keep the smallest set whose probability reaches p; 1 is off
+    min_p: float = 0.0  # keep tokens at least min_p times as likely as the best; 0 is off
+    repetition_penalty: float = 1.0  # > 1 makes tokens already in the context less likely
+    order: tuple[str, ...] = STAGES  # the order the filtering stages run in
+
+    def __post_init__(self) -> None:
+        if not (self.temperature >= 0 and math.isfinite(self.temperature)):
+            raise ValueError("temperature must be a finite number >= 0")
+        if self.top_k < 0:
+            raise ValueError("top_k must be >= 0 (0 turns it off)")
+        if not 0 < self.top_p <= 1:
+            raise ValueError("top_p must be in (0, 1]")
+        if not 0 <= self.min_p < 1:
+            raise ValueError("min_p must be in [0, 1)")
+        if self.repetition_penalty <= 0:
+            raise ValueError("repetition_penalty must be > 0")
+        if sorted(self.order) != sorted(STAGES):
+            raise ValueError(f"order must be a permutation of {', '.join(STAGES)}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+# --- stages: logits (V,) -> logits (V,) ------------------------------------------------------------
+def apply_repetition_penalty(
+    logits: torch.Tensor, previous_ids: Sequence[int], penalty: float
+) -> torch.Tensor:
+    """CTRL-style: a seen token's positive logit is divided by the penalty, a negative one multiplied."""
+    if penalty == 1.0 or not previous_ids:
+        return logits
+    out = logits.clone()
+    ids = torch.tensor(sorted(set(previous_ids)), dtype=torch.long)
+    seen = out[ids]
+    out[ids] = torch.where(seen > 0, seen / penalty, seen * penalty)
+    return out
+
+
+def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    if temperature == 1.0:
+        return logits
+    if temperature == 0:
+        # The limit T -> 0: all probability on the argmax (ties go to the lowest id, as in argmax).
+        out = torch.full_like(logits, -math.inf)
+        best = int(torch.argmax(logits))
+        out[best] = 0.0
+        return out
+    return logits / temperature
+
+
+def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
+    if k <= 0 or k >= logits.numel():
+        return logits
+    # Exactly k tokens, even with ties at the boundary (a threshold would keep every tied token).
+    keep = torch.zeros_like(logits, dtype=torch.bool)
+    keep[torch.topk(logits, k).indices] = True
+    return logits.masked_fill(~keep, -math.inf)
+
+
+def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Keep the most likely tokens until their probability reaches p (the top one always stays)."""
+    if p >= 1.0:
+        return logits
+    probs = torch.softmax(logits.float(), dim=-1)
+    sorted_probs, order = torch.sort(probs, descending=True)
+    before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs  # mass of the tokens ranked above
+    drop_sorted = before >= p
+    drop = torch.zeros_like(drop_sorted).scatter(0, order, drop_sorted)
+    return logits.masked_fill(drop, -math.inf)
+
+
+def min_p_filter(logits: torch.Tensor, min_p: float) -> torch.Tensor:
+    if min_p <= 0:
+        return logits
+    probs = torch.softmax(logits.float(), dim=-1)
+    return logits.masked_fill(probs < min_p * probs.max(), -math.inf)
+
+
+def _stage(logits: torch.Tensor, name: str, config: SamplingConfig) -> torch.Tensor:
+    if name == "temperature":
+        return apply_temperature(logits, config.temperature)
+    if name == "top_k":
+        return top_k_filter(logits, config.top_k)
+    if name == "top_p":
+        return top_p_filter(logits, config.top_p)
+    return min_p_filter(logits, config.min_p)
+
+
+def warp(logits: torch.Tensor, config: SamplingConfig, previous_ids: Sequence[int] = ()) -> torch.Tensor:
+    """The final logits (V,) after the repetition penalty and every filtering stage in order."""
+    out = apply_repetition_penalty(logits.float(), previous_ids, config.repetition_penalty)
+    for name in config.order:
+        out = _stage(out, name, config)
+    return out
+
+
+def sample(
+    logits: torch.Tensor,
+    config: SamplingConfig,
+    generator: torch.Generator | None = None,
+    previous_ids: Sequence[int] = (),
+) -> int:
+    """One token id drawn from the warped distribution (argmax when greedy)."""
+    final = warp(logits, config, previous_ids)
+    if config.greedy:
+        return int(torch.argmax(final))
+    probs = torch.softmax(final, dim=-1)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def generator_for(seed: int) -> torch.Generator:
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(seed)
+    return gen
+
+
+# --- explaining ------------------------------------------------------------------------------------
+def entropy_bits(probs: torch.Tensor) -> float:
+    nz = probs[probs > 0]
+    return float(-(nz * torch.log2(nz)).sum())
+
+
+@dataclass
+class StageResult:
+    name: str  # "softmax", "repetition_penalty", "temperature", "top_k", "top_p", "min_p"
+    probs: torch.Tensor  # (V,) float32, a distribution over the whole vocabulary
+    kept: int  # tokens no stage has cut so far
+    cut: list[int] = field(default_factory=list)  # ids this stage removed (most likely first, capped)
+    cut_count: int = 0
+    entropy: float = 0.0
+    active: bool = True  # False when the stage's setting leaves the distribution unchanged
+
+
+def explain(
+    logits: torch.Tensor,
+    config: SamplingConfig,
+    previous_ids: Sequence[int] = (),
+    max_cut_listed: int = 20,
+) -> list[StageResult]:
+    """The distribution after each stage: plain softmax, repetition penalty, then the filters in order."""
+    current = logits.float()
+    results = [_result("softmax", current, None, max_cut_listed, True)]
+    penalized = apply_repetition_penalty(current, previous_ids, config.repetition_penalty)
+    results.append(
+        _result(
+            "repetition_penalty",
+            penalized,
+            current,
+            max_cut_listed,
+            config.repetition_penalty != 1.0 and bool(previous_ids),
+        )
+    )
+    current = penalized
+    for name in config.order:
+        nxt = _stage(current, name, config)
+        active = {
+            "temperature": config.temperature != 1.0,
+            "top_k": 0 < config.top_k < current.numel(),
+            "top_p": config.top_p < 1.0,
+            "min_p": config.min_p > 0,
+        }[name]
+        results.append(_result(name, nxt, current, max_cut_listed, active))
+        current = nxt
+    return results
+
+
+def _result(
+    name: str, logits: torch.Tensor, before: torch.Tensor | None, max_cut: int, active: bool
+) -> StageResult:
+    probs = torch.softmax(logits, dim=-1)
+    # Tokens still in the running: a token whose probability underflows to 0 at a low temperature was
+    # not cut by anything, so count finite logits rather than non-zero probabilities.
+    kept_mask = torch.isfinite(logits)
+    cut_ids: list[int] = []
+    cut_count = 0
+    if before is not None:
+        was = torch.isfinite(before)
+        cut_mask = was & ~torch.isfinite(logits)
+        cut_count = int(cut_mask.sum())
+        if cut_count:
+            ranked = torch.argsort(before.masked_fill(~cut_mask, -math.inf), descending=True)
+            cut_ids = [int(i) for i in ranked[: min(max_cut, cut_count)]]
+    return StageResult(
+        name=name,
+        probs=probs,
+        kept=int(kept_mask.sum()),
+        cut=cut_ids,
+        cut_count=cut_count,
+        entropy=entropy_bits(probs),
+        active=active,
+    )

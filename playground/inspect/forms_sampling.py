@@ -1,0 +1,66 @@
+"""Forms of the next-token explorer and the logit lens: every field bounded, every error in words."""
+
+from __future__ import annotations
+
+from itertools import permutations
+
+from django import forms
+from django.conf import settings
+
+from llmcore.sampling import STAGES
+from playground.inspect.forms import ModelNameField
+
+STAGE_LABELS = {"temperature": "temperature", "top_k": "top-k", "top_p": "top-p", "min_p": "min-p"}
+# The orders people meet in practice first (transformers' warpers; llama.cpp's sampler chain), then the rest.
+COMMON_ORDERS = [("temperature", "top_k", "top_p", "min_p"), ("top_k", "top_p", "min_p", "temperature")]
+ORDER_CHOICES = [
+    (",".join(order), " → ".join(STAGE_LABELS[s] for s in order))
+    for order in COMMON_ORDERS + [p for p in permutations(STAGES) if p not in COMMON_ORDERS]
+]
+LENS_MAX_TOKENS = 48  # the grid shows every layer for every position; more columns stop being readable
+
+
+class PromptForm(forms.Form):
+    model = ModelNameField(causal_only=True, widget=forms.Select(attrs={"class": "live"}))
+    text = forms.CharField(
+        max_length=settings.INSPECT_MAX_CHARS,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 3}),  # a new prompt runs on submit, not on every keystroke
+        error_messages={"required": "Type a prompt first."},
+    )
+    as_chat = forms.BooleanField(
+        required=False, label="as chat", widget=forms.CheckboxInput(attrs={"class": "live"})
+    )
+
+    def clean_text(self) -> str:
+        text = self.cleaned_data["text"]
+        if not text.strip():
+            raise forms.ValidationError("Type a prompt first.")
+        return text
+
+
+class NextTokenForm(PromptForm):
+    temperature = forms.FloatField(min_value=0, max_value=5, initial=1.0)
+    top_k = forms.IntegerField(label="Top-k", min_value=0, max_value=1000, initial=0)
+    top_p = forms.FloatField(label="Top-p", min_value=0.01, max_value=1, initial=1.0)
+    min_p = forms.FloatField(label="Min-p", min_value=0, max_value=0.99, initial=0.0)
+    repetition_penalty = forms.FloatField(min_value=0.5, max_value=3, initial=1.0)
+    order = forms.ChoiceField(
+        choices=ORDER_CHOICES, initial=ORDER_CHOICES[0][0], widget=forms.Select(attrs={"class": "live"})
+    )
+    top_n = forms.IntegerField(
+        min_value=1, max_value=100, initial=20, widget=forms.NumberInput(attrs={"class": "live"})
+    )
+    seed = forms.IntegerField(min_value=0, max_value=2**31 - 1, required=False)
+
+    def clean_order(self) -> tuple[str, ...]:
+        return tuple(self.cleaned_data["order"].split(","))
+
+
+def with_defaults(data: dict) -> dict:  # type: ignore[type-arg]
+    """Form data with every missing field set to its initial value (the page's first load, API callers)."""
+    filled = {
+        name: field.initial for name, field in NextTokenForm.base_fields.items() if field.initial is not None
+    }
+    filled.update({k: v for k, v in data.items() if v not in (None, "")})
+    return filled

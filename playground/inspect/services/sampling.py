@@ -1,0 +1,145 @@
+"""The next-token explorer: one forward pass per prompt, then every sampler setting on cached logits."""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from django.conf import settings
+
+from llmcore.lens import LensError, encode_prompt, next_token_logits
+from llmcore.sampling import SamplingConfig, explain, generator_for, sample
+from playground.inspect.services.common import InspectError, get_loaded
+
+STAGE_TITLES = {
+    "softmax": "Softmax",
+    "repetition_penalty": "Repetition penalty",
+    "temperature": "Temperature",
+    "top_k": "Top-k",
+    "top_p": "Top-p",
+    "min_p": "Min-p",
+}
+CURVE_POINTS = 200  # ranks drawn on the cumulative curve
+_CACHE_SIZE = 16
+_cache: OrderedDict[tuple[str, bool, str], tuple[list[int], torch.Tensor]] = OrderedDict()
+_lock = threading.Lock()
+
+
+@dataclass
+class Prompt:
+    model: str
+    ids: list[int]
+    logits: torch.Tensor  # (V,)
+    tokenizer: Any
+
+
+def token_label(tokenizer: Any, token_id: int) -> str:
+    """A token as text a person can read: spaces, tabs and newlines made visible."""
+    text = tokenizer.decode([token_id])
+    if text == "":
+        text = tokenizer.convert_ids_to_tokens(token_id) or f"<{token_id}>"
+    return text.replace(" ", "␣").replace("\n", "↵").replace("\t", "→")
+
+
+def prompt_logits(model: str, text: str, as_chat: bool) -> Prompt:
+    """Next-token logits for a prompt; the same prompt again reuses them (sliders never recompute)."""
+    try:
+        loaded = get_loaded(model)
+        key = (model, as_chat, text)
+        with _lock:
+            hit = _cache.get(key)
+            if hit is not None:
+                _cache.move_to_end(key)
+        if hit is None:
+            ids = encode_prompt(loaded, text, as_chat)
+            if len(ids) > settings.INSPECT_MAX_TOKENS:
+                raise InspectError(
+                    f"The prompt is {len(ids)} tokens long; the limit is {settings.INSPECT_MAX_TOKENS}."
+                )
+            hit = (ids, next_token_logits(loaded, ids))
+            with _lock:
+                _cache[key] = hit
+                while len(_cache) > _CACHE_SIZE:
+                    _cache.popitem(last=False)
+    except (LensError, LookupError) as exc:
+        raise InspectError(str(exc)) from None
+    return Prompt(model=model, ids=hit[0], logits=hit[1], tokenizer=loaded.tokenizer)
+
+
+def explore(
+    prompt: Prompt, config: SamplingConfig, top_n: int, seed: int | None, draw: bool
+) -> dict[str, Any]:
+    """Everything the page and the API show for one setting of the sampler."""
+    tok = prompt.tokenizer
+    stages = explain(prompt.logits, config, previous_ids=prompt.ids)
+    final = stages[-1].probs
+    ranked = torch.argsort(final, descending=True)
+    rank_of = {int(t): r + 1 for r, t in enumerate(ranked[: max(top_n, 1000)].tolist())}
+    base = stages[0].probs
+
+    def bars(probs: torch.Tensor) -> list[dict[str, Any]]:
+        values, ids = torch.topk(probs, top_n)
+        return [
+            {
+                "id": int(i),
+                "token": token_label(tok, int(i)),
+                "prob": float(v),
+                "softmax_prob": float(base[int(i)]),
+            }
+            for v, i in zip(values, ids, strict=True)
+            if float(v) > 0
+        ]
+
+    result: dict[str, Any] = {
+        "model": prompt.model,
+        "prompt_tokens": len(prompt.ids),
+        "vocab_size": int(final.numel()),
+        "order": list(config.order),
+        "stages": [
+            {
+                "name": s.name,
+                "title": STAGE_TITLES[s.name],
+                "active": s.active,
+                "kept": s.kept,
+                "cut_count": s.cut_count,
+                "cut": [token_label(tok, i) for i in s.cut],
+                "entropy_bits": round(max(s.entropy, 0.0), 4),
+                "top": bars(s.probs),
+            }
+            for s in stages
+        ],
+        "curve": cumulative_curve(stages, config),
+    }
+    if draw:
+        seed = seed if seed is not None else random.randrange(2**31)
+        token = sample(prompt.logits, config, generator_for(seed), previous_ids=prompt.ids)
+        result["sample"] = {
+            "seed": seed,
+            "id": token,
+            "token": token_label(tok, token),
+            "prob": float(final[token]),
+            "rank": rank_of.get(token) or int((final > final[token]).sum()) + 1,
+            "greedy": config.greedy,
+        }
+    return result
+
+
+def cumulative_curve(stages: list[Any], config: SamplingConfig) -> dict[str, Any]:
+    """Cumulative probability by rank of the distribution that top-p sees, and where it cuts."""
+    names = [s.name for s in stages]
+    before_top_p = stages[names.index("top_p") - 1].probs
+    sorted_probs = torch.sort(before_top_p, descending=True).values
+    cumulative = torch.cumsum(sorted_probs, dim=0)
+    reached = int((cumulative - sorted_probs < config.top_p).sum())
+    points = cumulative[:CURVE_POINTS].tolist()
+    return {
+        "points": [round(p, 5) for p in points],
+        "top_p": config.top_p,
+        "cut_rank": reached,  # tokens kept by top-p, counting from the most likely
+        "log_x_max": math.log10(max(len(points), 2)),
+    }

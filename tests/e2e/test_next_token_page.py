@@ -1,0 +1,55 @@
+"""The next-token explorer and the logit lens in a real browser, on the real default model."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.conftest import ARTIFACTS, Site
+
+pytestmark = pytest.mark.integration
+
+
+def log_in(site: Site, browser):  # type: ignore[no-untyped-def]
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(site.login_link())
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{site.url}/models/")
+    return page
+
+
+def test_moving_the_temperature_slider_changes_the_bars(site: Site, browser) -> None:  # type: ignore[no-untyped-def]
+    page = log_in(site, browser)
+    page.goto(f"{site.url}/next-token/")
+    bars = page.get_by_test_id("final-bars").locator("li .num")
+    before = bars.first.inner_text()
+    assert "Paris" in page.get_by_test_id("final-bars").locator("li code").first.inner_text()
+    page.locator("#id_temperature").fill("0.3")
+    page.wait_for_function(
+        "before => document.querySelector('[data-testid=final-bars] li .num').textContent.trim() !== before",
+        arg=before,
+    )
+    after = bars.first.inner_text()
+    assert float(after) > float(before), "a colder temperature makes the top token more likely"
+    assert page.locator('output[for="id_temperature"]').inner_text() == "0.3"
+    # Top-p cuts the tail: the note and the stage table say how many tokens are left.
+    page.locator("#id_top_p").fill("0.5")
+    page.get_by_text("Top-p = 0.5 keeps the").wait_for()
+    page.get_by_label("Seed").fill("7")
+    page.get_by_role("button", name="Sample").click()
+    page.get_by_test_id("sample").wait_for()
+    assert "with seed 7" in page.get_by_test_id("sample").inner_text()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "next-token.png"), full_page=True)
+
+
+def test_the_logit_lens_shows_the_answer_emerging(site: Site, browser) -> None:  # type: ignore[no-untyped-def]
+    page = log_in(site, browser)
+    page.goto(f"{site.url}/logit-lens/")
+    page.get_by_role("button", name="Run the lens").click()
+    grid = page.get_by_test_id("lens")
+    grid.wait_for()
+    output_row = grid.locator("tbody tr").first
+    assert "layer 30 (output)" in output_row.inner_text()
+    assert "Paris" in output_row.locator("td").last.inner_text()
+    assert grid.locator("td.settles").count() >= 1
+    page.screenshot(path=str(ARTIFACTS / "logit-lens.png"), full_page=True)
