@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 META_FILE = "meta.json"
+# Bumped when read_facts learns new facts: a model whose meta.json has older facts gets them re-read once.
+FACTS_VERSION = 2
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
 # Files copied from an imported folder; anything else (README, images, pickles) stays behind.
@@ -63,6 +65,19 @@ class ModelFacts:
     dtype: str
     size_bytes: int
     is_encoder_only: bool = False
+    # What sets otherwise similar models apart. Every field has a default so that meta.json files written
+    # before a field existed still load; ModelStore.meta() re-reads the facts of such a model once.
+    attention: str | None = None  # "causal": a token sees only earlier tokens; "bidirectional": all tokens
+    sliding_window: int | None = None  # tokens a windowed layer looks back over; None when no layer is
+    sliding_window_layers: int = 0  # how many layers use that window (the rest see the whole context)
+    head_dim: int | None = None  # not always hidden_size / heads (Gemma 3 270M: 640 / 4 heads, but 256)
+    intermediate_size: int | None = None  # the feed-forward (MLP) width
+    activation: str | None = None
+    tie_word_embeddings: bool | None = None  # None for an encoder without an output layer
+    positional: str | None = None  # "RoPE", "learned absolute", "ALiBi"
+    rope_theta: float | None = None  # RoPE base of the full-attention layers
+    rope_theta_sliding: float | None = None  # RoPE base of the windowed layers, where it differs
+    facts_version: int = 1  # files from before versions were recorded read as 1; see FACTS_VERSION
 
 
 @dataclass
@@ -82,9 +97,18 @@ class ModelMeta:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelMeta:
-        facts = data.get("facts")
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "facts"}
-        return cls(**known, facts=ModelFacts(**facts) if facts else None)
+        return cls(**known, facts=facts_from_dict(data.get("facts")))
+
+
+def facts_from_dict(data: dict[str, Any] | None) -> ModelFacts | None:
+    """Facts from meta.json, tolerating files written before (or after) a field existed."""
+    if not data:
+        return None
+    facts = ModelFacts(**{k: v for k, v in data.items() if k in ModelFacts.__dataclass_fields__})
+    if facts.attention is None:
+        facts.attention = "bidirectional" if facts.is_encoder_only else "causal"
+    return facts
 
 
 def validate_name(name: str) -> str:
@@ -123,7 +147,10 @@ class ModelStore:
         meta_path = self.path(name) / META_FILE
         if not meta_path.is_file():
             raise StoreError(f"No model named {name!r} in the store.")
-        return ModelMeta.from_dict(json.loads(meta_path.read_text()))
+        meta = ModelMeta.from_dict(json.loads(meta_path.read_text()))
+        if meta.facts is not None and meta.facts.facts_version < FACTS_VERSION:
+            meta = _refresh_facts(meta_path.parent, meta)
+        return meta
 
     def list(self) -> list[ModelMeta]:
         if not self.root.is_dir():
@@ -198,8 +225,13 @@ class ModelStore:
         source_label: str | None = None,
         progress: Progress | None = None,
         extra: dict[str, Any] | None = None,
+        chat_template: str | None = None,
     ) -> ModelMeta:
-        """Dequantize a GGUF file once with transformers + gguf and store it as safetensors."""
+        """Dequantize a GGUF file once with transformers + gguf and store it as safetensors.
+
+        `chat_template` is used when the GGUF carries none (some conversions drop it), so that chat
+        prompts are built in the model's own turn format rather than not at all.
+        """
         path = Path(gguf_path).resolve()
         if not path.is_file() or path.suffix.lower() != ".gguf":
             raise StoreError(f"{path} is not a .gguf file.")
@@ -211,6 +243,8 @@ class ModelStore:
             if progress:
                 progress(f"Reading the tokenizer from {path.name}")
             tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+            if chat_template and not getattr(tokenizer, "chat_template", None):
+                tokenizer.chat_template = chat_template
             if progress:
                 progress(f"Dequantizing the weights of {path.name} (once; later loads read safetensors)")
             model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name)
@@ -267,6 +301,25 @@ class ModelStore:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return meta
+
+
+def _refresh_facts(folder: Path, meta: ModelMeta) -> ModelMeta:
+    """Re-read the facts of a model imported before some of them were recorded, and keep them.
+
+    Best effort: a store on a read-only volume (a seed store baked into an image) or a folder whose
+    config no longer loads keeps its older facts rather than failing the page that lists it.
+    """
+    try:
+        meta.facts = read_facts(folder)
+    except Exception:
+        return meta
+    tmp = folder / f".{META_FILE}.{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.write_text(meta.to_json())
+        tmp.replace(folder / META_FILE)  # atomic, so a concurrent reader never sees half a file
+    except OSError:
+        tmp.unlink(missing_ok=True)
+    return meta
 
 
 # --- checks and facts ----------------------------------------------------------------------------
@@ -342,9 +395,13 @@ def read_facts(folder: Path) -> ModelFacts:
     text = getattr(config, "get_text_config", lambda: config)()
     parameters = 0
     dtypes: dict[str, int] = {}
+    # A learned table of positions shows in the weights (BERT: position_embeddings, GPT-2: wpe), where
+    # configs do not always say it (transformers 5 dropped BERT's position_embedding_type).
+    learned_positions = False
     for path in weight_files(folder):
         with safe_open(path, framework="pt") as fh:
             for key in fh.keys():  # noqa: SIM118 - a safetensors handle, not a dict
+                learned_positions |= key.endswith(("position_embeddings.weight", "wpe.weight"))
                 shape = fh.get_slice(key).get_shape()
                 count = 1
                 for dim in shape:
@@ -353,21 +410,93 @@ def read_facts(folder: Path) -> ModelFacts:
                 dtype = str(fh.get_slice(key).get_dtype()).lower()
                 dtypes[dtype] = dtypes.get(dtype, 0) + count
     heads = getattr(text, "num_attention_heads", None)
+    hidden = getattr(text, "hidden_size", None)
+    layers = getattr(text, "num_hidden_layers", None)
     architectures = getattr(config, "architectures", None) or [type(config).__name__]
+    encoder_only = not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures)
+    window, windowed = _sliding_window(text, layers)
+    positional, theta, theta_sliding = _positions(text, learned_positions)
     return ModelFacts(
         family=config.model_type,
         architecture=architectures[0],
         parameters=parameters,
-        layers=getattr(text, "num_hidden_layers", None),
+        layers=layers,
         attention_heads=heads,
         kv_heads=getattr(text, "num_key_value_heads", None) or heads,
-        hidden_size=getattr(text, "hidden_size", None),
+        hidden_size=hidden,
         vocab_size=getattr(text, "vocab_size", None),
         context_length=getattr(text, "max_position_embeddings", None),
         dtype=_dtype_name(max(dtypes, key=lambda d: dtypes[d])) if dtypes else "unknown",
-        size_bytes=sum(p.stat().st_size for p in folder.iterdir() if p.is_file()),
-        is_encoder_only=not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures),
+        size_bytes=sum(
+            p.stat().st_size
+            for p in folder.iterdir()
+            if p.is_file() and p.name != META_FILE and not p.name.startswith(".")
+        ),
+        is_encoder_only=encoder_only,
+        attention=(
+            "bidirectional"
+            if encoder_only or getattr(text, "use_bidirectional_attention", False)
+            else "causal"
+        ),
+        sliding_window=window,
+        sliding_window_layers=windowed,
+        head_dim=getattr(text, "head_dim", None) or (hidden // heads if hidden and heads else None),
+        intermediate_size=getattr(text, "intermediate_size", None),
+        activation=getattr(text, "hidden_activation", None) or getattr(text, "hidden_act", None),
+        # An encoder loaded without a language-model head has no output layer to tie.
+        tie_word_embeddings=None if encoder_only else bool(getattr(config, "tie_word_embeddings", False)),
+        positional=positional,
+        rope_theta=theta,
+        rope_theta_sliding=theta_sliding,
+        facts_version=FACTS_VERSION,
     )
+
+
+def _sliding_window(text: Any, layers: int | None) -> tuple[int | None, int]:
+    """The window size and how many layers use it.
+
+    Newer configs list each layer's kind in `layer_types` (Gemma 3: five windowed layers, then one full);
+    older ones (Mistral) have only `sliding_window`, which then applies to every layer.
+    """
+    window = getattr(text, "sliding_window", None)
+    if not window or getattr(text, "use_sliding_window", True) is False:
+        return None, 0
+    layer_types = getattr(text, "layer_types", None) or ["sliding_attention"] * (layers or 0)
+    windowed = sum(1 for kind in layer_types if kind == "sliding_attention")
+    return (int(window), windowed) if windowed else (None, 0)
+
+
+def _positions(text: Any, learned: bool) -> tuple[str | None, float | None, float | None]:
+    """How positions reach the model, and RoPE's base for full and for windowed layers.
+
+    transformers 5 keeps RoPE settings in `rope_parameters`, either one dict or one per layer kind
+    (Gemma 3 rotates windowed layers with base 10,000 and full layers with 1,000,000); transformers 4
+    had `rope_theta` (and Gemma 3's `rope_local_base_freq`).
+    """
+    params = getattr(text, "rope_parameters", None)
+    theta: Any = None
+    sliding: Any = None
+    if isinstance(params, dict):
+        full, local = params.get("full_attention"), params.get("sliding_attention")
+        if isinstance(full, dict) or isinstance(local, dict):
+            theta = (full or {}).get("rope_theta")
+            sliding = (local or {}).get("rope_theta")
+        else:
+            theta = params.get("rope_theta")
+    theta = theta or getattr(text, "rope_theta", None)
+    sliding = sliding or getattr(text, "rope_local_base_freq", None)
+    if theta or sliding:
+        theta = float(theta) if theta else None
+        sliding = float(sliding) if sliding and float(sliding) != theta else None
+        return "RoPE", theta, sliding
+    if getattr(text, "alibi", False) or getattr(text, "model_type", "") in {"bloom", "mpt"}:
+        return "ALiBi", None, None
+    kind = getattr(text, "position_embedding_type", None)
+    if kind in {"relative_key", "relative_key_query"}:
+        return "learned relative", None, None
+    if learned or kind == "absolute":
+        return "learned absolute", None, None
+    return None, None, None
 
 
 def _dtype_name(safetensors_dtype: str) -> str:

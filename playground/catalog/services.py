@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
@@ -46,7 +47,17 @@ def _differs(entry: ModelEntry | None, meta: ModelMeta) -> bool:
         return True
     parent = entry.parent.name if entry.parent else None
     created = datetime.fromisoformat(meta.created)
-    return (entry.sha256, entry.created, parent) != (meta.sha256, created, meta.parent)
+    # The facts and extras count too: a model whose facts were re-read (newer facts) is updated in place.
+    return (entry.sha256, entry.created, parent, entry.meta) != (
+        meta.sha256,
+        created,
+        meta.parent,
+        _meta_json(meta),
+    )
+
+
+def _meta_json(meta: ModelMeta) -> dict[str, object]:
+    return {"extra": meta.extra, "facts": asdict(meta.facts) if meta.facts else None}
 
 
 def _fields(meta: ModelMeta) -> dict[str, object]:
@@ -71,7 +82,17 @@ def _fields(meta: ModelMeta) -> dict[str, object]:
         "dtype": facts.dtype,
         "size_bytes": facts.size_bytes,
         "is_encoder_only": facts.is_encoder_only,
-        "meta": {"extra": meta.extra},
+        "attention": facts.attention or ("bidirectional" if facts.is_encoder_only else "causal"),
+        "sliding_window": facts.sliding_window,
+        "sliding_window_layers": facts.sliding_window_layers,
+        "head_dim": facts.head_dim,
+        "intermediate_size": facts.intermediate_size,
+        "activation": (facts.activation or "")[:40],
+        "tie_word_embeddings": facts.tie_word_embeddings,
+        "positional": (facts.positional or "")[:40],
+        "rope_theta": facts.rope_theta,
+        "rope_theta_sliding": facts.rope_theta_sliding,
+        "meta": _meta_json(meta),
     }
 
 

@@ -125,3 +125,65 @@ def test_import_copy_from_a_seed_store_keeps_metadata(
     copied = store.import_copy(seed, "tiny")
     assert (copied.license, copied.source, copied.sha256) == ("MIT", "somewhere", original.sha256)
     assert store.exists("tiny")
+
+
+def test_facts_say_how_attention_and_positions_work(store: ModelStore, tiny_model_dir: Path) -> None:
+    facts = store.import_folder(tiny_model_dir, "tiny").facts
+    assert facts is not None
+    assert facts.attention == "causal"
+    assert (facts.sliding_window, facts.sliding_window_layers) == (None, 0)
+    assert facts.head_dim == 64 // 4
+    assert (facts.intermediate_size, facts.activation) == (128, "silu")
+    assert facts.tie_word_embeddings is True
+    assert (facts.positional, facts.rope_theta, facts.rope_theta_sliding) == ("RoPE", 10000.0, None)
+
+
+def test_facts_count_the_sliding_window_layers_of_gemma3(store: ModelStore, tiny_gemma3_dir: Path) -> None:
+    facts = store.import_folder(tiny_gemma3_dir, "tiny-gemma3").facts
+    assert facts is not None
+    assert (facts.family, facts.attention) == ("gemma3_text", "causal")
+    assert (facts.sliding_window, facts.sliding_window_layers, facts.layers) == (8, 5, 6)
+    assert (facts.attention_heads, facts.kv_heads, facts.head_dim, facts.hidden_size) == (4, 1, 16, 32)
+    # Windowed layers rotate with a smaller base than the full-attention ones.
+    assert (facts.positional, facts.rope_theta, facts.rope_theta_sliding) == ("RoPE", 1_000_000.0, 10_000.0)
+
+
+def test_facts_of_an_encoder_say_bidirectional_and_learned_positions(
+    store: ModelStore, tiny_bert_dir: Path
+) -> None:
+    facts = store.import_folder(tiny_bert_dir, "tiny-bert").facts
+    assert facts is not None
+    assert facts.is_encoder_only is True
+    assert facts.attention == "bidirectional"
+    assert (facts.positional, facts.rope_theta) == ("learned absolute", None)
+    assert facts.context_length == 40
+    assert facts.tie_word_embeddings is None  # no output layer to tie
+
+
+def test_an_older_meta_json_loads_and_gets_the_new_facts_once(
+    store: ModelStore, tiny_model_dir: Path
+) -> None:
+    store.import_folder(tiny_model_dir, "tiny")
+    meta_path = store.path("tiny") / META_FILE
+    data = json.loads(meta_path.read_text())
+    old_keys = {
+        "family", "architecture", "parameters", "layers", "attention_heads", "kv_heads", "hidden_size",
+        "vocab_size", "context_length", "dtype", "size_bytes", "is_encoder_only",
+    }  # fmt: skip
+    data["facts"] = {k: v for k, v in data["facts"].items() if k in old_keys}
+    data["facts"]["a_fact_from_a_newer_version"] = 1  # tolerated, not fatal
+    meta_path.write_text(json.dumps(data))
+
+    from llmcore.store import ModelMeta
+
+    old = ModelMeta.from_dict(json.loads(meta_path.read_text()))
+    assert old.facts is not None
+    assert (old.facts.facts_version, old.facts.head_dim, old.facts.attention) == (1, None, "causal")
+
+    meta = store.meta("tiny")
+    assert meta.facts is not None
+    assert (meta.facts.head_dim, meta.facts.positional) == (16, "RoPE")
+    on_disk = json.loads(meta_path.read_text())["facts"]
+    assert on_disk["head_dim"] == 16, "the refreshed facts are kept"
+    assert on_disk["size_bytes"] == meta.facts.size_bytes == old.facts.size_bytes
+    assert [p.name for p in store.path("tiny").iterdir() if p.name.startswith(".")] == []

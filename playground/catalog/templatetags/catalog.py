@@ -26,3 +26,10 @@ def human_bytes(value: int | None) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GB"
+
+
+@register.filter
+def https_url(value: object) -> str:
+    """The value if it is an https URL, else ''; metadata never turns into a javascript: link."""
+    text = str(value or "")
+    return text if text.startswith("https://") else ""

@@ -111,3 +111,112 @@ def test_a_parent_cannot_be_removed_before_its_children(store, tiny_model, tiny_
     with pytest.raises(CommandError, match="parent of child"):
         call_command("models", "remove", "tiny-llama")
     assert store.exists("tiny-llama")
+
+
+def row_of(html: str, name: str) -> str:
+    """The table row of one model on the list page."""
+    match = re.search(rf'<tr>\s*<td><a href="/models/{re.escape(name)}/">.*?</tr>', html, re.S)
+    assert match, f"no row for {name}"
+    return match.group(0)
+
+
+def squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_the_list_shows_how_attention_and_positions_differ(  # type: ignore[no-untyped-def]
+    client_in: Client, store, tiny_model, tiny_gemma3_dir, tiny_bert_dir
+) -> None:
+    store.import_folder(tiny_gemma3_dir, "tiny-gemma3")
+    store.import_folder(tiny_bert_dir, "tiny-bert")
+    html = client_in.get(reverse("catalog:list")).content.decode()
+    llama, gemma, bert = (row_of(html, n) for n in ("tiny-llama", "tiny-gemma3", "tiny-bert"))
+    assert (fact(llama, "attention"), fact(llama, "positional")) == ("causal", "RoPE")
+    assert (fact(gemma, "attention"), fact(gemma, "kv_heads")) == ("causal", "1")
+    assert "window 8 on 5/6" in gemma
+    assert "window" not in llama
+    assert (fact(bert, "attention"), fact(bert, "positional")) == ("bidirectional", "learned absolute")
+
+
+def test_the_detail_page_explains_sliding_windows_and_multi_query_attention(  # type: ignore[no-untyped-def]
+    client_in: Client, store, tiny_gemma3_dir
+) -> None:
+    store.import_folder(tiny_gemma3_dir, "tiny-gemma3")
+    html = client_in.get(reverse("catalog:detail", args=["tiny-gemma3"])).content.decode()
+    assert (
+        squash(fact(html, "sliding_window"))
+        == "8 tokens on 5 of 6 layers (the other 1 layer sees the whole context)"
+    )
+    assert "multi-query attention: all 4 query heads share one key/value head" in squash(html)
+    assert fact(html, "head_dim") == "16"
+    assert (
+        squash(fact(html, "positional"))
+        == "rotary (RoPE), base θ = 1,000,000 (10,000 on the sliding-window layers)"
+    )
+    assert fact(html, "tied") == "tied: the output layer reuses the input embedding matrix"
+
+
+def test_the_detail_page_of_an_encoder_says_bidirectional_and_learned_positions(  # type: ignore[no-untyped-def]
+    client_in: Client, store, tiny_bert_dir
+) -> None:
+    store.import_folder(tiny_bert_dir, "tiny-bert")
+    html = client_in.get(reverse("catalog:detail", args=["tiny-bert"])).content.decode()
+    assert (
+        squash(fact(html, "kind"))
+        == "encoder only, bidirectional attention (every token sees every other token)"
+    )
+    assert fact(html, "positional") == "learned absolute position embeddings, up to 40 positions"
+    assert squash(fact(html, "sliding_window")) == "none: every layer sees the whole context"
+    assert fact(html, "tied") == "no output layer (an encoder)"
+    assert "License terms" not in html
+
+
+def test_the_detail_page_shows_the_license_terms_a_model_came_with(  # type: ignore[no-untyped-def]
+    client_in: Client, store, tiny_model_dir
+) -> None:
+    terms = "Section 1: USE\n\nYou must not use <b>Toy</b> for evil.\n\n• not for spam"
+    store.import_folder(
+        tiny_model_dir,
+        "toy",
+        license="Toy Terms of Use",
+        extra={
+            "license_terms": terms,
+            "license_terms_source": "TERMS.html in toy==1.0",
+            "license_url": "https://example.org/toy/terms",
+            "license_notice": "Toy is provided under and subject to the Toy Terms of Use",
+        },
+    )
+    html = client_in.get(reverse("catalog:detail", args=["toy"])).content.decode()
+    section = html[html.index('id="license-terms"') :]
+    assert "<h2>License terms</h2>" in section
+    assert '<a href="https://example.org/toy/terms" rel="noopener noreferrer">Toy Terms of Use</a>' in section
+    assert "Notice:</strong> Toy is provided under and subject to the Toy Terms of Use" in section
+    assert "from TERMS.html in toy==1.0" in section
+    assert "You must not use &lt;b&gt;Toy&lt;/b&gt; for evil.\n\n• not for spam" in section
+    assert fact(html, "license") == "Toy Terms of Use"
+
+
+def test_a_license_link_that_is_not_https_is_not_linked(  # type: ignore[no-untyped-def]
+    client_in: Client, store, tiny_model_dir
+) -> None:
+    store.import_folder(tiny_model_dir, "toy", license="Odd", extra={"license_url": "javascript:alert(1)"})
+    html = client_in.get(reverse("catalog:detail", args=["toy"])).content.decode()
+    assert "javascript:" not in html
+    assert "is distributed under Odd." in html
+
+
+def test_older_catalog_rows_catch_up_with_newer_facts(client_in: Client, store, tiny_model) -> None:  # type: ignore[no-untyped-def]
+    client_in.get(reverse("catalog:list"))
+    # A row written before these facts existed, as the migration leaves it.
+    ModelEntry.objects.filter(name="tiny-llama").update(head_dim=None, positional="", meta={"extra": {}})
+    html = client_in.get(reverse("catalog:detail", args=["tiny-llama"])).content.decode()
+    assert fact(html, "head_dim") == "16"
+    assert ModelEntry.objects.get(name="tiny-llama").positional == "RoPE"
+
+
+def test_pullable_lists_the_new_models(capsys) -> None:  # type: ignore[no-untyped-def]
+    call_command("models", "pullable")
+    out = capsys.readouterr().out
+    assert re.search(r"^gemma-3-270m\s+Gemma Terms of Use\s+Gemma 3 270M", out, re.M)
+    assert re.search(r"^minilm\s+Apache-2.0\s+all-MiniLM-L6-v2", out, re.M)
+    assert re.search(r"^smollm2-135m-instruct\s+Apache-2.0", out, re.M)

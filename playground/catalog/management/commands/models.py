@@ -34,7 +34,7 @@ class Command(BaseCommand):
                 )
             elif action == "pullable":
                 for spec in services.pullable_models():
-                    self.stdout.write(f"{spec.name:28} {spec.license:12} {spec.description}")
+                    self.stdout.write(f"{spec.name:24} {spec.license:20} {spec.description}")
             elif action == "import":
                 meta = services.import_model(opts["path"], opts.get("name"), progress=self.say)
                 self.stdout.write(self.style.SUCCESS(f"Imported {meta.name}."))
