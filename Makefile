@@ -27,6 +27,8 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py models pull-default
+	@# A small encoder (84 MB) so the attention explorer can set bidirectional beside causal attention.
+	$(PY) manage.py models pull minilm
 	$(PY) manage.py ensure_admin --base-url http://$(HOST):$(PORT)
 	$(PY) manage.py serve --host $(HOST) --port $(PORT)
 
