@@ -150,6 +150,11 @@ MODEL_DEVICE = envstr("MODEL_DEVICE", "auto")
 # Limits of the inspect tools, stated on their pages and enforced by their forms.
 INSPECT_MAX_CHARS = 20_000  # text typed or pasted into a tool
 INSPECT_MAX_TOKENS = 1024  # tokens a forward pass looks at (attention, logit lens, next token)
+# Training your own tokenizer: pasted text, text trained inside the request, and the largest upload
+# (anything above the inline size is trained by a Celery worker).
+TOKENIZER_TRAIN_MAX_PASTE_CHARS = 500_000
+TOKENIZER_TRAIN_INLINE_BYTES = 200 * 1024
+TOKENIZER_TRAIN_MAX_BYTES = 20 * 1024 * 1024
 
 # --- Auth -----------------------------------------------------------------------------------------
 LOGIN_URL = "login"
