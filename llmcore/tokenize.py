@@ -252,6 +252,17 @@ def pieces_of_token(token: str, scheme: Scheme, special: bool = False) -> list[P
     return pieces_of_bytes(token_bytes(token, scheme))
 
 
+def token_display(tokenizer: Any, token_id: int) -> str:
+    """One vocabulary entry as a person reads it, in the lab's notation (· for a space, <0xE2> for part
+    of a character), for tools that show single tokens: the next-token bars, the logit lens."""
+    backend = backend_of(tokenizer)
+    scheme = scheme_of(backend)
+    token = backend.id_to_token(token_id)
+    if token is None:
+        return f"<{token_id}>"
+    return "".join(p.text for p in pieces_of_token(token, scheme, token_id in scheme.special_ids))
+
+
 # --- tokens ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Token:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from llmcore.lens import LensError, encode_prompt, logit_lens
+from llmcore.tokenize import token_display
 from playground.inspect.forms_sampling import LENS_MAX_TOKENS
 from playground.inspect.services.common import InspectError, get_loaded
-from playground.inspect.services.sampling import token_label
 
 
 def run_lens(model: str, text: str, as_chat: bool) -> dict[str, Any]:
@@ -30,9 +30,9 @@ def run_lens(model: str, text: str, as_chat: bool) -> dict[str, Any]:
         for position, cell in enumerate(result.grid[layer]):
             cells.append(
                 {
-                    "token": token_label(tok, cell.token_id),
+                    "token": token_display(tok, cell.token_id),
                     "prob": round(cell.prob, 4),
-                    "top": [{"token": token_label(tok, i), "prob": round(p, 4)} for i, p in cell.top],
+                    "top": [{"token": token_display(tok, i), "prob": round(p, 4)} for i, p in cell.top],
                     "settles_here": result.settled_at[position] == layer,
                 }
             )
@@ -40,7 +40,7 @@ def run_lens(model: str, text: str, as_chat: bool) -> dict[str, Any]:
     return {
         "model": model,
         "layers": result.layers,
-        "tokens": [token_label(tok, i) for i in ids],
+        "tokens": [token_display(tok, i) for i in ids],
         "rows": rows,
         "settled_at": result.settled_at,
     }

@@ -14,6 +14,7 @@ from django.conf import settings
 
 from llmcore.lens import LensError, encode_prompt, next_token_logits
 from llmcore.sampling import SamplingConfig, explain, generator_for, sample
+from llmcore.tokenize import token_display
 from playground.inspect.services.common import InspectError, get_loaded
 
 STAGE_TITLES = {
@@ -36,14 +37,6 @@ class Prompt:
     ids: list[int]
     logits: torch.Tensor  # (V,)
     tokenizer: Any
-
-
-def token_label(tokenizer: Any, token_id: int) -> str:
-    """A token as text a person can read: spaces, tabs and newlines made visible."""
-    text = tokenizer.decode([token_id])
-    if text == "":
-        text = tokenizer.convert_ids_to_tokens(token_id) or f"<{token_id}>"
-    return text.replace(" ", "␣").replace("\n", "↵").replace("\t", "→")
 
 
 def prompt_logits(model: str, text: str, as_chat: bool) -> Prompt:
@@ -87,7 +80,7 @@ def explore(
         return [
             {
                 "id": int(i),
-                "token": token_label(tok, int(i)),
+                "token": token_display(tok, int(i)),
                 "prob": float(v),
                 "softmax_prob": float(base[int(i)]),
             }
@@ -107,7 +100,7 @@ def explore(
                 "active": s.active,
                 "kept": s.kept,
                 "cut_count": s.cut_count,
-                "cut": [token_label(tok, i) for i in s.cut],
+                "cut": [token_display(tok, i) for i in s.cut],
                 "entropy_bits": round(max(s.entropy, 0.0), 4),
                 "top": bars(s.probs),
             }
@@ -121,7 +114,7 @@ def explore(
         result["sample"] = {
             "seed": seed,
             "id": token,
-            "token": token_label(tok, token),
+            "token": token_display(tok, token),
             "prob": float(final[token]),
             "rank": rank_of.get(token) or int((final > final[token]).sum()) + 1,
             "greedy": config.greedy,
