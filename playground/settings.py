@@ -150,6 +150,10 @@ MODEL_DEVICE = envstr("MODEL_DEVICE", "auto")
 # Limits of the inspect tools, stated on their pages and enforced by their forms.
 INSPECT_MAX_CHARS = 20_000  # text typed or pasted into a tool
 INSPECT_MAX_TOKENS = 1024  # tokens a forward pass looks at (attention, logit lens, next token)
+# Attention captures kept in each web process for the page to fetch heads from (about 570 MB each at
+# 1024 tokens on the default model); the least recently used go first.
+INSPECT_ATTENTION_CACHE_CAPTURES = 6
+INSPECT_ATTENTION_CACHE_MB = 2048
 # Training your own tokenizer: pasted text, text trained inside the request, and the largest upload
 # (anything above the inline size is trained by a Celery worker).
 TOKENIZER_TRAIN_MAX_PASTE_CHARS = 500_000
