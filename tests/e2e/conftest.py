@@ -63,6 +63,17 @@ def get(url: str, timeout: float = 10) -> tuple[int, dict, str]:  # type: ignore
         return exc.code, dict(exc.headers), exc.read().decode()
 
 
+def logged_in_page(site: Site, browser, path: str = "/models/"):  # type: ignore[no-untyped-def]
+    """A new browser page, logged in through a one-time link, opened at `path`."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(site.login_link())
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{site.url}/models/")
+    if path != "/models/":
+        page.goto(f"{site.url}{path}")
+    return page
+
+
 def healthz(url: str) -> dict:  # type: ignore[type-arg]
     return json.loads(get(f"{url}/healthz")[2])
 

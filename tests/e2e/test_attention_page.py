@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.e2e.conftest import ARTIFACTS, Site
+from tests.e2e.conftest import ARTIFACTS, Site, logged_in_page
 
 pytestmark = pytest.mark.integration
 SENTENCE = "The animal didn't cross the street because it was too tired."
@@ -32,12 +32,7 @@ WATCH_FIRST_VIEW = """() => {
 
 
 def open_page(site: Site, browser):  # type: ignore[no-untyped-def]
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
-    page.goto(site.login_link())
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{site.url}/models/")
-    page.goto(f"{site.url}/attention/")
-    return page
+    return logged_in_page(site, browser, "/attention/")
 
 
 def run(page, text: str) -> None:  # type: ignore[no-untyped-def]

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import ARTIFACTS, Site
+from tests.e2e.conftest import ARTIFACTS, Site, logged_in_page
 
 pytestmark = pytest.mark.integration
 
 
-def log_in(site: Site, browser):  # type: ignore[no-untyped-def]
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
-    page.goto(site.login_link())
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{site.url}/models/")
-    return page
-
-
 def test_moving_the_temperature_slider_changes_the_bars(site: Site, browser) -> None:  # type: ignore[no-untyped-def]
-    page = log_in(site, browser)
-    page.goto(f"{site.url}/next-token/")
+    page = logged_in_page(site, browser, "/next-token/")
     bars = page.get_by_test_id("final-bars").locator("li .num")
     before = bars.first.inner_text()
     assert "Paris" in page.get_by_test_id("final-bars").locator("li code").first.inner_text()
@@ -43,8 +34,7 @@ def test_moving_the_temperature_slider_changes_the_bars(site: Site, browser) -> 
 
 
 def test_the_logit_lens_shows_the_answer_emerging(site: Site, browser) -> None:  # type: ignore[no-untyped-def]
-    page = log_in(site, browser)
-    page.goto(f"{site.url}/logit-lens/")
+    page = logged_in_page(site, browser, "/logit-lens/")
     page.get_by_role("button", name="Run the lens").click()
     grid = page.get_by_test_id("lens")
     grid.wait_for()

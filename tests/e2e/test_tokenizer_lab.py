@@ -7,18 +7,9 @@ import pytest
 from llmcore import tokenize as core
 from llmcore.pulls import DEFAULT_MODEL
 from tests.conftest import REAL_MODEL_STORE
-from tests.e2e.conftest import ARTIFACTS, Site
+from tests.e2e.conftest import ARTIFACTS, Site, logged_in_page
 
 pytestmark = pytest.mark.integration
-
-
-def logged_in_page(site: Site, browser):  # type: ignore[no-untyped-def]
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
-    page.goto(site.login_link())
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{site.url}/models/")
-    page.goto(f"{site.url}/tokenize/")
-    return page
 
 
 def expected(text: str) -> core.Tokenization:
@@ -28,7 +19,7 @@ def expected(text: str) -> core.Tokenization:
 def test_chips_and_counts_follow_the_text_as_you_type(site: Site, browser) -> None:  # type: ignore[no-untyped-def]
     from playwright.sync_api import expect
 
-    page = logged_in_page(site, browser)
+    page = logged_in_page(site, browser, "/tokenize/")
     column = page.locator(".column").first
     box = page.locator("#id_text")
     box.fill("Hello world")
@@ -59,7 +50,7 @@ def test_chips_and_counts_follow_the_text_as_you_type(site: Site, browser) -> No
 def test_the_conversation_is_rendered_through_the_chat_template_as_you_type(site: Site, browser) -> None:  # type: ignore[no-untyped-def]
     from playwright.sync_api import expect
 
-    page = logged_in_page(site, browser)
+    page = logged_in_page(site, browser, "/tokenize/")
     rendered = page.locator("pre.rendered")
     expect(rendered.locator("mark.special")).to_have_count(6)  # the example: three turns
     page.locator("#chat_assistant").fill("")
@@ -74,7 +65,7 @@ def test_the_conversation_is_rendered_through_the_chat_template_as_you_type(site
 def test_a_trained_tokenizer_is_compared_side_by_side(site: Site, browser) -> None:  # type: ignore[no-untyped-def]
     from playwright.sync_api import expect
 
-    page = logged_in_page(site, browser)
+    page = logged_in_page(site, browser, "/tokenize/")
     page.get_by_label("Name").fill("my-first-bpe")
     page.get_by_label("Vocabulary size").fill("400")
     page.get_by_label("Training text").fill("The cat sat on the mat. The dog sat on the log.\n" * 50)
@@ -96,7 +87,7 @@ def test_a_trained_tokenizer_is_compared_side_by_side(site: Site, browser) -> No
 def test_a_big_upload_is_trained_by_the_worker_and_the_page_notices(site: Site, browser, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from playwright.sync_api import expect
 
-    page = logged_in_page(site, browser)
+    page = logged_in_page(site, browser, "/tokenize/")
     corpus = tmp_path / "corpus.txt"
     lines = [
         f"Line {i}: the worker trains tokenizers that are too big to train in a web request.\n"
