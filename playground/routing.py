@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from django.urls import path
 
+from playground.chat.consumers import ChatConsumer
 from playground.core.consumers import HealthConsumer
 
 websocket_urlpatterns = [
     path("ws/health/", HealthConsumer.as_asgi()),
+    path("ws/chat/", ChatConsumer.as_asgi()),
 ]

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "playground.core",
     "playground.catalog",
     "playground.inspect",
+    "playground.chat",
 ]
 
 MIDDLEWARE = [
@@ -159,6 +160,12 @@ INSPECT_ATTENTION_CACHE_MB = 2048
 TOKENIZER_TRAIN_MAX_PASTE_CHARS = 500_000
 TOKENIZER_TRAIN_INLINE_BYTES = 200 * 1024
 TOKENIZER_TRAIN_MAX_BYTES = 20 * 1024 * 1024
+# Limits of the chat, stated on its page and enforced by its form and WebSocket consumer. A frame holds
+# the prompt, the system prompt and the settings as JSON, so it is larger than both texts together.
+CHAT_MAX_PROMPT_CHARS = 16_000  # one user message
+CHAT_MAX_SYSTEM_CHARS = 4_000  # the system prompt
+CHAT_MAX_NEW_TOKENS = 2048  # per answer; the model's context length lowers it further
+CHAT_MAX_FRAME_BYTES = 256 * 1024  # one incoming WebSocket frame
 
 # --- Auth -----------------------------------------------------------------------------------------
 LOGIN_URL = "login"

@@ -1,0 +1,239 @@
+"""The chat WebSocket (ws/chat/): validates what the page sends, streams the engine's events back, and
+saves every answer - whole, stopped or failed - with its provenance.
+
+asgi.py wraps the route in AllowedHostsOriginValidator (a foreign origin is refused with 403 before this
+consumer runs) and AuthMiddlewareStack. An anonymous socket is accepted, then closed with 4401, so the
+page can tell "log in again" apart from a network failure.
+
+Protocol: one JSON object per text frame, each with a "type".
+
+client -> server
+    {"type": "send", "conversation": id | null, "model": name, "content": str, "system": str?,
+     "settings": {"temperature", "top_k", "top_p", "min_p", "repetition_penalty", "seed" (int | null),
+                  "max_new_tokens", "stop_sequences": [str]}}
+        conversation null starts a new one. Omitted settings (and model, system) fall back to the
+        conversation's saved ones, then to services.DEFAULT_SETTINGS. One answer at a time per socket.
+    {"type": "stop"}   stop the answer now; it is saved with what was generated, status "stopped"
+    {"type": "ping"}
+
+server -> client
+    {"type": "started", "conversation": id, "user_message": id, "message": id, "prompt_tokens": n,
+     "max_new_tokens": n, "context_length": n, "seed": n}
+    {"type": "token", "index": i, "id": token_id, "text": str, "prob": p,
+     "alternatives": [[id, label, prob], ...]}
+        "text" may be "" while bytes of a character or a possible stop sequence are held back.
+    {"type": "stats", "prompt_tokens", "generated_tokens", "time_to_first_token_s", "tokens_per_s",
+     "seed", "max_new_tokens", "clamped", "context_length"}
+    {"type": "done", "reason": "stop" | "stop_sequence" | "length" | "cancelled" | "error",
+     "message": id, "text": the whole answer, "tail": text no token carried, "error": str | null}
+        the joined token texts + tail == text.
+    {"type": "error", "error": str, "fields": {name: [str]}?}   bad input; the socket stays usable
+    {"type": "pong"}
+
+Limits (settings.CHAT_MAX_*): frame bytes, prompt and system prompt characters, max new tokens; the
+rendered prompt plus max new tokens must fit in the model's context. Text is sent and stored raw: the
+page must insert it as text (textContent, or autoescaped templates), never as HTML.
+
+Leaving mid-answer: disconnect cancels the stream and waits for the generation task, whose `finally`
+saves the partial answer as "stopped", so nothing is lost however the socket ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from playground.chat import services
+from playground.chat.forms import send_form
+from playground.core.consumers import CLOSE_UNAUTHENTICATED
+
+logger = logging.getLogger(__name__)
+DISCONNECT_SAVE_TIMEOUT_S = 10.0
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    async def connect(self) -> None:
+        self.user = self.scope.get("user")
+        self.task: asyncio.Task[None] | None = None
+        self.stream: Any = None
+        self.gone = False
+        await self.accept()
+        if self.user is None or not self.user.is_authenticated:
+            self.gone = True
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+
+    async def disconnect(self, code: int) -> None:
+        self.gone = True
+        task = self.task
+        if task is None or task.done():
+            return
+        if self.stream is not None:
+            self.stream.cancel()
+        try:  # the task saves the partial answer in its finally; give it the time to do so
+            await asyncio.wait_for(asyncio.shield(task), DISCONNECT_SAVE_TIMEOUT_S)
+        except TimeoutError:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    # --- frames in ---
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.gone:
+            return
+        if text_data is None:
+            await self.send_error("Send JSON text frames, not binary ones.")
+            return
+        if len(text_data.encode()) > settings.CHAT_MAX_FRAME_BYTES:
+            await self.send_error(f"The message is too large (over {settings.CHAT_MAX_FRAME_BYTES} bytes).")
+            return
+        try:
+            frame = json.loads(text_data)
+        except ValueError:
+            await self.send_error("The frame is not valid JSON.")
+            return
+        if not isinstance(frame, dict):
+            await self.send_error('Send a JSON object with a "type".')
+            return
+        kind = frame.get("type")
+        if kind == "ping":
+            await self.send_json({"type": "pong"})
+        elif kind == "stop":
+            if self.stream is not None:
+                self.stream.cancel()
+        elif kind == "send":
+            await self.start(frame)
+        else:
+            await self.send_error('Unknown message type: use "send", "stop" or "ping".')
+
+    async def start(self, frame: dict[str, Any]) -> None:
+        if self.task is not None and not self.task.done():
+            await self.send_error("An answer is still streaming: stop it or wait for it first.")
+            return
+        form, error = await database_sync_to_async(self.validate)(frame)
+        if error:
+            await self.send_error(error)
+            return
+        if form.errors:
+            fields = {name: [str(e) for e in errors] for name, errors in form.errors.items()}
+            await self.send_json(
+                {"type": "error", "error": " ".join(sum(fields.values(), [])), "fields": fields}
+            )
+            return
+        try:
+            # Loading a model can take seconds: not on the thread the ORM calls share.
+            await sync_to_async(services.engine_for, thread_sensitive=False)(form.cleaned_data["model"])
+            turn = await database_sync_to_async(services.start_turn)(self.user, form.cleaned_data)
+        except services.ChatError as exc:
+            await self.send_error(str(exc))
+            return
+        except Exception as exc:
+            logger.exception("chat: could not start an answer")
+            await self.send_error(f"Could not start the answer: {type(exc).__name__}: {exc}"[:500])
+            return
+        self.stream = turn.submit()
+        await self.send_json(
+            {
+                "type": "started",
+                "conversation": turn.conversation_id,
+                "user_message": turn.user_message_id,
+                "message": turn.message_id,
+                "prompt_tokens": turn.prompt_tokens,
+                "max_new_tokens": turn.max_new_tokens,
+                "context_length": turn.context_length,
+                "seed": turn.request.seed,
+            }
+        )
+        self.task = asyncio.create_task(self.relay(turn, self.stream))
+
+    def validate(self, frame: dict[str, Any]) -> tuple[Any, str | None]:
+        """The bound form; a conversation's saved settings fill what the frame leaves out."""
+        saved = None
+        conversation_id = frame.get("conversation")
+        if conversation_id is not None:
+            if not isinstance(conversation_id, int) or isinstance(conversation_id, bool):
+                return None, "conversation must be an id or null."
+            try:
+                conversation = services.get_conversation(self.user, conversation_id)
+            except services.ChatError as exc:
+                return None, str(exc)
+            saved = {
+                "model": conversation.model_name,
+                "system": conversation.system_prompt,
+                **conversation.sampler_settings,
+            }
+        form = send_form(frame, saved)
+        form.is_valid()  # here: the model choices read the catalog (the ORM), which async code may not
+        return form, None
+
+    # --- events out ---
+    async def relay(self, turn: services.Turn, stream: Any) -> None:
+        """Forward the stream's events; save the answer however this ends (done, stop, disconnect)."""
+        shown: list[str] = []
+        stats = None
+        saved = False
+        try:
+            async for event in stream:
+                kind = type(event).__name__
+                if kind == "TokenEvent":
+                    shown.append(event.text)
+                    await self.send_json(
+                        {
+                            "type": "token",
+                            "index": event.index,
+                            "id": event.id,
+                            "text": event.text,
+                            "prob": event.prob,
+                            "alternatives": [list(a) for a in event.alternatives],
+                        }
+                    )
+                elif kind == "StatsEvent":
+                    stats = event
+                    await self.send_json(
+                        {
+                            "type": "stats",
+                            "prompt_tokens": event.prompt_tokens,
+                            "generated_tokens": event.generated_tokens,
+                            "time_to_first_token_s": event.time_to_first_token_s,
+                            "tokens_per_s": event.tokens_per_s,
+                            "seed": event.seed,
+                            "max_new_tokens": event.max_new_tokens,
+                            "clamped": event.clamped,
+                            "context_length": event.context_length,
+                        }
+                    )
+                else:  # DoneEvent, always last
+                    await database_sync_to_async(services.finish_turn_from_done)(
+                        turn.message_id, event, stats
+                    )
+                    saved = True
+                    await self.send_json(
+                        {
+                            "type": "done",
+                            "reason": event.reason,
+                            "message": turn.message_id,
+                            "text": event.text,
+                            "tail": event.tail,
+                            "error": event.error,
+                        }
+                    )
+        finally:
+            if not saved:  # torn down before the Done event: keep what the user was shown
+                stream.cancel()
+                await database_sync_to_async(services.finish_turn)(
+                    turn.message_id, "".join(shown), "cancelled"
+                )
+            self.stream = None
+
+    async def send_json(self, content: dict[str, Any]) -> None:
+        if self.gone:
+            return  # the socket is closed; the answer is still saved
+        await self.send(text_data=json.dumps(content))
+
+    async def send_error(self, error: str) -> None:
+        await self.send_json({"type": "error", "error": error})
