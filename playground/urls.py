@@ -6,6 +6,7 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("playground.core.urls")),
     path("models/", include("playground.catalog.urls")),
+    path("chat/", include("playground.chat.urls")),
     path("", include("playground.inspect.urls")),
     path("admin/", admin.site.urls),
 ]

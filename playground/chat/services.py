@@ -86,6 +86,14 @@ def search_conversations(owner, query: str = "") -> QuerySet[Conversation]:  # t
     return found
 
 
+def get_message(owner, message_id: int) -> Message:  # type: ignore[no-untyped-def]
+    """One message of the owner's conversations; someone else's reads like a missing one."""
+    message = Message.objects.filter(pk=message_id, conversation__owner=owner).first()
+    if message is None:
+        raise ChatError(f"No message {message_id}.")
+    return message
+
+
 def title_from(text: str) -> str:
     line = " ".join(text.split())
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
@@ -116,6 +124,19 @@ def engine_messages(conversation: Conversation, new_user_text: str | None = None
 def model_choices() -> list[tuple[str, str]]:
     """Catalog models that generate text (encoders cannot chat)."""
     return [(e.name, e.name) for e in sync_catalog() if not e.is_encoder_only]
+
+
+def context_lengths() -> dict[str, int | None]:
+    """The catalog's context length of each text model: what the page shows before an answer starts
+    (the engine's own figure, in the "started" frame, replaces it)."""
+    return {e.name: e.context_length for e in sync_catalog() if not e.is_encoder_only}
+
+
+def default_model(names: list[str]) -> str:
+    """The model a new chat starts with: the default model when the catalog has it, else the first."""
+    from llmcore.pulls import DEFAULT_MODEL
+
+    return DEFAULT_MODEL if DEFAULT_MODEL in names else (names[0] if names else "")
 
 
 def weights_sha256(model_name: str) -> str:

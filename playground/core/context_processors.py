@@ -40,7 +40,7 @@ NAV_ITEMS: list[dict[str, Any]] = [
     {
         "key": "chat",
         "label": "Chat",
-        "url": "chat",
+        "url": "chat:index",
         "about": "Streaming chat with every sampler setting, history and a token-level inspector.",
     },
     {
@@ -62,7 +62,9 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     match = getattr(request, "resolver_match", None)
     current = ""
     if match is not None:
-        current = match.kwargs.get("section") or {"catalog": "models"}.get(match.namespace, "")
+        current = match.kwargs.get("section") or {"catalog": "models", "chat": "chat"}.get(
+            match.namespace, ""
+        )
         if match.namespace == "inspect":
             # A tool's JSON and partial routes are named after it: "tokenize", "tokenize-api"...
             current = next((i["key"] for i in NAV_ITEMS if (match.url_name or "").startswith(i["key"])), "")

@@ -1,0 +1,160 @@
+"""The chat page: conversations in a sidebar, the messages, a composer and the sampler panel. Answers
+stream over the WebSocket (consumers.py); these views render pages and the partials htmx asks for."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import Resolver404, resolve, reverse
+from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from playground.chat import services
+from playground.chat.models import Conversation
+
+# Every sampler setting the consumer accepts, with the one line that explains it.
+PARAMETERS: list[dict[str, Any]] = [
+    {"name": "temperature", "label": "Temperature", "min": 0, "max": 5, "step": 0.05,
+     "hint": "Divides the logits: 0 always picks the likeliest token, higher values flatten the odds."},
+    {"name": "top_k", "label": "Top-k", "min": 0, "max": 1000, "step": 1,
+     "hint": "Keep only the k likeliest tokens (0 = off)."},
+    {"name": "top_p", "label": "Top-p", "min": 0.01, "max": 1, "step": 0.01,
+     "hint": "Keep the likeliest tokens whose probabilities first add up to p (1 = off)."},
+    {"name": "min_p", "label": "Min-p", "min": 0, "max": 0.99, "step": 0.01,
+     "hint": "Drop tokens less likely than min-p times the likeliest token's probability (0 = off)."},
+    {"name": "repetition_penalty", "label": "Repetition penalty", "min": 0.5, "max": 3, "step": 0.05,
+     "hint": "Above 1 makes tokens already in the text less likely (1 = off)."},
+    {"name": "seed", "label": "Seed", "min": 0, "max": 2**31 - 1, "step": 1,
+     "hint": "The random seed: the same seed and settings repeat an answer. Empty = a fresh one each time."},
+    {"name": "max_new_tokens", "label": "Max new tokens", "min": 1, "max": settings.CHAT_MAX_NEW_TOKENS,
+     "step": 1, "hint": "The answer stops after this many tokens (reason: length)."},
+]  # fmt: skip
+PRESETS = [
+    ("Deterministic", "Temperature 0: the same answer every time.",
+     {"temperature": 0, "top_k": 0, "top_p": 1, "min_p": 0}),
+    ("Balanced", "Temperature 0.7, top-p 0.9.", {"temperature": 0.7, "top_k": 0, "top_p": 0.9, "min_p": 0}),
+    ("Creative", "Temperature 1.1, top-p 0.95, min-p 0.05.",
+     {"temperature": 1.1, "top_k": 0, "top_p": 0.95, "min_p": 0.05}),
+]  # fmt: skip
+
+
+class RenameForm(forms.Form):
+    title = forms.CharField(max_length=200, error_messages={"required": "Give the chat a title."})
+
+
+def index(request: HttpRequest) -> HttpResponse:
+    return render(request, "chat/page.html", page_context(request, None))
+
+
+def conversation(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    return render(request, "chat/page.html", page_context(request, owned(request, conversation_id)))
+
+
+def search(request: HttpRequest) -> HttpResponse:
+    if not request.htmx:  # a plain GET (no JavaScript) gets the whole page, filtered
+        return render(request, "chat/page.html", page_context(request, None))
+    return render(request, "chat/page.html#conversation-list", sidebar_context(request))
+
+
+@require_POST
+def rename(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    owned(request, conversation_id)
+    form = RenameForm(request.POST)
+    if form.is_valid():
+        services.rename_conversation(request.user, conversation_id, form.cleaned_data["title"])
+    if not request.htmx:
+        return redirect("chat:conversation", conversation_id)
+    errors = {conversation_id: form.errors["title"][0]} if form.errors else {}
+    return render(
+        request, "chat/page.html#conversation-list", sidebar_context(request, conversation_id, errors)
+    )
+
+
+@require_POST
+def delete(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    owned(request, conversation_id)
+    services.delete_conversation(request.user, conversation_id)
+    if not request.htmx:
+        return redirect("chat:index")
+    if open_conversation_id(request) == conversation_id:  # the open chat is gone: start a new one
+        return HttpResponseClientRedirect(reverse("chat:index"))
+    return render(request, "chat/page.html#conversation-list", sidebar_context(request))
+
+
+def message(request: HttpRequest, message_id: int) -> HttpResponse:
+    """One saved message, as the page shows it: the streamed bubble is swapped for this."""
+    try:
+        found = services.get_message(request.user, message_id)
+    except services.ChatError as exc:
+        raise Http404(str(exc)) from None
+    return render(request, "chat/conversation.html#message", {"message": found})
+
+
+# --- helpers --------------------------------------------------------------------------------------
+def owned(request: HttpRequest, conversation_id: int) -> Conversation:
+    try:
+        return services.get_conversation(request.user, conversation_id)
+    except services.ChatError as exc:  # someone else's conversation: not found, not forbidden
+        raise Http404(str(exc)) from None
+
+
+def open_conversation_id(request: HttpRequest) -> int | None:
+    """The conversation open in the page that sent this htmx request (its HX-Current-URL), if any."""
+    path = request.htmx.current_url_abs_path if request.htmx else None
+    try:
+        match = resolve((path or "").split("?")[0])
+    except Resolver404:
+        return None
+    return match.kwargs["conversation_id"] if match.view_name == "chat:conversation" else None
+
+
+def sidebar_context(
+    request: HttpRequest, current_id: int | None = None, errors: dict[int, str] | None = None
+) -> dict[str, Any]:
+    query = request.GET.get("q", "").strip()[:100]
+    return {
+        "conversations": services.search_conversations(request.user, query),
+        "q": query,
+        "current_id": current_id if current_id is not None else open_conversation_id(request),
+        "rename_errors": errors or {},
+    }
+
+
+def page_context(request: HttpRequest, current: Conversation | None) -> dict[str, Any]:
+    lengths = services.context_lengths()
+    saved = {**services.DEFAULT_SETTINGS, **(current.sampler_settings if current else {})}
+    names = list(lengths)
+    model = current.model_name if current and current.model_name in names else services.default_model(names)
+    parameters = [{**p, "value": saved.get(p["name"])} for p in PARAMETERS]
+    return {
+        **sidebar_context(request, current.pk if current else None),
+        "conversation": current,
+        "messages_list": services.history(current) if current else [],
+        "model_choices": [{"name": n, "context_length": c} for n, c in lengths.items()],
+        "model": model,
+        "system_prompt": current.system_prompt if current else "",
+        "parameters": parameters,
+        "stop_sequences": "\n".join(saved.get("stop_sequences") or []),
+        "presets": [{"label": a, "hint": b, "values": json.dumps(v)} for a, b, v in PRESETS],
+        "limits": {
+            "prompt_chars": settings.CHAT_MAX_PROMPT_CHARS,
+            "system_chars": settings.CHAT_MAX_SYSTEM_CHARS,
+            "new_tokens": settings.CHAT_MAX_NEW_TOKENS,
+            "frame_bytes": settings.CHAT_MAX_FRAME_BYTES,
+        },
+        "used_tokens": used_tokens(services.history(current)) if current else 0,
+    }
+
+
+def used_tokens(messages: list[Any]) -> int:
+    """Tokens the conversation used at its last answer (prompt + generated), for the context bar."""
+    for m in reversed(messages):
+        stats = (m.provenance or {}).get("stats") or {}
+        if stats.get("prompt_tokens"):
+            return int(stats["prompt_tokens"]) + int(stats.get("generated_tokens") or 0)
+    return 0

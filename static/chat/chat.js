@@ -1,0 +1,310 @@
+// The chat page: one WebSocket to /ws/chat/ (protocol in playground/chat/consumers.py).
+// Model text is only ever inserted with textContent while it streams; the finished answer is swapped
+// for the server's rendering (Markdown with raw HTML escaped) fetched through htmx.
+(function () {
+  "use strict";
+  const root = document.getElementById("chat");
+  if (!root) return;
+  const $ = (id) => document.getElementById(id);
+  const messages = $("messages");
+  const composer = $("composer");
+  const content = $("id_content");
+  const sendButton = $("send");
+  const stopButton = $("stop");
+  const connection = $("connection");
+  const settingsForm = $("chat-settings");
+  const LABELS = {
+    content: "Message", model: "Model", system: "System prompt", temperature: "Temperature", top_k: "Top-k",
+    top_p: "Top-p", min_p: "Min-p", repetition_penalty: "Repetition penalty", seed: "Seed",
+    max_new_tokens: "Max new tokens", stop_sequences: "Stop sequences",
+  };
+  const NUMBER_FIELDS = ["temperature", "top_k", "top_p", "min_p", "repetition_penalty", "max_new_tokens"];
+
+  const state = {
+    socket: null,
+    conversation: root.dataset.conversation ? Number(root.dataset.conversation) : null,
+    streaming: false, // from Send until "done" (or an error before "started")
+    messageId: null,
+    bubble: null,
+    text: null,
+    retries: 0,
+    sessionEnded: false,
+    used: Number($("context-bar").dataset.used || 0),
+    context: null, // the model's context length: the catalog's figure until a "started" frame says
+
+    generated: 0,
+  };
+
+  // --- the socket -----------------------------------------------------------------------------
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    const socket = new WebSocket(scheme + location.host + "/ws/chat/");
+    state.socket = socket;
+    setConnection("Connecting…");
+    socket.addEventListener("open", () => {
+      state.retries = 0;
+      setConnection("Connected");
+      updateButtons();
+    });
+    socket.addEventListener("message", (event) => {
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch (e) {
+        return;
+      }
+      const handler = HANDLERS[frame.type];
+      if (handler) handler(frame);
+    });
+    socket.addEventListener("close", (event) => {
+      state.socket = null;
+      const interrupted = state.streaming ? state.messageId : null;
+      if (state.streaming) finishStreaming();
+      if (event.code === 4401) {
+        state.sessionEnded = true;
+        $("session-ended").hidden = false;
+        setConnection("Logged out");
+        updateButtons();
+        return;
+      }
+      // The server saved the partial answer as "stopped": show what it kept.
+      if (interrupted) setTimeout(() => refreshMessage(interrupted), 1500);
+      const delay = Math.min(30000, 1000 * 2 ** state.retries);
+      state.retries += 1;
+      setConnection("Disconnected: reconnecting in " + Math.round(delay / 1000) + " s…");
+      updateButtons();
+      setTimeout(connect, delay);
+    });
+  }
+
+  function sendFrame(frame) {
+    if (!state.socket || state.socket.readyState !== WebSocket.OPEN) {
+      showError("Not connected to the server yet: wait a moment and try again.");
+      return false;
+    }
+    state.socket.send(JSON.stringify(frame));
+    return true;
+  }
+
+  // --- frames in ------------------------------------------------------------------------------
+  const HANDLERS = {
+    started(frame) {
+      state.messageId = frame.message;
+      state.pending = null;
+      if (state.conversation !== frame.conversation) {
+        state.conversation = frame.conversation;
+        root.dataset.conversation = String(frame.conversation);
+        history.replaceState(null, "", root.dataset.indexUrl + frame.conversation + "/");
+      }
+      refreshSidebar();
+      state.bubble = el("li", "msg assistant streaming");
+      state.bubble.id = "message-" + frame.message;
+      const who = el("div", "who");
+      who.textContent = "Assistant ";
+      const badge = el("span", "badge");
+      badge.textContent = "streaming";
+      who.append(badge);
+      state.text = el("div", "body stream");
+      state.text.dataset.testid = "streaming-text";
+      state.bubble.append(who, state.text);
+      messages.append(state.bubble);
+      state.context = frame.context_length;
+      state.used = frame.prompt_tokens;
+      state.generated = 0;
+      state.maxNew = frame.max_new_tokens;
+      updateContext();
+      scrollDown();
+    },
+    token(frame) {
+      if (!state.text) return;
+      state.text.textContent += frame.text;
+      state.generated = frame.index + 1;
+      updateContext();
+      scrollDown();
+    },
+    stats(frame) {
+      state.generated = frame.generated_tokens;
+      updateContext();
+    },
+    done(frame) {
+      if (state.text) state.text.textContent += frame.tail;
+      state.used += state.generated;
+      state.generated = 0;
+      const id = frame.message;
+      finishStreaming();
+      if (frame.error) showError(frame.error);
+      refreshMessage(id);
+      refreshSidebar();
+      updateContext();
+    },
+    error(frame) {
+      if (state.streaming && !state.messageId) {
+        // Refused before it started: nothing was saved, so take the message back into the composer.
+        if (state.pending) {
+          state.pending.remove();
+          if (!content.value) content.value = state.pendingText;
+        }
+        finishStreaming();
+      }
+      const fields = frame.fields || {};
+      const named = Object.entries(fields).map(([name, errors]) => (LABELS[name] || name) + ": " + errors.join(" "));
+      showError(named.length ? named.join(" ") : frame.error, fields);
+    },
+    pong() {},
+  };
+
+  // --- actions --------------------------------------------------------------------------------
+  composer.addEventListener("submit", (event) => {
+    event.preventDefault();
+    send();
+  });
+  content.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      send();
+    }
+  });
+  stopButton.addEventListener("click", () => {
+    if (state.streaming) sendFrame({ type: "stop" });
+  });
+  settingsForm.addEventListener("input", updateContext);
+  settingsForm.elements.model.addEventListener("change", contextFromCatalog);
+  document.querySelectorAll("button.preset").forEach((button) => {
+    button.addEventListener("click", () => {
+      const values = JSON.parse(button.dataset.values);
+      for (const [name, value] of Object.entries(values)) settingsForm.elements[name].value = value;
+      document.querySelectorAll("button.preset").forEach((b) => b.setAttribute("aria-pressed", String(b === button)));
+    });
+  });
+
+  function send() {
+    if (state.streaming) return;
+    const text = content.value;
+    clearErrors();
+    if (!text.trim()) {
+      showError("Type a message.", { content: ["Type a message."] });
+      return;
+    }
+    const f = settingsForm.elements;
+    const settings = {};
+    for (const name of NUMBER_FIELDS) settings[name] = f[name].value; // the server validates and says what is wrong
+    settings.seed = f.seed.value.trim() === "" ? null : f.seed.value;
+    settings.stop_sequences = f.stop_sequences.value.split("\n").filter((s) => s !== "");
+    const frame = {
+      type: "send",
+      conversation: state.conversation,
+      model: f.model.value,
+      system: f.system.value,
+      content: text,
+      settings: settings,
+    };
+    if (!sendFrame(frame)) return;
+    const empty = $("empty-note");
+    if (empty) empty.remove();
+    const bubble = el("li", "msg user");
+    const who = el("div", "who");
+    who.textContent = "You";
+    const body = el("div", "body plain");
+    body.textContent = text;
+    bubble.append(who, body);
+    messages.append(bubble);
+    state.pending = bubble;
+    state.pendingText = text;
+    content.value = "";
+    state.streaming = true;
+    state.messageId = null;
+    updateButtons();
+    scrollDown();
+  }
+
+  function finishStreaming() {
+    state.streaming = false;
+    if (state.bubble) state.bubble.classList.remove("streaming");
+    state.bubble = null;
+    state.text = null;
+    state.messageId = null;
+    updateButtons();
+  }
+
+  // --- rendering ------------------------------------------------------------------------------
+  function refreshMessage(id) {
+    const target = $("message-" + id);
+    if (!target || !window.htmx) return;
+    const url = root.dataset.messageUrl.replace("/0/", "/" + id + "/");
+    htmx.ajax("GET", url, { target: target, swap: "outerHTML" }).then(scrollDown);
+  }
+
+  function refreshSidebar() {
+    if (!window.htmx) return;
+    const search = document.querySelector('.chat-sidebar input[name="q"]');
+    const q = search ? search.value : "";
+    htmx.ajax("GET", root.dataset.searchUrl + "?q=" + encodeURIComponent(q), {
+      target: "#conversation-list",
+      swap: "innerHTML",
+    });
+  }
+
+  function showError(text, fields) {
+    const note = el("li", "msg error-note");
+    note.setAttribute("role", "alert");
+    note.textContent = text;
+    messages.append(note);
+    for (const [name, errors] of Object.entries(fields || {})) {
+      const slot = document.querySelector('[data-error-for="' + name + '"]');
+      if (slot) slot.textContent = errors.join(" ");
+    }
+    scrollDown();
+  }
+
+  function clearErrors() {
+    document.querySelectorAll("[data-error-for]").forEach((slot) => (slot.textContent = ""));
+  }
+
+  function updateContext() {
+    const meter = $("context-meter");
+    const label = $("context-text");
+    const warning = $("context-warning");
+    if (!state.context) return;
+    const used = state.used + state.generated;
+    meter.value = Math.min(1, used / state.context);
+    label.textContent = used + " of " + state.context + " context tokens used (prompt + answer)";
+    const maxNew = Number(settingsForm.elements.max_new_tokens.value) || 0;
+    const next = state.streaming ? state.used + (state.maxNew || 0) : used + maxNew;
+    const over = next > 0.9 * state.context;
+    warning.hidden = !over;
+    warning.textContent = over
+      ? "The conversation plus max new tokens (" + next + " tokens) passes 90% of the model's context of " +
+        state.context + " tokens: lower max new tokens or start a new chat."
+      : "";
+  }
+
+  function updateButtons() {
+    const open = state.socket && state.socket.readyState === WebSocket.OPEN;
+    sendButton.disabled = state.streaming || !open || state.sessionEnded;
+    stopButton.disabled = !state.streaming;
+  }
+
+  function setConnection(text) {
+    connection.textContent = text;
+  }
+
+  function scrollDown() {
+    messages.scrollTop = messages.scrollHeight;
+  }
+
+  function el(tag, className) {
+    const node = document.createElement(tag);
+    node.className = className;
+    return node;
+  }
+
+  function contextFromCatalog() {
+    const option = settingsForm.elements.model.selectedOptions[0];
+    state.context = option && option.dataset.context ? Number(option.dataset.context) : null;
+    updateContext();
+  }
+
+  contextFromCatalog();
+  connect();
+  scrollDown();
+})();
