@@ -103,6 +103,47 @@ def history(conversation: Conversation) -> list[Message]:
     return list(conversation.messages.all())
 
 
+def export_json(conversation: Conversation) -> dict[str, Any]:
+    """The whole conversation with each answer's provenance, for download or a script."""
+    return {
+        "title": conversation.title,
+        "model": conversation.model_name,
+        "system_prompt": conversation.system_prompt,
+        "sampler_settings": conversation.sampler_settings,
+        "created": conversation.created.isoformat(),
+        "messages": [
+            {
+                "role": m.role,
+                "content": m.content,
+                "status": m.status,
+                "error": m.error or None,
+                "created": m.created.isoformat(),
+                "provenance": m.provenance or None,
+            }
+            for m in history(conversation)
+        ],
+    }
+
+
+def export_markdown(conversation: Conversation) -> str:
+    """The conversation as a readable Markdown document; message text is written as it was said."""
+    lines = [f"# {conversation.title}", "", f"Model: `{conversation.model_name}`", ""]
+    if conversation.system_prompt:
+        lines += ["## System", "", conversation.system_prompt, ""]
+    for m in history(conversation):
+        heading = {"user": "You", "assistant": "Assistant", "system": "System"}.get(m.role, m.role)
+        badge = "" if m.status == Message.Status.COMPLETE else f" ({m.status})"
+        lines += [f"## {heading}{badge}", "", m.content, ""]
+        stats = (m.provenance or {}).get("stats") or {}
+        if m.role == Message.Role.ASSISTANT and m.provenance:
+            seed = m.provenance.get("seed")
+            lines += [
+                f"*{m.provenance.get('model')}, seed {seed}, stop: {stats.get('stop_reason', '-')}*",
+                "",
+            ]
+    return "\n".join(lines)
+
+
 def engine_messages(conversation: Conversation, new_user_text: str | None = None) -> list[dict[str, str]]:
     """System prompt, then the user and assistant turns so far (a stopped answer counts as said), then
     the new user message: what the chat template renders."""

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import Resolver404, resolve, reverse
+from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -93,6 +94,21 @@ def message(request: HttpRequest, message_id: int) -> HttpResponse:
     except services.ChatError as exc:
         raise Http404(str(exc)) from None
     return render(request, "chat/conversation.html#message", {"message": found})
+
+
+def export(request: HttpRequest, conversation_id: int, fmt: str) -> HttpResponse:
+    """Download a conversation as JSON (with every answer's provenance) or as Markdown."""
+    if fmt not in ("json", "md"):
+        raise Http404("Export as .json or .md.")
+    found = owned(request, conversation_id)
+    slug = slugify(found.title)[:60] or "chat"
+    if fmt == "json":
+        body = json.dumps(services.export_json(found), indent=2, ensure_ascii=False)
+        response = HttpResponse(body, content_type="application/json; charset=utf-8")
+    else:
+        response = HttpResponse(services.export_markdown(found), content_type="text/markdown; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{slug}-{found.pk}.{fmt}"'
+    return response
 
 
 # --- helpers --------------------------------------------------------------------------------------

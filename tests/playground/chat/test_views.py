@@ -239,3 +239,48 @@ def test_the_refreshed_sidebar_still_marks_the_open_conversation(client_in: Clie
     here = f"http://testserver/chat/{chat.pk}/"
     html = client_in.get(reverse("chat:search"), HTTP_HX_CURRENT_URL=here, **HTMX).content.decode()
     assert f'<a href="/chat/{chat.pk}/" aria-current="page">Capitals</a>' in html
+
+
+def test_a_conversation_exports_as_json_with_provenance(client_in: Client, chat) -> None:  # type: ignore[no-untyped-def]
+    answer(chat, "Paris.", stop_reason="stop")
+    answer(chat, "Half an ans", status="stopped", stop_reason="cancelled")
+    response = client_in.get(reverse("chat:export", args=[chat.pk, "json"]))
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == f'attachment; filename="capitals-{chat.pk}.json"'
+    data = response.json()
+    assert data["title"] == "Capitals"
+    assert data["model"] == "tiny-llama"
+    assert [(m["role"], m["content"], m["status"]) for m in data["messages"]] == [
+        ("user", "Tell me", "complete"),
+        ("assistant", "Paris.", "complete"),
+        ("user", "Tell me", "complete"),
+        ("assistant", "Half an ans", "stopped"),
+    ]
+    assert data["messages"][1]["provenance"]["seed"] == 1234
+    assert data["messages"][1]["provenance"]["stats"]["stop_reason"] == "stop"
+
+
+def test_a_conversation_exports_as_markdown(client_in: Client, chat) -> None:  # type: ignore[no-untyped-def]
+    answer(chat, "Paris is the **capital**.", stop_reason="stop")
+    answer(chat, "Half", status="stopped", stop_reason="cancelled")
+    response = client_in.get(reverse("chat:export", args=[chat.pk, "md"]))
+    assert response["Content-Type"].startswith("text/markdown")
+    text = response.content.decode()
+    assert text.startswith("# Capitals\n")
+    assert "## You\n\nTell me\n" in text
+    assert "## Assistant\n\nParis is the **capital**.\n" in text
+    assert "## Assistant (stopped)\n\nHalf\n" in text
+    assert "*tiny-llama, seed 1234, stop: stop*" in text
+
+
+def test_export_is_for_the_owner_only_and_knows_two_formats(user, bob, chat) -> None:  # type: ignore[no-untyped-def]
+    other = Client()
+    other.force_login(bob)
+    assert other.get(reverse("chat:export", args=[chat.pk, "json"])).status_code == 404
+    owner = Client()
+    owner.force_login(user)
+    assert owner.get(f"/chat/{chat.pk}/export.exe").status_code == 404
+    assert (
+        f'href="/chat/{chat.pk}/export.md"'
+        in owner.get(reverse("chat:conversation", args=[chat.pk])).content.decode()
+    )
