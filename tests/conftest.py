@@ -216,21 +216,49 @@ def build_tiny_gemma3(folder: Path) -> Path:
     return folder
 
 
-def build_tiny_bert(folder: Path) -> Path:
-    """A 2-layer BERT encoder (learned absolute positions, bidirectional), random weights, no tokenizer."""
-    import torch
-    from transformers import BertConfig, BertModel
+TINY_BERT = "tiny-bert"
 
+
+def build_tiny_bert(folder: Path) -> Path:
+    """A 2-layer BERT encoder (learned absolute positions, bidirectional) with a small WordPiece
+    tokenizer, random weights."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.train_from_iterator(TRAINING_TEXT, trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials))
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=100,
+        vocab_size=len(tokenizer),
         hidden_size=32,
-        intermediate_size=64,
         num_hidden_layers=2,
         num_attention_heads=4,
+        intermediate_size=64,
         max_position_embeddings=40,
+        pad_token_id=tokenizer.pad_token_id,
     )
+    folder.mkdir(parents=True, exist_ok=True)
     BertModel(config).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
     return folder
 
 
@@ -241,7 +269,13 @@ def tiny_gemma3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert") / "tiny-bert")
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert") / TINY_BERT)
+
+
+@pytest.fixture
+def tiny_bert(store, tiny_bert_dir: Path):  # type: ignore[no-untyped-def]
+    """The tiny BERT encoder imported into the test's store, beside the tiny Llama."""
+    return store.import_folder(tiny_bert_dir, TINY_BERT, license="MIT")
 
 
 def _pulled_store(name: str):  # type: ignore[no-untyped-def]

@@ -21,63 +21,11 @@ from llmcore.attention import (
     prepare_input,
 )
 from llmcore.loading import LoadedModel, load_model
-from tests.conftest import TRAINING_TEXT
+from tests.conftest import TINY_BERT
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY_BERT = "tiny-bert"
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 FP16_ROW_TOLERANCE = 2e-3  # a row of float16 values sums to 1 within a few float16 steps
-
-
-def build_tiny_bert(folder: Path) -> Path:
-    """A 2-layer BERT encoder with 4 heads and a small WordPiece tokenizer, random weights."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator(TRAINING_TEXT, trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials))
-    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    BertModel(config).save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="session")
-def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_bert(tmp_path_factory.mktemp("bert") / TINY_BERT)
-
-
-@pytest.fixture
-def tiny_bert(store, tiny_bert_dir: Path):  # type: ignore[no-untyped-def]
-    return store.import_folder(tiny_bert_dir, TINY_BERT, license="MIT")
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,22 +12,10 @@ from django.test import Client
 from django.urls import reverse
 
 from playground.inspect.services import attention as services
-from tests.llmcore.test_attention import TINY_BERT, build_tiny_bert
 
 pytestmark = pytest.mark.django_db
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 API = "/api/attention"
-
-
-@pytest.fixture(scope="module")
-def bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_bert(tmp_path_factory.mktemp("bert") / TINY_BERT)
-
-
-@pytest.fixture
-def tiny_bert(store, bert_dir: Path):  # type: ignore[no-untyped-def]
-    """A tiny random BERT encoder in the test's store, beside the tiny Llama."""
-    return store.import_folder(bert_dir, TINY_BERT, license="MIT")
 
 
 @pytest.fixture(autouse=True)
