@@ -175,6 +175,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def relay(self, turn: services.Turn, stream: Any) -> None:
         """Forward the stream's events; save the answer however this ends (done, stop, disconnect)."""
         shown: list[str] = []
+        tokens: list[list[Any]] = []  # [id, text, prob, alternatives]: the token inspector's data
         stats = None
         saved = False
         try:
@@ -182,6 +183,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 kind = type(event).__name__
                 if kind == "TokenEvent":
                     shown.append(event.text)
+                    alternatives = [list(a) for a in event.alternatives]
+                    tokens.append([event.id, event.text, event.prob, alternatives])
                     await self.send_json(
                         {
                             "type": "token",
@@ -189,7 +192,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                             "id": event.id,
                             "text": event.text,
                             "prob": event.prob,
-                            "alternatives": [list(a) for a in event.alternatives],
+                            "alternatives": alternatives,
                         }
                     )
                 elif kind == "StatsEvent":
@@ -209,7 +212,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     )
                 else:  # DoneEvent, always last
                     await database_sync_to_async(services.finish_turn_from_done)(
-                        turn.message_id, event, stats
+                        turn.message_id, event, stats, tokens
                     )
                     saved = True
                     await self.send_json(
@@ -226,7 +229,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if not saved:  # torn down before the Done event: keep what the user was shown
                 stream.cancel()
                 await database_sync_to_async(services.finish_turn)(
-                    turn.message_id, "".join(shown), "cancelled"
+                    turn.message_id, "".join(shown), "cancelled", tokens=tokens
                 )
             self.stream = None
 

@@ -283,6 +283,7 @@ def start_turn(owner, data: dict[str, Any]) -> Turn:  # type: ignore[no-untyped-
             parent=user_message,
             status=Message.Status.STREAMING,
             provenance=provenance,
+            prompt_ids=prompt_ids,
         )
     return Turn(
         conversation_id=conversation.pk,
@@ -307,11 +308,17 @@ STATUS_FOR_REASON = {"cancelled": Message.Status.STOPPED, "error": Message.Statu
 
 
 def finish_turn(
-    message_id: int, text: str, reason: str, stats: StatsEvent | None = None, error: str | None = None
+    message_id: int,
+    text: str,
+    reason: str,
+    stats: StatsEvent | None = None,
+    error: str | None = None,
+    tokens: list[list[Any]] | None = None,
 ) -> Message:
-    """Save the answer (whole or partial) with its status and the generation's stats."""
+    """Save the answer (whole or partial) with its status, the generation's stats and its tokens."""
     message = Message.objects.select_related("conversation").get(pk=message_id)
     message.content = text
+    message.tokens = tokens or []
     message.status = STATUS_FOR_REASON.get(reason, Message.Status.COMPLETE)
     message.error = error or ""
     provenance = dict(message.provenance)
@@ -324,10 +331,12 @@ def finish_turn(
         "clamped": stats.clamped if stats else False,
     }
     message.provenance = provenance
-    message.save(update_fields=["content", "status", "error", "provenance"])
+    message.save(update_fields=["content", "status", "error", "provenance", "tokens"])
     message.conversation.save(update_fields=["updated"])
     return message
 
 
-def finish_turn_from_done(message_id: int, done: DoneEvent, stats: StatsEvent | None) -> Message:
-    return finish_turn(message_id, done.text, done.reason, stats, done.error)
+def finish_turn_from_done(
+    message_id: int, done: DoneEvent, stats: StatsEvent | None, tokens: list[list[Any]] | None = None
+) -> Message:
+    return finish_turn(message_id, done.text, done.reason, stats, done.error, tokens)
