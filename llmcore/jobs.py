@@ -33,7 +33,9 @@ class Update:
     step: int = 0
     total: int = 0
     phase: str = ""  # "loading", "training", "evaluating", "saving", "verifying"...
-    metrics: dict[str, float] = field(default_factory=dict)  # e.g. {"loss": 2.1, "lr": 1e-4, "tokens_per_s": 900}
+    metrics: dict[str, float] = field(
+        default_factory=dict
+    )  # e.g. {"loss": 2.1, "lr": 1e-4, "tokens_per_s": 900}
     log: str | None = None  # one line for the log tail
     sample: dict[str, Any] | None = None  # {"step": n, "prompt": str, "output": str}
     time: float = field(default_factory=time.time)

@@ -20,9 +20,7 @@ class Conversation(models.Model):
     sampler_settings = models.JSONField(default=dict)
     # The last message of the branch shown (messages form a tree through Message.parent: regenerate,
     # continue, edit-and-rerun and branching from a token add siblings); null: the newest message.
-    current = models.ForeignKey(
-        "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    current = models.ForeignKey("Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
