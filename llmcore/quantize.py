@@ -1,0 +1,510 @@
+"""Quantize a model folder into a smaller one, and measure what that cost (the verify report).
+
+Additions to the shared jobs contract: `QuantizeResult.extra` (a dict for the catalog meta: dtype, variant,
+group_size, gguf_file, gguf_roundtrip, requires_device="cuda" for the GPU int4 variant); `verify` also
+takes `max_tokens` (perplexity) and `new_tokens` (speed) and its report is documented on the function.
+
+Methods (QUANT_METHODS):
+- int8_weight, int8_dynamic, int4_weight: torchao tensor subclasses on every Linear of the decoder layers
+  (the embedding and output head stay as they are, as transformers' own torchao integration does). They
+  are saved with transformers' torchao integration, which writes plain safetensors (the quantized data and
+  scales as tensors, torchao's JSON description in the header) and reads them back through
+  `from_pretrained(use_safetensors=True)`: no pickle, no custom code. int4_weight has two variants: on CUDA
+  torchao's tinygemm kernel (Int4WeightOnlyConfig, tile-packed; such a model then loads on CUDA only), on
+  CPU torchao's IntxWeightOnlyConfig with int4 values and per-group scales (stored one value per byte, so
+  it is no smaller than int8 on disk; the accuracy is int4's).
+- bf16, fp16: a cast of every floating-point weight; the simple baseline.
+- gguf_q8_0: a llama.cpp GGUF file with Q8_0 weights, written with gguf-py (llama.cpp's own Python
+  package) for Llama-architecture models. The catalog model is those Q8_0 weights read back by
+  transformers' GGUF reader and saved as safetensors, so chat behaves like the GGUF; the .gguf file stays
+  in the model folder for download.
+
+`run_quantize` writes into `out_dir` only and removes what it wrote when it fails or is cancelled; the caller
+imports `out_dir` into the store atomically. `verify` loads parent and child side by side and measures them
+on the same prompts and text.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from llmcore.jobs import JobCancelled, JobContext, JobFailed, Update
+
+QUANT_METHODS = {
+    "int8_weight": "int8 weight-only (torchao): weights stored as int8 with one scale per row; "
+    "activations stay in floating point.",
+    "int8_dynamic": "int8 dynamic activations with int8 weights (torchao): activations are quantized "
+    "on the fly for int8 matrix products.",
+    "int4_weight": "int4 weight-only with a group size (torchao): one scale per group of weights "
+    "(default 32); the GPU variant packs two values per byte.",
+    "bf16": "bfloat16 cast: half the bytes of float32, same range, fewer mantissa bits.",
+    "fp16": "float16 cast: half the bytes of float32, more mantissa bits than bf16, smaller range.",
+    "gguf_q8_0": "GGUF Q8_0 export for llama.cpp-based tools (8-bit blocks of 32 with one scale each); "
+    "Llama-architecture models.",
+}
+TORCHAO_METHODS = {"int8_weight", "int8_dynamic", "int4_weight"}
+DEFAULT_GROUP_SIZE = 32
+GROUP_SIZES = (32, 64, 128, 256)
+GGUF_ARCHITECTURES = {"LlamaForCausalLM": "llama"}  # what the GGUF writer below knows how to map
+GGUF_FILE = "model-q8_0.gguf"
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "generation_config.json",
+)
+
+
+@dataclass
+class QuantizeConfig:
+    method: str
+    group_size: int | None = None  # int4_weight only; None means DEFAULT_GROUP_SIZE
+
+
+@dataclass
+class QuantizeResult:
+    files: list[str]  # file names written into out_dir
+    notes: list[str] = field(default_factory=list)  # facts for the user (variant, what stays unquantized)
+    extra: dict[str, Any] = field(default_factory=dict)  # for the catalog meta: method, group size, ...
+
+
+# --- checks -------------------------------------------------------------------------------------------
+def _read_config(source_dir: Path) -> dict[str, Any]:
+    path = Path(source_dir) / "config.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        return {}
+
+
+def _linear_in_features(source_dir: Path) -> dict[str, int]:
+    """Input width of every 2-D weight of the decoder layers, from the safetensors headers (no tensors)."""
+    from safetensors import safe_open
+
+    widths: dict[str, int] = {}
+    for path in sorted(Path(source_dir).glob("*.safetensors")):
+        with safe_open(path, framework="pt") as fh:
+            for key in fh.keys():  # noqa: SIM118 - a safetensors handle, not a dict
+                shape = fh.get_slice(key).get_shape()
+                if ".layers." in key and key.endswith(".weight") and len(shape) == 2:
+                    widths[key] = int(shape[1])
+    return widths
+
+
+def check_quantize(config: QuantizeConfig, source_dir: Path, device: str) -> list[str]:
+    """Reasons this quantization cannot run on `device` (empty: it can). Reads headers only: instant."""
+    method = config.method
+    if method not in QUANT_METHODS:
+        return [f"Unknown quantization method {method!r}; choose one of {', '.join(QUANT_METHODS)}."]
+    reasons: list[str] = []
+    device_type = torch.device(device).type
+    model_config = _read_config(source_dir)
+    if not model_config or not any(Path(source_dir).glob("*.safetensors")):
+        return ["The source model folder has no config.json or no safetensors weights."]
+    quantized = model_config.get("quantization_config")
+    if quantized:
+        kind = quantized.get("quant_method", "unknown")
+        if isinstance(quantized.get("quant_type"), dict):
+            kind += " " + ", ".join(v.get("_type", "?") for v in quantized["quant_type"].values())
+        reasons.append(
+            f"The source is already quantized ({kind}); quantizing it again would stack the errors of both "
+            "methods and torchao cannot re-quantize quantized weights. Quantize its parent instead."
+        )
+    architectures = model_config.get("architectures") or []
+    if not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
+        reasons.append("Only causal language models (text generators) can be quantized here.")
+    if config.group_size is not None and method != "int4_weight":
+        reasons.append(f"{method} takes no group size (it uses one scale per row); leave it empty.")
+    if method == "int4_weight":
+        group = config.group_size or DEFAULT_GROUP_SIZE
+        if group < 1:
+            reasons.append("The group size must be a positive number.")
+        else:
+            bad = sorted({w for w in _linear_in_features(source_dir).values() if w % group})
+            if bad:
+                reasons.append(
+                    f"Group size {group} does not divide the layer width{'s' if len(bad) > 1 else ''} "
+                    f"{', '.join(map(str, bad))}; choose a size that divides every width (e.g. 32)."
+                )
+    if method in TORCHAO_METHODS and device_type not in {"cpu", "cuda"}:
+        reasons.append(f"torchao has no {method} kernels for {device_type}; run it on a CPU or CUDA worker.")
+    if method == "int4_weight" and device_type == "cuda":
+        if not torch.cuda.is_available():
+            reasons.append("The worker has no CUDA device for the GPU int4 kernel.")
+        elif torch.cuda.get_device_capability()[0] < 8:
+            reasons.append("The GPU int4 kernel (tinygemm) needs compute capability 8.0 or newer.")
+        if (config.group_size or DEFAULT_GROUP_SIZE) not in GROUP_SIZES:
+            reasons.append(f"The GPU int4 kernel takes group sizes {', '.join(map(str, GROUP_SIZES))}.")
+    if method == "gguf_q8_0":
+        if not any(a in GGUF_ARCHITECTURES for a in architectures):
+            reasons.append(
+                f"GGUF export supports {', '.join(GGUF_ARCHITECTURES)} models; this one is "
+                f"{', '.join(architectures) or 'unknown'}."
+            )
+        tok_path = Path(source_dir) / "tokenizer.json"
+        if not tok_path.is_file() or json.loads(tok_path.read_text()).get("model", {}).get("type") != "BPE":
+            reasons.append("GGUF export needs a byte-level BPE tokenizer (tokenizer.json with a BPE model).")
+    return reasons
+
+
+# --- running ------------------------------------------------------------------------------------------
+def run_quantize(source_dir: Path, out_dir: Path, config: QuantizeConfig, ctx: JobContext) -> QuantizeResult:
+    """Write the quantized model folder into out_dir (safetensors, config, tokenizer; plus the .gguf)."""
+    source_dir, out_dir = Path(source_dir), Path(out_dir)
+    reasons = check_quantize(config, source_dir, ctx.device)
+    if reasons:
+        raise JobFailed(" ".join(reasons))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    before = set(out_dir.iterdir())
+    try:
+        if config.method == "gguf_q8_0":
+            result = _run_gguf(source_dir, out_dir, ctx)
+        else:
+            result = _run_torch(source_dir, out_dir, config, ctx)
+        for name in _TOKENIZER_FILES:
+            if (source_dir / name).is_file() and not (out_dir / name).exists():
+                shutil.copy2(source_dir / name, out_dir / name)
+        result.files = sorted(p.name for p in out_dir.iterdir() if p.is_file())
+        ctx.report(Update(step=1, total=1, phase="saving", log=f"Wrote {', '.join(result.files)}"))
+        return result
+    except BaseException as exc:
+        # A failed or cancelled job leaves no half-written model: remove what this run wrote.
+        for item in set(out_dir.iterdir()) - before:
+            if item.is_dir():
+                shutil.rmtree(item, ignore_errors=True)
+            else:
+                item.unlink(missing_ok=True)
+        if isinstance(exc, torch.OutOfMemoryError):
+            raise JobFailed("Out of memory while quantizing; use a worker with more memory.") from exc
+        raise
+
+
+def _load_source(source_dir: Path, dtype: torch.dtype, device: str) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        source_dir, dtype=dtype, use_safetensors=True, local_files_only=True, trust_remote_code=False
+    )
+    return model.to(device).eval()  # type: ignore[arg-type]
+
+
+def _work_dtype(device: str) -> torch.dtype:
+    from llmcore.loading import default_dtype
+
+    return default_dtype(torch.device(device))
+
+
+def _torchao_config(config: QuantizeConfig, device: str) -> tuple[Any, str]:
+    from torchao.quantization import (
+        Int4WeightOnlyConfig,
+        Int8DynamicActivationInt8WeightConfig,
+        Int8WeightOnlyConfig,
+        IntxWeightOnlyConfig,
+        PerGroup,
+    )
+
+    if config.method == "int8_weight":
+        return Int8WeightOnlyConfig(), "torchao Int8WeightOnlyConfig (one scale per output row)"
+    if config.method == "int8_dynamic":
+        return Int8DynamicActivationInt8WeightConfig(), "torchao Int8DynamicActivationInt8WeightConfig"
+    group = config.group_size or DEFAULT_GROUP_SIZE
+    if torch.device(device).type == "cuda":
+        return (
+            Int4WeightOnlyConfig(group_size=group, int4_packing_format="tile_packed_to_4d"),
+            f"torchao Int4WeightOnlyConfig, tinygemm packing, group size {group} (loads on CUDA only)",
+        )
+    return (
+        IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(group)),  # type: ignore[attr-defined]
+        f"torchao IntxWeightOnlyConfig int4, group size {group} (CPU variant: one int4 value per byte)",
+    )
+
+
+def _run_torch(source_dir: Path, out_dir: Path, config: QuantizeConfig, ctx: JobContext) -> QuantizeResult:
+    ctx.report(Update(phase="loading", log=f"Loading {source_dir.name}"))
+    if config.method in {"bf16", "fp16"}:
+        dtype = torch.bfloat16 if config.method == "bf16" else torch.float16
+        model = _load_source(source_dir, dtype, "cpu")  # a cast needs no accelerator
+        ctx.check_cancelled()
+        ctx.report(Update(step=1, total=1, phase="casting", log=f"Cast every weight to {dtype}"))
+        model.save_pretrained(out_dir, safe_serialization=True)
+        return QuantizeResult(
+            files=[], notes=[f"Every floating-point weight cast to {dtype}."], extra={"dtype": str(dtype)[6:]}
+        )
+
+    from torchao.quantization import quantize_
+    from transformers import TorchAoConfig
+    from transformers.quantizers.auto import AutoHfQuantizer
+
+    dtype = _work_dtype(ctx.device)
+    model = _load_source(source_dir, dtype, ctx.device)
+    ao_config, variant = _torchao_config(config, ctx.device)
+    layers = model.get_decoder().layers
+    for index, layer in enumerate(layers):
+        ctx.check_cancelled()
+        # Layer by layer (not quantize_ on the whole model) so that progress and cancel work per layer.
+        quantize_(layer, ao_config, filter_fn=lambda module, _fqn: isinstance(module, torch.nn.Linear))
+        ctx.report(Update(step=index + 1, total=len(layers), phase="quantizing"))
+    ctx.check_cancelled()
+    # Mark the model as torchao-quantized the way from_pretrained(quantization_config=...) would, so that
+    # save_pretrained writes torchao's safetensors layout and config.json records how to read it back.
+    hf_config = TorchAoConfig(quant_type=ao_config)
+    model.config.quantization_config = hf_config
+    model.hf_quantizer = AutoHfQuantizer.from_config(hf_config, pre_quantized=False)
+    ctx.report(Update(phase="saving", log="Saving the quantized weights as safetensors"))
+    model.save_pretrained(out_dir, safe_serialization=True)
+    extra: dict[str, Any] = {"dtype": str(dtype)[6:], "variant": variant}
+    if "CUDA only" in variant:
+        extra["requires_device"] = "cuda"
+    if config.method == "int4_weight":
+        extra["group_size"] = config.group_size or DEFAULT_GROUP_SIZE
+    return QuantizeResult(
+        files=[],
+        notes=[variant, "The embedding table and output head stay unquantized."],
+        extra=extra,
+    )
+
+
+def _run_gguf(source_dir: Path, out_dir: Path, ctx: JobContext) -> QuantizeResult:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llmcore.gguf_export import write_gguf_q8_0
+
+    gguf_path = out_dir / GGUF_FILE
+    write_gguf_q8_0(source_dir, gguf_path, ctx)
+    ctx.check_cancelled()
+    ctx.report(Update(phase="verifying", log="Reading the GGUF back with transformers"))
+    model = AutoModelForCausalLM.from_pretrained(out_dir, gguf_file=GGUF_FILE, dtype=torch.float32)
+    # The weights are the dequantized Q8_0 values now: save them as ordinary safetensors.
+    model.hf_quantizer = None  # type: ignore[assignment]
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    source = _load_source(source_dir, torch.float32, "cpu")
+    tokenizer = AutoTokenizer.from_pretrained(source_dir, local_files_only=True, trust_remote_code=False)
+    sample = "A lighthouse keeper counts the flashes: three white flashes every fifteen seconds."
+    diff = gguf_logit_difference(source, model, tokenizer(sample)["input_ids"])
+    ctx.check_cancelled()
+    model.save_pretrained(out_dir, safe_serialization=True)
+    return QuantizeResult(
+        files=[],
+        notes=[
+            f"{GGUF_FILE}: Q8_0 weights (norms in float32) for llama.cpp-based tools.",
+            "The catalog model holds the same Q8_0 weights dequantized to float32 safetensors.",
+            f"Read back by transformers: top-1 agreement {diff['top1_agreement']:.3f} with the source, "
+            f"largest logit difference {diff['max_abs_diff']:.4f}.",
+        ],
+        extra={"gguf_file": GGUF_FILE, "gguf_roundtrip": diff},
+    )
+
+
+def gguf_logit_difference(source: Any, roundtrip: Any, ids: list[int] | None = None) -> dict[str, float]:
+    """Compare the logits of a model and its GGUF round trip on a few token ids."""
+    vocab = int(source.config.vocab_size)
+    ids_t = torch.tensor([ids or [i % vocab for i in range(1, 33)]])
+    with torch.inference_mode():
+        a = source(input_ids=ids_t).logits.float()
+        b = roundtrip(input_ids=ids_t).logits.float()
+    return {
+        "max_abs_diff": float((a - b).abs().max()),
+        "logit_scale": float(a.abs().max()),
+        "top1_agreement": float((a.argmax(-1) == b.argmax(-1)).float().mean()),
+    }
+
+
+# --- verify ---------------------------------------------------------------------------------------------
+def tensor_bytes(tensor: torch.Tensor) -> int:
+    """Bytes a tensor really holds: for a torchao tensor subclass, the sum of its inner tensors (its own
+    nbytes reports the size of the floating-point tensor it stands for)."""
+    flatten = getattr(type(tensor), "__tensor_flatten__", None)
+    if flatten is not None and type(tensor) is not torch.nn.Parameter:
+        inner, _ = tensor.__tensor_flatten__()  # type: ignore[attr-defined]
+        return sum(tensor_bytes(getattr(tensor, name)) for name in inner)
+    data = tensor.data if isinstance(tensor, torch.nn.Parameter) else tensor
+    if type(data) is not torch.Tensor:
+        return tensor_bytes(data)
+    return data.numel() * data.element_size()
+
+
+def model_memory_bytes(model: Any) -> int:
+    """Parameter and buffer bytes of a loaded model (shared tensors, such as tied embeddings, counted once).
+
+    Chosen over the process's resident-memory change, which the allocator's caching and the other model
+    loaded in the same process make unreliable; activations and the KV cache are not included."""
+    seen: set[int] = set()
+    total = 0
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            total += tensor_bytes(tensor)
+    return total
+
+
+def _speed(loaded: dict[str, Any], prompts: list[str], new_tokens: int) -> dict[str, dict[str, float]]:
+    """Mean decode tokens/s and time to first token per model, greedy, `new_tokens` tokens per prompt.
+
+    The models take turns prompt by prompt, so a burst of load from elsewhere on a shared machine slows
+    both rather than one.
+    """
+    from llmcore.engine import Engine, GenerationRequest, StatsEvent
+    from llmcore.sampling import SamplingConfig
+
+    engines = {side: Engine(model) for side, model in loaded.items()}
+    speeds: dict[str, list[float]] = {side: [] for side in loaded}
+    ttfts: dict[str, list[float]] = {side: [] for side in loaded}
+    try:
+        for engine in engines.values():
+            engine.generate(GenerationRequest(prompt_ids=[0, 1, 2], max_new_tokens=2))  # warm-up
+        for prompt in prompts:
+            for side, engine in engines.items():
+                request = GenerationRequest(
+                    prompt_ids=loaded[side].tokenizer(prompt)["input_ids"],
+                    sampling=SamplingConfig(temperature=0),
+                    max_new_tokens=new_tokens,
+                    ignore_stop_tokens=True,
+                    top_alternatives=0,
+                    seed=0,
+                )
+                stats = next(e for e in engine.generate(request) if isinstance(e, StatsEvent))
+                if stats.tokens_per_s:
+                    speeds[side].append(stats.tokens_per_s)
+                if stats.time_to_first_token_s is not None:
+                    ttfts[side].append(stats.time_to_first_token_s)
+    finally:
+        for engine in engines.values():
+            engine.close()
+    return {
+        side: {
+            "tokens_per_s": sum(speeds[side]) / len(speeds[side]) if speeds[side] else 0.0,
+            "ttft_s": sum(ttfts[side]) / len(ttfts[side]) if ttfts[side] else 0.0,
+        }
+        for side in loaded
+    }
+
+
+def _disk_bytes(folder: Path) -> dict[str, int]:
+    weights = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
+    gguf = sum(p.stat().st_size for p in folder.glob("*.gguf"))
+    return {"weights": weights, "gguf": gguf}
+
+
+def verify(
+    parent_dir: Path,
+    quant_dir: Path,
+    ctx: JobContext,
+    prompts: list[str] | None = None,
+    max_tokens: int = 4096,
+    new_tokens: int = 32,
+) -> dict[str, Any]:
+    """Parent and quantized model measured side by side, in one run, on this worker (ctx.device).
+
+    Sizes are the safetensors weights on disk (and the .gguf file, for a GGUF export; its size is what the
+    comparison uses). Memory is parameter and buffer bytes once loaded the way the playground loads the
+    model (llmcore.loading). Speed: greedy decoding of `new_tokens` tokens per prompt via llmcore.engine.
+    Perplexity on HELDOUT_TEXT; top-1 agreement and mean KL of the next-token distributions.
+    """
+    from llmcore import evaluate
+    from llmcore.loading import load_folder
+
+    prompts = list(prompts or evaluate.DEFAULT_PROMPTS)
+    device = torch.device(ctx.device)
+    text = evaluate.heldout_text()
+    report: dict[str, Any] = {
+        "device": str(device),
+        "prompts": len(prompts),
+        "new_tokens": new_tokens,
+        "memory_measured_as": "parameter and buffer bytes of the loaded model",
+    }
+    loaded: dict[str, Any] = {}
+    steps = 6
+    for step, (side, folder) in enumerate((("parent", Path(parent_dir)), ("quantized", Path(quant_dir)))):
+        ctx.check_cancelled()
+        ctx.report(Update(step=step + 1, total=steps, phase="verifying", log=f"Loading the {side} model"))
+        model = load_folder(folder, device=device)
+        loaded[side] = model
+        disk = _disk_bytes(folder)
+        report[side] = {
+            "disk_bytes": disk["gguf"] or disk["weights"],
+            "safetensors_bytes": disk["weights"],
+            "memory_bytes": model_memory_bytes(model.model),
+            "dtype": str(model.dtype).removeprefix("torch."),
+        }
+        if disk["gguf"]:
+            report[side]["gguf_bytes"] = disk["gguf"]
+    for step, side in enumerate(("parent", "quantized")):
+        ctx.check_cancelled()
+        ctx.report(
+            Update(step=3 + step, total=steps, phase="verifying", log=f"Perplexity of the {side} model")
+        )
+        ppl = evaluate.perplexity(loaded[side], text, max_tokens=max_tokens)
+        report[side].update(perplexity=ppl["perplexity"], loss=ppl["loss"], perplexity_tokens=ppl["tokens"])
+    ctx.check_cancelled()
+    ctx.report(Update(step=5, total=steps, phase="verifying", log="Decode speed, both models in turn"))
+    for side, numbers in _speed(loaded, prompts, new_tokens).items():
+        report[side].update(numbers)
+    ctx.check_cancelled()
+    ctx.report(Update(step=steps, total=steps, phase="verifying", log="Comparing next-token distributions"))
+    report.update(evaluate.next_token_agreement(loaded["parent"], loaded["quantized"], prompts))
+    parent, child = report["parent"], report["quantized"]
+    report["size_ratio"] = parent["disk_bytes"] / max(child["disk_bytes"], 1)
+    report["memory_ratio"] = parent["memory_bytes"] / max(child["memory_bytes"], 1)
+    report["perplexity_change_pct"] = 100.0 * (child["perplexity"] / parent["perplexity"] - 1.0)
+    report["speed_ratio"] = child["tokens_per_s"] / parent["tokens_per_s"] if parent["tokens_per_s"] else 0.0
+    report["summary"] = summary_sentence(report)
+    return report
+
+
+def summary_sentence(report: dict[str, Any]) -> str:
+    """One plain sentence: was it worth it? Worth it when the model got at least 1.3x smaller on disk or in
+    memory while perplexity rose less than 5 %; not worth it when perplexity rose 20 % or more, or nothing
+    got smaller; otherwise a trade-off."""
+    size, memory = report["size_ratio"], report["memory_ratio"]
+    ppl, speed = report["perplexity_change_pct"], report["speed_ratio"]
+    smaller = max(size, memory)
+    where = "GPU" if report["device"].startswith("cuda") else report["device"].split(":")[0].upper()
+    parts = [
+        f"{size:.1f}x smaller on disk" if size >= 1.05 else "no smaller on disk",
+        f"{memory:.1f}x less memory" if memory >= 1.05 else "no less memory",
+        f"{abs(ppl):.1f} % {'higher' if ppl >= 0 else 'lower'} perplexity"
+        if abs(ppl) >= 0.05
+        else "the same perplexity",
+        (
+            f"{speed:.1f}x faster"
+            if speed >= 1.05
+            else f"{1 / speed:.1f}x slower"
+            if 0 < speed <= 0.95
+            else "about as fast"
+        )
+        + f" on this {where}",
+        f"{100 * report['top1_agreement']:.1f} % top-1 agreement",
+    ]
+    if smaller >= 1.3 and ppl < 5:
+        verdict = "Worth it"
+    elif ppl >= 20 or smaller < 1.05:
+        verdict = "Not worth it"
+    else:
+        verdict = "A trade-off"
+    return f"{verdict}: {', '.join(parts)}."
+
+
+__all__ = [
+    "QUANT_METHODS",
+    "JobCancelled",
+    "QuantizeConfig",
+    "QuantizeResult",
+    "check_quantize",
+    "run_quantize",
+    "verify",
+]
