@@ -1,0 +1,640 @@
+"""Fine-tuning and distillation jobs: SFT, LoRA, QLoRA, prompt tuning, DPO and knowledge distillation.
+
+Training runs through transformers' `Trainer` (DPO through trl's `DPOTrainer`, itself a Trainer), with peft
+for LoRA, QLoRA and prompt tuning, so checkpoints, resumption, schedules and gradient accumulation are the
+library's. What is written here:
+
+- The SFT examples are tokenized by `llmcore.datasets.encode_row`, not by trl's SFTTrainer: its
+  assistant-only loss needs `{% generation %}` markers in the chat template, which most templates (the
+  default model's included) lack, and this way the dataset preview shows exactly the tokens that train.
+- Distillation is a `Trainer` subclass with its own `compute_loss`: classic distillation (alpha * T^2 *
+  KL(teacher/T || student/T) + (1 - alpha) * cross-entropy on the data). trl's GKDTrainer does something
+  else (a generalized JSD on partly on-policy samples from the student), and is slower on CPU.
+
+Outputs: `out_dir` always holds a full model folder (safetensors, config, tokenizer with a chat template)
+that `ModelStore.import_folder` takes. LoRA and QLoRA also keep the adapter (safetensors) in
+`out_dir / "adapter"` (import_folder keeps it in the model's `adapter/` folder, apart from the merged
+weights): the output can be used merged, or the adapter applied to the parent with `apply_adapter`.
+Prompt tuning cannot be merged into weights: its `out_dir` holds the unchanged base model and the learned
+soft prompt in `out_dir / "adapter"`; `llmcore.loading` reads it into `LoadedModel.soft_prompt` and the
+engine puts the virtual tokens before every prompt, as peft does. `FinetuneResult.metrics["usage"]` says
+which of these applies.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from llmcore.datasets import ParsedDataset, encode_row, ensure_chat_template, render
+from llmcore.jobs import JobCancelled, JobContext, JobFailed, Update
+
+FINETUNE_METHODS = {
+    "sft": "Full supervised fine-tuning: every weight is trained.",
+    "lora": "LoRA: small low-rank matrices beside the attention/MLP weights are trained, then merged.",
+    "qlora": "QLoRA: LoRA on a 4-bit quantized base (needs a CUDA GPU and bitsandbytes).",
+    "prompt_tuning": "Soft prompting: only a few learned virtual tokens put before every input are trained.",
+    "dpo": "DPO: prefer the chosen over the rejected answer of preference pairs, against the frozen base.",
+    "distill": "Knowledge distillation: a smaller student learns the teacher's token distributions.",
+}
+LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+FORMATS_FOR = {
+    "dpo": ("preference",),
+    **{m: ("text", "instruction", "chat") for m in ("sft", "lora", "qlora", "prompt_tuning", "distill")},
+}
+DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
+# Learning rates that suit each method (adapters and soft prompts take far larger steps than full weights).
+DEFAULT_LEARNING_RATES = {
+    "sft": 2e-5,
+    "lora": 2e-3,
+    "qlora": 2e-3,
+    "prompt_tuning": 3e-2,
+    "dpo": 5e-6,
+    "distill": 5e-5,
+}
+MAX_STEPS = 100_000
+OOM_ADVICE = (
+    "Out of memory while training. Try a smaller batch size (raise gradient accumulation to keep the "
+    "effective batch), a shorter maximum sequence length, or LoRA instead of full fine-tuning."
+)
+
+
+@dataclass
+class FinetuneConfig:
+    """One job's settings. Defaults are what the form offers: a LoRA on the sample instruction set that
+    visibly changes the default model in a few minutes on two CPU cores."""
+
+    method: str
+    base_dir: Path
+    teacher_dir: Path | None = None  # distill: the teacher; base_dir is then the student (or see below)
+    student_layers: int | None = None  # distill: build the student from the teacher's first N layers
+    steps: int | None = None  # wins over epochs when both are given
+    epochs: float | None = None
+    learning_rate: float = DEFAULT_LEARNING_RATES["lora"]
+    lr_scheduler: str = "linear"
+    warmup_steps: int = 0
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_seq_len: int = 256
+    seed: int = 0
+    eval_fraction: float = 0.0
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    target_modules: tuple[str, ...] = DEFAULT_TARGET_MODULES
+    num_virtual_tokens: int = 8
+    dpo_beta: float = 0.1
+    distill_temperature: float = 2.0
+    distill_alpha: float = 0.5
+    checkpoint_every: int = 50
+    sample_every: int = 0  # 0: no samples during training
+    sample_prompts: list[str] = field(default_factory=list)
+    sample_max_new_tokens: int = 32
+
+
+@dataclass
+class FinetuneResult:
+    metrics: dict[str, Any]
+    adapter_dir: Path | None = None
+
+
+# --- checks ----------------------------------------------------------------------------------------
+def cuda_with_bitsandbytes(device: str) -> bool:
+    import importlib.util
+
+    return (
+        device.startswith("cuda")
+        and torch.cuda.is_available()
+        and bool(importlib.util.find_spec("bitsandbytes"))
+    )
+
+
+def check_finetune(config: FinetuneConfig, device: str, dataset_format: str | None) -> list[str]:
+    """Reasons this job cannot run here, for the form; an empty list means it can."""
+    reasons: list[str] = []
+    if config.method not in FINETUNE_METHODS:
+        return [f"Unknown method {config.method!r}; choose one of {', '.join(FINETUNE_METHODS)}."]
+    if dataset_format not in FORMATS_FOR[config.method]:
+        wanted = " or ".join(FORMATS_FOR[config.method])
+        reasons.append(
+            f"{config.method} needs a {wanted} dataset; this one is {dataset_format or 'unknown'}."
+        )
+    if config.method == "qlora" and not cuda_with_bitsandbytes(device):
+        reasons.append(
+            "QLoRA needs a CUDA GPU with bitsandbytes for the 4-bit base; this worker has neither. Use LoRA."
+        )
+    if config.steps is not None and not 1 <= config.steps <= MAX_STEPS:
+        reasons.append(f"Steps must be between 1 and {MAX_STEPS}.")
+    if config.epochs is not None and not 0 < config.epochs <= 100:
+        reasons.append("Epochs must be more than 0 and at most 100.")
+    if config.lr_scheduler not in LR_SCHEDULERS:
+        reasons.append(f"Learning-rate schedule must be one of {', '.join(LR_SCHEDULERS)}.")
+    if not 0 < config.learning_rate < 1:
+        reasons.append("The learning rate must be between 0 and 1.")
+    if config.batch_size < 1 or config.grad_accum < 1 or config.max_seq_len < 8:
+        reasons.append("Batch size and gradient accumulation must be at least 1, max sequence length 8.")
+    if not 0 <= config.eval_fraction < 0.5:
+        reasons.append("The eval split must be between 0 and 0.5.")
+    if config.method in ("lora", "qlora") and (config.lora_rank < 1 or not config.target_modules):
+        reasons.append("LoRA needs a rank of at least 1 and at least one target module.")
+    if config.method == "distill":
+        reasons.extend(_check_distill(config))
+    elif config.method in ("lora", "qlora") and (config.base_dir / "config.json").is_file():
+        reasons.extend(_check_target_modules(config))
+    return reasons
+
+
+def _check_target_modules(config: FinetuneConfig) -> list[str]:
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(config.base_dir))
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [m for m in config.target_modules if m not in names]
+    return [f"The model has no module named {', '.join(missing)}."] if missing else []
+
+
+def _check_distill(config: FinetuneConfig) -> list[str]:
+    from transformers import AutoConfig
+
+    if config.teacher_dir is None:
+        return ["Distillation needs a teacher model."]
+    teacher_layers = AutoConfig.from_pretrained(config.teacher_dir).num_hidden_layers
+    if config.student_layers is not None:
+        if not 1 <= config.student_layers < teacher_layers:
+            return [
+                f"The student must have between 1 and {teacher_layers - 1} layers (the teacher has "
+                f"{teacher_layers})."
+            ]
+        return []
+    if not same_tokenizer(config.teacher_dir, config.base_dir):
+        return [
+            "The student's tokenizer differs from the teacher's; distillation compares token "
+            "distributions, so both must share one vocabulary."
+        ]
+    return []
+
+
+def same_tokenizer(a: Path, b: Path) -> bool:
+    from transformers import AutoTokenizer
+
+    ta = AutoTokenizer.from_pretrained(a, local_files_only=True)
+    tb = AutoTokenizer.from_pretrained(b, local_files_only=True)
+    return bool(ta.get_vocab() == tb.get_vocab())
+
+
+# --- running ---------------------------------------------------------------------------------------
+def run_finetune(
+    config: FinetuneConfig, parsed: ParsedDataset, out_dir: Path, ctx: JobContext
+) -> FinetuneResult:
+    """Train, write the output model into `out_dir`, and return the final metrics. Resumes from the last
+    checkpoint in `ctx.checkpoint_dir`; raises JobCancelled (after saving a checkpoint) when cancelled."""
+    reasons = check_finetune(config, ctx.device, parsed.format)
+    if parsed.errors or not parsed.rows:
+        reasons.append("The dataset has errors; fix them first.")
+    if reasons:
+        raise JobFailed(" ".join(reasons))
+    try:
+        return _run(config, parsed, Path(out_dir), ctx)
+    except torch.OutOfMemoryError as exc:
+        raise JobFailed(OOM_ADVICE) from exc
+    except RuntimeError as exc:
+        if "out of memory" in str(exc).lower():
+            raise JobFailed(OOM_ADVICE) from exc
+        raise
+
+
+def _run(config: FinetuneConfig, parsed: ParsedDataset, out_dir: Path, ctx: JobContext) -> FinetuneResult:
+    from transformers import AutoTokenizer, PrinterCallback, set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+
+    seed = config.seed if config.seed is not None else ctx.seed
+    set_seed(seed)
+    ctx.report(Update(phase="loading", log=f"Loading {config.base_dir.name} for {config.method}."))
+    base_dir = config.base_dir
+    if config.method == "distill" and config.student_layers is not None:
+        assert config.teacher_dir is not None
+        base_dir = build_student(config.teacher_dir, config.student_layers, ctx.work_dir / "student")
+        ctx.log(f"Built a {config.student_layers}-layer student from the teacher's first layers.")
+    tokenizer = AutoTokenizer.from_pretrained(base_dir, local_files_only=True)
+    ensure_chat_template(tokenizer)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = _load_model(config, base_dir, ctx.device)
+    ctx.check_cancelled()
+    train_rows, eval_rows = split_rows(parsed.rows, config.eval_fraction, seed)
+    checkpoint_dir = ctx.checkpoint_dir
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    last = get_last_checkpoint(str(checkpoint_dir))
+    if last:
+        ctx.log(f"Resuming from {Path(last).name}.")
+    progress = progress_callback(ctx, tokenizer, config)
+    trainer = _trainer(
+        config, model, tokenizer, parsed.format or "text", train_rows, eval_rows, ctx, progress
+    )
+    trainer.remove_callback(PrinterCallback)  # progress goes to the job through `progress`, not stdout
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=last)
+    train_seconds, tokens_per_s = time.perf_counter() - started, progress.tokens_per_s()
+    if progress.cancelled:
+        raise JobCancelled("Cancelled by the user; the job can resume from its last checkpoint.")
+    ctx.report(Update(step=trainer.state.global_step, total=trainer.state.max_steps, phase="saving"))
+    adapter_dir = _save_output(config, trainer.model, tokenizer, base_dir, out_dir)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)  # the output is complete; checkpoints weigh gigabytes
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    evals = [e["eval_loss"] for e in trainer.state.log_history if "eval_loss" in e]
+    metrics: dict[str, Any] = {
+        "steps": trainer.state.global_step,
+        "first_loss": losses[0] if losses else None,
+        "final_loss": losses[-1] if losses else None,
+        "eval_loss": evals[-1] if evals else None,
+        "train_tokens": progress.tokens,
+        "train_seconds": round(train_seconds, 1),
+        "tokens_per_s": tokens_per_s,
+        "usage": {"prompt_tuning": "adapter", "lora": "merged+adapter", "qlora": "merged+adapter"}.get(
+            config.method, "merged"
+        ),
+    }
+    ctx.report(
+        Update(
+            step=trainer.state.global_step,
+            total=trainer.state.max_steps,
+            phase="done",
+            metrics={k: v for k, v in metrics.items() if isinstance(v, float)},
+        )
+    )
+    return FinetuneResult(metrics=metrics, adapter_dir=adapter_dir)
+
+
+def _load_model(config: FinetuneConfig, base_dir: Path, device: str) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    common: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False, "use_safetensors": True}
+    model: Any
+    if config.method == "qlora":
+        from peft import prepare_model_for_kbit_training
+        from transformers import BitsAndBytesConfig
+
+        quant = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+        )
+        model = AutoModelForCausalLM.from_pretrained(base_dir, quantization_config=quant, **common)
+        model = prepare_model_for_kbit_training(model)
+    else:
+        # float32 weights for training everywhere: bf16 master weights lose small updates; the Trainer uses
+        # mixed precision on GPUs instead.
+        model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32, **common)
+    if config.method in ("lora", "qlora"):
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=config.lora_rank,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=list(config.target_modules),
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, lora)
+    elif config.method == "prompt_tuning":
+        from peft import PromptTuningConfig, PromptTuningInit, get_peft_model
+
+        prompt = PromptTuningConfig(
+            task_type="CAUSAL_LM",
+            num_virtual_tokens=config.num_virtual_tokens,
+            prompt_tuning_init=PromptTuningInit.RANDOM,
+        )
+        model = get_peft_model(model, prompt)
+    return model
+
+
+def split_rows(rows: list[dict[str, Any]], fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
+    n_eval = int(len(rows) * fraction)
+    if n_eval < 1:
+        return list(rows), []
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:n_eval])
+    return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
+
+
+def _training_args(
+    config: FinetuneConfig, ctx: JobContext, has_eval: bool, cls: Any = None, **extra: Any
+) -> Any:
+    from transformers import TrainingArguments
+
+    on_gpu = ctx.device.startswith("cuda")
+    return (cls or TrainingArguments)(
+        output_dir=str(ctx.checkpoint_dir),
+        max_steps=config.steps if config.steps is not None else -1,
+        num_train_epochs=config.epochs if config.epochs is not None else 1.0,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_steps,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        seed=config.seed,
+        data_seed=config.seed,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=max(1, config.checkpoint_every),
+        save_total_limit=2,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=max(1, config.checkpoint_every) if has_eval else None,
+        use_cpu=not on_gpu and not ctx.device.startswith("mps"),
+        bf16=on_gpu and torch.cuda.is_bf16_supported(),
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        **extra,
+    )
+
+
+def _trainer(
+    config: FinetuneConfig,
+    model: Any,
+    tokenizer: Any,
+    fmt: str,
+    train_rows: list[Any],
+    eval_rows: list[Any],
+    ctx: JobContext,
+    progress: Progress,
+) -> Any:
+    from transformers import Trainer
+
+    if config.method == "dpo":
+        return _dpo_trainer(config, model, tokenizer, train_rows, eval_rows, ctx, progress)
+    train = [_example(tokenizer, row, fmt, config.max_seq_len) for row in train_rows]
+    evals = [_example(tokenizer, row, fmt, config.max_seq_len) for row in eval_rows]
+    collator = PaddingCollator(tokenizer.pad_token_id, progress)
+    args = _training_args(config, ctx, bool(evals))
+    kwargs = {
+        "model": model,
+        "args": args,
+        "train_dataset": train,
+        "eval_dataset": evals or None,
+        "data_collator": collator,
+        "callbacks": [progress],  # a TrainerCallback: see progress_callback
+    }
+    if config.method == "distill":
+        assert config.teacher_dir is not None
+        teacher = _load_model(
+            FinetuneConfig(method="sft", base_dir=config.teacher_dir), config.teacher_dir, ctx.device
+        )
+        teacher.to(args.device).eval().requires_grad_(False)
+        return distill_trainer_class()(teacher, config.distill_temperature, config.distill_alpha, **kwargs)
+    return Trainer(**kwargs)
+
+
+def _example(tokenizer: Any, row: dict[str, Any], fmt: str, max_seq_len: int) -> dict[str, list[int]]:
+    encoded = encode_row(tokenizer, row, fmt, max_seq_len)
+    labels = [t if keep else -100 for t, keep in zip(encoded.input_ids, encoded.labels_mask, strict=True)]
+    return {"input_ids": encoded.input_ids, "labels": labels}
+
+
+class PaddingCollator:
+    """Right-pads a batch and counts the real tokens it trains on (for tokens/s)."""
+
+    def __init__(self, pad_id: int, progress: Progress) -> None:
+        self.pad_id = pad_id
+        self.progress = progress
+
+    def __call__(self, batch: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        width = max(len(b["input_ids"]) for b in batch)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)  # (B, T)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, b in enumerate(batch):
+            n = len(b["input_ids"])
+            ids[i, :n] = torch.tensor(b["input_ids"])
+            labels[i, :n] = torch.tensor(b["labels"])
+            mask[i, :n] = 1
+        self.progress.tokens += int(mask.sum())
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def _dpo_trainer(
+    config: FinetuneConfig,
+    model: Any,
+    tokenizer: Any,
+    train_rows: list[Any],
+    eval_rows: list[Any],
+    ctx: JobContext,
+    progress: Progress,
+) -> Any:
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    def conversational(rows: list[Any]) -> Any:
+        return Dataset.from_list(
+            [
+                {
+                    "prompt": [{"role": "user", "content": r["prompt"]}],
+                    "chosen": [{"role": "assistant", "content": r["chosen"]}],
+                    "rejected": [{"role": "assistant", "content": r["rejected"]}],
+                }
+                for r in rows
+            ]
+        )
+
+    progress.count_tokens_from_logs = True
+    args = _training_args(
+        config,
+        ctx,
+        bool(eval_rows),
+        cls=DPOConfig,
+        beta=config.dpo_beta,
+        max_length=config.max_seq_len,
+        gradient_checkpointing=False,
+    )
+    return DPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=conversational(train_rows),
+        eval_dataset=conversational(eval_rows) if eval_rows else None,
+        processing_class=tokenizer,
+        callbacks=[progress],  # type: ignore[list-item]  # a TrainerCallback: see progress_callback
+    )
+
+
+@functools.cache
+def distill_trainer_class() -> type:
+    """Built on first use: importing transformers is slow, and this module is imported by the web app."""
+    import torch.nn.functional as F  # noqa: N812
+    from transformers import Trainer
+
+    class DistillTrainer(Trainer):
+        """loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE, on the tokens that count."""
+
+        def __init__(self, teacher: Any, temperature: float, alpha: float, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.teacher, self.temperature, self.alpha = teacher, temperature, alpha
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def, override]
+            outputs = model(**inputs)
+            with torch.no_grad():
+                teacher_logits = self.teacher(
+                    input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
+                ).logits
+            vocab = min(outputs.logits.shape[-1], teacher_logits.shape[-1])  # embeddings may be padded
+            student = outputs.logits[:, :-1, :vocab] / self.temperature  # (B, T-1, V)
+            teacher = teacher_logits[:, :-1, :vocab] / self.temperature
+            counts = inputs["labels"][:, 1:] != -100  # (B, T-1): positions that predict a counted token
+            kl = F.kl_div(
+                F.log_softmax(student, -1), F.log_softmax(teacher, -1), log_target=True, reduction="none"
+            ).sum(-1)  # (B, T-1)
+            kl = (kl * counts).sum() / counts.sum().clamp(min=1) * self.temperature**2
+            loss = self.alpha * kl + (1 - self.alpha) * outputs.loss
+            return (loss, outputs) if return_outputs else loss
+
+    return DistillTrainer
+
+
+def build_student(teacher_dir: Path, layers: int, out_dir: Path) -> Path:
+    """A student made of the teacher's embeddings, first `layers` decoder layers, final norm and head."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if (out_dir / "config.json").is_file():  # built by an earlier run of this job (resume)
+        return out_dir
+    teacher = AutoModelForCausalLM.from_pretrained(
+        teacher_dir, dtype=torch.float32, local_files_only=True, trust_remote_code=False, use_safetensors=True
+    )
+    decoder = teacher.get_decoder()
+    decoder.layers = decoder.layers[:layers]
+    teacher.config.num_hidden_layers = layers
+    if isinstance(getattr(teacher.config, "layer_types", None), list):
+        teacher.config.layer_types = teacher.config.layer_types[:layers]
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    teacher.save_pretrained(tmp)
+    AutoTokenizer.from_pretrained(teacher_dir, local_files_only=True).save_pretrained(tmp)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def _save_output(
+    config: FinetuneConfig, model: Any, tokenizer: Any, base_dir: Path, out_dir: Path
+) -> Path | None:
+    """Write the full model folder (and the adapter where there is one) into out_dir, atomically."""
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    adapter = None
+    if config.method in ("lora", "qlora", "prompt_tuning"):
+        adapter = tmp / "adapter"
+        model.save_pretrained(adapter)
+        tokenizer.save_pretrained(adapter)
+    if config.method == "lora":
+        model.merge_and_unload().save_pretrained(tmp)
+    elif config.method == "qlora":  # merge into full-precision base weights, not into the 4-bit ones
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM
+
+        base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.bfloat16, local_files_only=True)
+        PeftModel.from_pretrained(base, str(adapter)).merge_and_unload().save_pretrained(tmp)
+    elif config.method == "prompt_tuning":
+        for item in base_dir.iterdir():  # the base is unchanged; the soft prompt lives in adapter/
+            if item.suffix == ".safetensors" or item.name in ("config.json", "generation_config.json"):
+                shutil.copy2(item, tmp / item.name)
+    else:
+        model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return out_dir / "adapter" if adapter is not None else None
+
+
+def apply_adapter(model: Any, adapter_dir: Path) -> Any:
+    """The parent model with a saved LoRA adapter or soft prompt applied (through peft), for generation."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, adapter_dir, is_trainable=False).eval()
+
+
+# --- progress --------------------------------------------------------------------------------------
+def progress_callback(ctx: JobContext, tokenizer: Any, config: FinetuneConfig) -> Progress:
+    from transformers import TrainerCallback
+
+    return type("ProgressCallback", (Progress, TrainerCallback), {})(ctx, tokenizer, config)  # type: ignore[no-any-return]
+
+
+class Progress:
+    """Reports every logged step to the job, generates samples, and stops (saving first) when cancelled.
+    Mixed into a TrainerCallback by `progress_callback` (transformers is imported only when training)."""
+
+    def __init__(self, ctx: JobContext, tokenizer: Any, config: FinetuneConfig) -> None:
+        self.ctx, self.tokenizer, self.config = ctx, tokenizer, config
+        self.tokens = 0
+        self.count_tokens_from_logs = False
+        self.cancelled = False
+        self.started = time.perf_counter()
+        self.start_tokens = 0
+
+    def tokens_per_s(self) -> float:
+        elapsed = time.perf_counter() - self.started
+        return round((self.tokens - self.start_tokens) / elapsed, 1) if elapsed > 0 else 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        self.started, self.start_tokens = time.perf_counter(), self.tokens
+        self.ctx.report(Update(step=state.global_step, total=state.max_steps, phase="training"))
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+        logs = logs or {}
+        if self.count_tokens_from_logs and "num_tokens" in logs:
+            self.tokens = int(logs["num_tokens"])
+        metrics = {"lr": float(logs["learning_rate"])} if "learning_rate" in logs else {}
+        for key in ("loss", "eval_loss", "grad_norm", "rewards/accuracies", "rewards/margins"):
+            if key in logs and isinstance(logs[key], int | float) and math.isfinite(logs[key]):
+                metrics[key.replace("rewards/", "reward_")] = float(logs[key])
+        if "loss" in metrics or "eval_loss" in metrics:
+            metrics["tokens_per_s"] = self.tokens_per_s()
+            self.ctx.report(
+                Update(step=state.global_step, total=state.max_steps, phase="training", metrics=metrics)
+            )
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):  # type: ignore[no-untyped-def]
+        every = self.config.sample_every
+        if every and self.config.sample_prompts and state.global_step % every == 0 and model is not None:
+            for prompt in self.config.sample_prompts:
+                output = generate_sample(model, self.tokenizer, prompt, self.config.sample_max_new_tokens)
+                self.ctx.report(
+                    Update(
+                        step=state.global_step,
+                        total=state.max_steps,
+                        phase="training",
+                        sample={"step": state.global_step, "prompt": prompt, "output": output},
+                    )
+                )
+        if self.ctx.is_cancelled is not None and self.ctx.is_cancelled():
+            self.cancelled = True
+            control.should_save = True  # the Trainer saves a checkpoint at this step, then stops
+            control.should_training_stop = True
+        return control
+
+
+@torch.no_grad()
+def generate_sample(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int = 32) -> str:
+    """Greedy answer to one user prompt through the chat template (the model is put back in train mode)."""
+    was_training = model.training
+    model.eval()
+    text = render(tokenizer, [{"role": "user", "content": prompt}], add_generation_prompt=True)
+    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").to(next(model.parameters()).device)
+    out = model.generate(
+        **ids,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    if was_training:
+        model.train()
+    return str(tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)).strip()
