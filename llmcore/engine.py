@@ -358,10 +358,21 @@ class Engine:
             else:  # decode: only the newest token; the cache holds the rest
                 ids = torch.tensor([[seq.generated[-1]]], device=device)  # (1, 1)
             # `cache` is the name transformers 5 uses for past_key_values (the old name is deprecated).
-            out = self.model(input_ids=ids, cache=seq.past, use_cache=True, logits_to_keep=1)
+            # A soft prompt goes in once, at the prefill; the cache then holds it like any other prefix.
+            inputs = self._inputs(ids) if seq.past is None else {"input_ids": ids}
+            out = self.model(**inputs, cache=seq.past, use_cache=True, logits_to_keep=1)
             seq.past = out.cache
             seq.logits = out.logits[0, -1].float().cpu()  # (V,)
             self._sample(job, seq)
+
+    def _inputs(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Model inputs for a whole prompt: token ids, or embeddings with a prompt-tuned model's virtual
+        tokens first (as peft puts them in training)."""
+        soft = self.loaded.soft_prompt
+        if soft is None:
+            return {"input_ids": ids}
+        embeds = self.model.get_input_embeddings()(ids)  # (1, T, H)
+        return {"inputs_embeds": torch.cat([soft.unsqueeze(0).to(embeds.dtype), embeds], dim=1)}
 
     def _sample(self, job: _Job, seq: _Sequence) -> None:
         request = job.stream.request
@@ -455,9 +466,11 @@ class Engine:
         request = job.stream.request
         prompt = torch.tensor([job.prompt], device=self.loaded.device)
         eos = [] if request.ignore_stop_tokens else sorted(self.stop_ids)
+        inputs = self._inputs(prompt)
+        first = next(iter(inputs.values()))
         out = self.model.generate(
-            input_ids=prompt,
-            attention_mask=torch.ones_like(prompt),
+            **inputs,
+            attention_mask=torch.ones(first.shape[:2], dtype=torch.long, device=first.device),
             num_beams=request.num_beams,
             do_sample=False,
             max_new_tokens=job.max_new,
@@ -465,14 +478,17 @@ class Engine:
             eos_token_id=eos or None,
             pad_token_id=self.loaded.model.generation_config.pad_token_id,
         )
-        new = [int(t) for t in out[0, len(job.prompt) :]]
+        # generate() returns the prompt ids before the new ones, but only the new ones for embeddings.
+        new = [int(t) for t in out[0, len(job.prompt) if "input_ids" in inputs else 0 :]]
         seq = job.seqs[0]
         stopped = next((k for k, t in enumerate(new) if t in eos), None)
         if stopped is not None:
             new = new[:stopped]
         if new:
             full_ids = torch.tensor([job.prompt + new], device=self.loaded.device)
-            logits = self.model(input_ids=full_ids).logits[0, len(job.prompt) - 1 : -1].float().cpu()
+            virtual = 0 if self.loaded.soft_prompt is None else len(self.loaded.soft_prompt)
+            logits = self.model(**self._inputs(full_ids)).logits[0, virtual + len(job.prompt) - 1 : -1]
+            logits = logits.float().cpu()
         for k, token in enumerate(new):
             seq.logits = logits[k]
             logprob = float(torch.log_softmax(logits[k], dim=-1)[token])

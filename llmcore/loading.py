@@ -7,10 +7,12 @@ serialized per cache so two requests for the same model never load it twice.
 from __future__ import annotations
 
 import gc
+import json
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -58,6 +60,9 @@ class LoadedModel:
     is_causal: bool
     load_seconds: float
     loaded_at: float = field(default_factory=time.time)
+    # A prompt-tuned model's learned virtual tokens, (n, hidden): the engine puts them before every
+    # prompt (what peft does in training). None for every other model.
+    soft_prompt: torch.Tensor | None = None
 
     @property
     def has_chat_template(self) -> bool:
@@ -94,14 +99,42 @@ def load_model(
     dtype: torch.dtype | None = None,
 ) -> LoadedModel:
     """Load one model from the store, safetensors only, never running code shipped with a model."""
+    meta = store.meta(name)
+    is_causal = not (meta.facts and meta.facts.is_encoder_only)
+    return load_folder(store.path(name), name=name, device=device, dtype=dtype, is_causal=is_causal)
+
+
+def quantized_dtype(path: Path) -> torch.dtype | None:
+    """The dtype a torchao-quantized model was quantized in (its scales are in it), from config.json.
+
+    Such a model is loaded in that dtype whatever the device's default, since torchao's tensors do not
+    convert their scales on load.
+    """
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if (config.get("quantization_config") or {}).get("quant_method") != "torchao":
+        return None
+    value = getattr(torch, str(config.get("dtype") or config.get("torch_dtype") or ""), None)
+    return value if isinstance(value, torch.dtype) else None
+
+
+def load_folder(
+    path: Path,
+    *,
+    name: str | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    is_causal: bool = True,
+) -> LoadedModel:
+    """Load a model folder (a store folder, or a job's output before import) the way load_model does."""
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
-    meta = store.meta(name)
-    path = store.path(name)
+    path = Path(path)
     target = device if isinstance(device, torch.device) else best_device(device or "auto")
-    dtype = dtype or default_dtype(target)
+    dtype = dtype or quantized_dtype(path) or default_dtype(target)
     started = time.perf_counter()
-    is_causal = not (meta.facts and meta.facts.is_encoder_only)
     auto = AutoModelForCausalLM if is_causal else AutoModel
     common = {"local_files_only": True, "trust_remote_code": False}
     tokenizer = AutoTokenizer.from_pretrained(path, **common)
@@ -114,7 +147,7 @@ def load_model(
         if model.generation_config.pad_token_id is None and stops:
             model.generation_config.pad_token_id = stops[0]
     return LoadedModel(
-        name=name,
+        name=name or path.name,
         model=model,
         tokenizer=tokenizer,
         device=target,
@@ -122,7 +155,26 @@ def load_model(
         stop_token_ids=stops,
         is_causal=is_causal,
         load_seconds=time.perf_counter() - started,
+        soft_prompt=read_soft_prompt(path, model) if is_causal else None,
     )
+
+
+def read_soft_prompt(path: Path, model: Any) -> torch.Tensor | None:
+    """The virtual-token embeddings of a prompt-tuning adapter in path/adapter (peft's safetensors file),
+    or None when the folder has no such adapter. LoRA adapters are already merged into the weights."""
+    config_file = path / "adapter" / "adapter_config.json"
+    weights = path / "adapter" / "adapter_model.safetensors"
+    if not config_file.is_file() or not weights.is_file():
+        return None
+    if json.loads(config_file.read_text()).get("peft_type") != "PROMPT_TUNING":
+        return None
+    from safetensors.torch import load_file
+
+    embeddings = load_file(str(weights)).get("prompt_embeddings")
+    hidden = model.get_input_embeddings().weight
+    if embeddings is None or embeddings.ndim != 2 or embeddings.shape[1] != hidden.shape[1]:
+        raise ValueError(f"{path.name}: the soft prompt in adapter/ does not fit the model.")
+    return embeddings.to(device=hidden.device, dtype=hidden.dtype)
 
 
 class ModelCache:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 META_FILE = "meta.json"
+ADAPTER_DIR = "adapter"  # a fine-tune's peft adapter, kept beside the merged weights
 # Bumped when read_facts learns new facts: a model whose meta.json has older facts gets them re-read once.
 FACTS_VERSION = 2
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -196,12 +197,13 @@ class ModelStore:
         def write(tmp: Path) -> None:
             for item in sorted(src.iterdir()):
                 if item.is_file() and (
-                    item.suffix == ".safetensors"
+                    item.suffix in {".safetensors", ".gguf"}  # a GGUF export is kept for download
                     or item.name.endswith(".safetensors.index.json")
                     or item.name in TOKENIZER_FILES
                     or item.name in CONFIG_FILES
                 ):
                     shutil.copy2(item, tmp / item.name)
+            copy_adapter(src / ADAPTER_DIR, tmp / ADAPTER_DIR)
 
         return self._write_model(
             name,
@@ -276,6 +278,7 @@ class ModelStore:
             for item in src.iterdir():
                 if item.is_file() and item.name != META_FILE:
                     shutil.copy2(item, tmp / item.name)
+            copy_adapter(src / ADAPTER_DIR, tmp / ADAPTER_DIR)
 
         return self._write_model(name, write, meta)
 
@@ -354,6 +357,17 @@ def check_importable_folder(src: Path) -> None:
     model_type = config.get("model_type")
     if model_type not in CONFIG_MAPPING:
         raise StoreError(f"Refused: model type {model_type!r} is not one that transformers knows.")
+
+
+def copy_adapter(src: Path, dst: Path) -> None:
+    """A fine-tune's peft adapter (LoRA weights or a soft prompt) travels with its model: safetensors and
+    JSON only, nothing that could hold code. Its weights are not the model's, so they stay in their folder."""
+    if not src.is_dir():
+        return
+    dst.mkdir()
+    for item in sorted(src.iterdir()):
+        if item.is_file() and (item.suffix in (".safetensors", ".json") or item.name in TOKENIZER_FILES):
+            shutil.copy2(item, dst / item.name)
 
 
 def weight_files(folder: Path) -> list[Path]:
