@@ -10,23 +10,39 @@ Protocol: one JSON object per text frame, each with a "type".
 client -> server
     {"type": "send", "conversation": id | null, "model": name, "content": str, "system": str?,
      "settings": {"temperature", "top_k", "top_p", "min_p", "repetition_penalty", "seed" (int | null),
-                  "max_new_tokens", "stop_sequences": [str]}}
+                  "max_new_tokens", "stop_sequences": [str], "best_of" (1-8), "num_beams" (1-8)}}
         conversation null starts a new one. Omitted settings (and model, system) fall back to the
         conversation's saved ones, then to services.DEFAULT_SETTINGS. One answer at a time per socket.
+        "action" (default "new") makes a new version of a turn, a sibling in the conversation's tree
+        that becomes the branch shown; "message" is the id acted upon, in that conversation:
+          "regenerate"  another answer to the user message that assistant "message" answers (or to user
+                        "message" itself); the frame's settings, a fresh seed unless one is set
+          "continue"    assistant "message", stopped or cut by length, extended: its text + more
+          "edit"        a sibling of user "message" saying "content", then its answer
+          "branch"      assistant "message"'s first "at" tokens, then token id "token", then onwards
+          "replay"      assistant "message"'s prompt, forced start, model, settings and seed again: with
+                        a deterministic engine, the same text (the frame's settings are not used)
+        "content" is only read by "new" and "edit".
     {"type": "stop"}   stop the answer now; it is saved with what was generated, status "stopped"
     {"type": "ping"}
 
 server -> client
     {"type": "started", "conversation": id, "user_message": id, "message": id, "prompt_tokens": n,
-     "max_new_tokens": n, "context_length": n, "seed": n}
+     "max_new_tokens": n, "context_length": n, "seed": n, "action": str, "source": id | null,
+     "parent": id (the user message the new answer follows), "prefix": str, "prefix_tokens": n}
+        continue, branch and replay start the answer with a forced "prefix" (its first "prefix_tokens"
+        tokens, saved with the message); their token frames count on from there ("index" = position
+        in the whole answer) and "done" carries the whole text: prefix + token texts + tail.
     {"type": "token", "index": i, "id": token_id, "text": str, "prob": p,
      "alternatives": [[id, label, prob], ...]}
         "text" may be "" while bytes of a character or a possible stop sequence are held back.
     {"type": "stats", "prompt_tokens", "generated_tokens", "time_to_first_token_s", "tokens_per_s",
      "seed", "max_new_tokens", "clamped", "context_length"}
     {"type": "done", "reason": "stop" | "stop_sequence" | "length" | "cancelled" | "error",
-     "message": id, "text": the whole answer, "tail": text no token carried, "error": str | null}
-        the joined token texts + tail == text.
+     "message": id, "text": the whole answer, "tail": text no token carried, "error": str | null,
+     "candidates": [...]}
+        the joined token texts + tail == text. "candidates": with best_of > 1, every candidate
+        [{text, mean_logprob, reason, seed}], the chosen (best mean log-prob) first; else [].
     {"type": "error", "error": str, "fields": {name: [str]}?}   bad input; the socket stays usable
     {"type": "pong"}
 
@@ -41,6 +57,7 @@ saves the partial answer as "stopped", so nothing is lost however the socket end
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from typing import Any
@@ -115,7 +132,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if self.task is not None and not self.task.done():
             await self.send_error("An answer is still streaming: stop it or wait for it first.")
             return
-        form, error = await database_sync_to_async(self.validate)(frame)
+        branch, error = branch_fields(frame)
+        if not error:
+            form, error = await database_sync_to_async(self.validate)(frame)
         if error:
             await self.send_error(error)
             return
@@ -128,7 +147,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         try:
             # Loading a model can take seconds: not on the thread the ORM calls share.
             await sync_to_async(services.engine_for, thread_sensitive=False)(form.cleaned_data["model"])
-            turn = await database_sync_to_async(services.start_turn)(self.user, form.cleaned_data)
+            data = {**form.cleaned_data, **branch}
+            turn = await database_sync_to_async(services.start_turn)(self.user, data)
         except services.ChatError as exc:
             await self.send_error(str(exc))
             return
@@ -147,6 +167,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 "max_new_tokens": turn.max_new_tokens,
                 "context_length": turn.context_length,
                 "seed": turn.request.seed,
+                "action": turn.action,
+                "source": turn.source_id,
+                "parent": turn.user_message_id,
+                "prefix": turn.prefix_text,
+                "prefix_tokens": len(turn.prefix_tokens),
             }
         )
         self.task = asyncio.create_task(self.relay(turn, self.stream))
@@ -169,13 +194,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
             }
         form = send_form(frame, saved)
         form.is_valid()  # here: the model choices read the catalog (the ORM), which async code may not
+        if frame.get("action", "new") not in ("new", "edit"):
+            form.errors.pop("content", None)  # these actions answer a saved message: no new text
         return form, None
 
     # --- events out ---
     async def relay(self, turn: services.Turn, stream: Any) -> None:
         """Forward the stream's events; save the answer however this ends (done, stop, disconnect)."""
-        shown: list[str] = []
-        tokens: list[list[Any]] = []  # [id, text, prob, alternatives]: the token inspector's data
+        shown: list[str] = [turn.prefix_text]
+        # [id, text, prob, alternatives]: the token inspector's data, a forced prefix's tokens first
+        tokens: list[list[Any]] = [list(t) for t in turn.prefix_tokens]
+        offset = len(turn.prefix_tokens)
         stats = None
         saved = False
         try:
@@ -188,7 +217,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     await self.send_json(
                         {
                             "type": "token",
-                            "index": event.index,
+                            "index": offset + event.index,
                             "id": event.id,
                             "text": event.text,
                             "prob": event.prob,
@@ -211,6 +240,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
                         }
                     )
                 else:  # DoneEvent, always last
+                    if turn.prefix_text:
+                        event = dataclasses.replace(event, text=turn.prefix_text + event.text)
                     await database_sync_to_async(services.finish_turn_from_done)(
                         turn.message_id, event, stats, tokens
                     )
@@ -223,6 +254,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                             "text": event.text,
                             "tail": event.tail,
                             "error": event.error,
+                            "candidates": services.candidates_json(event.candidates),
                         }
                     )
         finally:
@@ -240,3 +272,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def send_error(self, error: str) -> None:
         await self.send_json({"type": "error", "error": error})
+
+
+def branch_fields(frame: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """A frame's branch action and the ids it names, checked for type (services checks the rest)."""
+    action = frame.get("action", "new")
+    if action not in services.BRANCH_ACTIONS:
+        return {}, "Unknown action: use " + ", ".join(f'"{a}"' for a in services.BRANCH_ACTIONS) + "."
+    if action == "new":
+        return {"action": action}, None
+    names = ("message", "at", "token") if action == "branch" else ("message",)
+    for name in names:
+        value = frame.get(name)
+        if not isinstance(value, int) or isinstance(value, bool):
+            return {}, f'"{action}" needs "{name}": a whole number.'
+    if not isinstance(frame.get("conversation"), int):
+        return {}, f'"{action}" needs the "conversation" the message belongs to.'
+    return {"action": action, **{name: frame[name] for name in names}}, None

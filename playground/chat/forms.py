@@ -1,16 +1,21 @@
-"""The chat's one form: what a "send" frame may carry. Every field is bounded and every error is in words."""
+"""The chat's forms: what a "send" frame may carry, saved sampler presets and the prompt library's
+templates. Every field is bounded and every error is in words."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.core.validators import MaxLengthValidator
 
 from playground.chat import services
+from playground.chat.models import PromptTemplate, SamplerPreset
 
 MAX_STOP_SEQUENCES = 4
 MAX_STOP_SEQUENCE_CHARS = 32
+MAX_CANDIDATES = 8  # best-of-N candidates or beams: each costs a whole generation (or a beam) of compute
 
 
 class StopSequencesField(forms.Field):
@@ -47,6 +52,8 @@ class SendForm(forms.Form):
     seed = forms.IntegerField(min_value=0, max_value=2**31 - 1, required=False)
     max_new_tokens = forms.IntegerField(min_value=1, max_value=settings.CHAT_MAX_NEW_TOKENS)
     stop_sequences = StopSequencesField(required=False)
+    best_of = forms.IntegerField(min_value=1, max_value=MAX_CANDIDATES, label="Best of N")
+    num_beams = forms.IntegerField(min_value=1, max_value=MAX_CANDIDATES, label="Beams")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -59,6 +66,9 @@ class SendForm(forms.Form):
         if not content.strip():
             raise forms.ValidationError("Type a message.")
         return content
+
+    def clean(self) -> dict[str, Any]:
+        return check_best_of_or_beams(self)
 
 
 def send_form(frame: dict[str, Any], saved: dict[str, Any] | None = None) -> SendForm:
@@ -75,3 +85,131 @@ def send_form(frame: dict[str, Any], saved: dict[str, Any] | None = None) -> Sen
     if not isinstance(raw_settings, dict):
         form.add_error(None, "settings must be an object.")
     return form
+
+
+def check_best_of_or_beams(form: forms.Form) -> dict[str, Any]:
+    """The engine runs best-of-N or beam search, never both at once: say so next to the setting."""
+    cleaned = form.cleaned_data
+    if (cleaned.get("best_of") or 1) > 1 and (cleaned.get("num_beams") or 1) > 1:
+        form.add_error("num_beams", "Choose best-of-N or beam search, not both: set one of them to 1.")
+    return cleaned
+
+
+# --- saved sampler presets ------------------------------------------------------------------------
+class PresetForm(forms.Form):
+    """A name and the sampler settings of the chat panel, validated by SendForm's own fields, so a preset
+    only ever holds what a "send" frame accepts."""
+
+    preset_name = forms.CharField(
+        max_length=60, label="Preset name", error_messages={"required": "Name the preset."}
+    )
+
+    def __init__(self, *args: Any, owner: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.owner = owner
+        for key in services.DEFAULT_SETTINGS:
+            self.fields[key] = copy.deepcopy(SendForm.base_fields[key])
+
+    @classmethod
+    def from_post(cls, post: Any, owner: Any) -> PresetForm:
+        """The settings panel posts stop sequences as one textarea, one per line."""
+        data = {key: post.get(key) for key in ["preset_name", *services.DEFAULT_SETTINGS] if key in post}
+        data["stop_sequences"] = [s for s in (post.get("stop_sequences") or "").splitlines() if s]
+        return cls(data, owner=owner)
+
+    def clean_preset_name(self) -> str:
+        name = self.cleaned_data["preset_name"].strip()
+        if not name:
+            raise forms.ValidationError("Name the preset.")
+        if SamplerPreset.objects.filter(owner=self.owner, name=name).exists():
+            raise forms.ValidationError(f"You already have a preset named “{name}”: pick another name.")
+        return name
+
+    def clean(self) -> dict[str, Any]:
+        return check_best_of_or_beams(self)
+
+    def values(self) -> dict[str, Any]:
+        return {key: self.cleaned_data[key] for key in services.DEFAULT_SETTINGS}
+
+
+# --- the prompt library ---------------------------------------------------------------------------
+MAX_EXAMPLES = 20
+MAX_EXAMPLE_CHARS = 2_000
+
+
+class PromptTemplateForm(forms.ModelForm):
+    class Meta:
+        model = PromptTemplate
+        fields = ["name", "category", "description", "system", "template"]
+        help_texts = {
+            "template": "The message sent to the model. Write {placeholders} for what to fill in; "
+            "{examples} marks where the few-shot examples go (else they come first).",
+            "system": "Optional instructions the model sees before the conversation.",
+        }
+        error_messages = {
+            "name": {"required": "Give the template a name."},
+            "template": {"required": "Write the template: the message the model receives."},
+        }
+
+    def __init__(self, *args: Any, owner: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.owner = owner
+        self.fields["template"].max_length = settings.CHAT_MAX_PROMPT_CHARS
+        self.fields["template"].validators.append(MaxLengthValidator(settings.CHAT_MAX_PROMPT_CHARS))
+        self.fields["system"].max_length = settings.CHAT_MAX_SYSTEM_CHARS
+        self.fields["system"].validators.append(MaxLengthValidator(settings.CHAT_MAX_SYSTEM_CHARS))
+        self.fields["template"].strip = False
+        self.fields["template"].widget.attrs["maxlength"] = settings.CHAT_MAX_PROMPT_CHARS
+        self.fields["system"].widget.attrs["maxlength"] = settings.CHAT_MAX_SYSTEM_CHARS
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        taken = PromptTemplate.objects.filter(owner=self.owner, name=name).exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise forms.ValidationError(f"You already have a template named “{name}”: pick another name.")
+        return name
+
+    def clean_template(self) -> str:
+        template = self.cleaned_data["template"]
+        if not template.strip():
+            raise forms.ValidationError("Write the template: the message the model receives.")
+        return template
+
+
+class ExampleForm(forms.Form):
+    input = forms.CharField(
+        max_length=MAX_EXAMPLE_CHARS, strip=False, widget=forms.Textarea(attrs={"rows": 2}),
+        error_messages={"required": "Give the example an input (or tick Remove)."},
+    )  # fmt: skip
+    output = forms.CharField(
+        max_length=MAX_EXAMPLE_CHARS, strip=False, widget=forms.Textarea(attrs={"rows": 2}),
+        error_messages={"required": "Give the example an output (or tick Remove)."},
+    )  # fmt: skip
+
+
+class BaseExampleFormSet(forms.BaseFormSet):
+    default_error_messages = {
+        **forms.BaseFormSet.default_error_messages,
+        "too_many_forms": f"At most {MAX_EXAMPLES} examples.",
+    }
+
+    def examples(self) -> list[dict[str, str]]:
+        """The kept rows (filled in, not marked Remove), in order."""
+        return [
+            {"input": f.cleaned_data["input"], "output": f.cleaned_data["output"]}
+            for f in self.forms
+            if f.cleaned_data and not f.cleaned_data.get("DELETE")
+        ]
+
+
+# Blank rows are skipped; each save or "Add an example" shows one more blank row, so the editor works
+# without JavaScript.
+ExampleFormSet = forms.formset_factory(
+    ExampleForm,
+    formset=BaseExampleFormSet,
+    extra=1,
+    can_delete=True,
+    max_num=MAX_EXAMPLES,
+    validate_max=True,
+    absolute_max=MAX_EXAMPLES + 5,
+)

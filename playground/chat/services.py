@@ -3,15 +3,16 @@ and the provenance saved with every answer. The only chat module that imports ll
 
 from __future__ import annotations
 
+import math
 import secrets
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from django.db import transaction
 from django.db.models import Q, QuerySet
 
-from llmcore.engine import DoneEvent, Engine, GenerationRequest, GenerationStream, StatsEvent
+from llmcore.engine import Candidate, DoneEvent, Engine, GenerationRequest, GenerationStream, StatsEvent
 from llmcore.sampling import SamplingConfig
 from playground.catalog.services import sync_catalog
 from playground.chat.models import Conversation, Message
@@ -27,6 +28,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "seed": None,  # None: a fresh seed per answer, recorded in its provenance
     "max_new_tokens": 512,
     "stop_sequences": [],
+    "best_of": 1,  # > 1: generate N candidates, keep the best mean log-probability (the others are saved)
+    "num_beams": 1,  # > 1: deterministic beam search
 }
 SAMPLER_KEYS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty")
 TITLE_CHARS = 60
@@ -100,11 +103,136 @@ def title_from(text: str) -> str:
 
 
 def history(conversation: Conversation) -> list[Message]:
-    return list(conversation.messages.all())
+    """The branch shown: from Conversation.current (else the newest message) up through the parents,
+    oldest first. Each message carries `versions` (see Versions) for the page's ‹ 2/3 › switcher."""
+    tree = message_tree(conversation)
+    if not tree.order:
+        return []
+    tip = conversation.current_id if conversation.current_id in tree.parent else tree.order[-1]
+    ids = tree.path_to(tip)
+    found = conversation.messages.in_bulk(ids)
+    branch = [found[i] for i in ids]
+    for message in branch:
+        message.versions = tree.versions(message.pk)  # type: ignore[attr-defined]
+    return branch
+
+
+# --- the conversation tree ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Versions:
+    """Where a message sits among its siblings (same parent, same role): the versions of one turn."""
+
+    index: int  # 1-based
+    count: int
+    previous: int | None
+    next: int | None
+
+
+@dataclass
+class Tree:
+    """Who follows whom in one conversation, from ids alone (no message text is loaded).
+
+    A message saved with no parent that is neither the first message nor an edit of a first message
+    follows the message saved just before it: conversations written before messages were linked read as
+    one branch."""
+
+    order: list[int]  # ids, oldest first
+    parent: dict[int, int | None]
+    role: dict[int, str]
+    children: dict[int | None, list[int]]
+
+    def siblings(self, message_id: int) -> list[int]:
+        role = self.role[message_id]
+        return [c for c in self.children.get(self.parent[message_id], []) if self.role[c] == role]
+
+    def versions(self, message_id: int) -> Versions:
+        siblings = self.siblings(message_id)
+        i = siblings.index(message_id)
+        return Versions(
+            index=i + 1,
+            count=len(siblings),
+            previous=siblings[i - 1] if i > 0 else None,
+            next=siblings[i + 1] if i + 1 < len(siblings) else None,
+        )
+
+    def path_to(self, message_id: int) -> list[int]:
+        """The ids from the first message down to this one."""
+        path: list[int] = []
+        at: int | None = message_id
+        while at is not None and at not in path:  # `not in path`: a corrupt loop cannot hang the page
+            path.append(at)
+            at = self.parent[at]
+        return path[::-1]
+
+    def subtree(self, message_id: int) -> list[int]:
+        """This message and every message after it in any branch below it."""
+        found, todo = [], [message_id]
+        while todo:
+            at = todo.pop()
+            found.append(at)
+            todo.extend(self.children.get(at, []))
+        return found
+
+    def newest_leaf(self, message_id: int) -> int:
+        """The newest message without followers below this one: what switching to it shows."""
+        position = {m: i for i, m in enumerate(self.order)}
+        leaves = [m for m in self.subtree(message_id) if not self.children.get(m)]
+        return max(leaves, key=position.__getitem__)
+
+
+def message_tree(conversation: Conversation) -> Tree:
+    rows = conversation.messages.order_by("created", "id").values_list(
+        "id", "parent_id", "role", "provenance__action"
+    )
+    tree = Tree(order=[], parent={}, role={}, children={})
+    for message_id, parent_id, role, action in rows:
+        if parent_id is None and tree.order and action != "edit":
+            parent_id = tree.order[-1]  # saved before messages were linked: it follows the one before
+        tree.order.append(message_id)
+        tree.parent[message_id] = parent_id
+        tree.role[message_id] = role
+        tree.children.setdefault(parent_id, []).append(message_id)
+    return tree
+
+
+def with_versions(message: Message) -> Message:
+    """One message with its `versions` (the page's switcher), as history() gives them."""
+    message.versions = message_tree(message.conversation).versions(message.pk)  # type: ignore[attr-defined]
+    return message
+
+
+def show_version(owner, message_id: int) -> Conversation:  # type: ignore[no-untyped-def]
+    """Show the branch through this message: its newest descendant becomes the conversation's current."""
+    message = get_message(owner, message_id)
+    conversation = message.conversation
+    conversation.current_id = message_tree(conversation).newest_leaf(message.pk)
+    conversation.save(update_fields=["current"])
+    return conversation
+
+
+def delete_message(owner, message_id: int) -> Conversation:  # type: ignore[no-untyped-def]
+    """Delete a message and everything below it; then show a sibling's branch, else the parent's."""
+    message = get_message(owner, message_id)
+    conversation = message.conversation
+    tree = message_tree(conversation)
+    siblings = tree.siblings(message.pk)
+    i = siblings.index(message.pk)
+    others = siblings[:i] + siblings[i + 1 :]
+    with transaction.atomic():
+        # Listed, not left to on_delete: Message.parent is SET_NULL and unlinked rows follow the one
+        # before them, so the whole subtree has to go in one statement.
+        Message.objects.filter(pk__in=tree.subtree(message.pk)).delete()
+        conversation.current_id = (
+            tree.newest_leaf(others[max(i - 1, 0)]) if others else tree.parent[message.pk]
+        )
+        conversation.save(update_fields=["current", "updated"])
+    return conversation
 
 
 def export_json(conversation: Conversation) -> dict[str, Any]:
-    """The whole conversation with each answer's provenance, for download or a script."""
+    """The branch shown, with each answer's provenance, for download or a script. Each message's id and
+    parent id (null for the first) place it in the conversation's tree; `versions` counts its siblings."""
+    branch = history(conversation)
     return {
         "title": conversation.title,
         "model": conversation.model_name,
@@ -113,6 +241,9 @@ def export_json(conversation: Conversation) -> dict[str, Any]:
         "created": conversation.created.isoformat(),
         "messages": [
             {
+                "id": m.pk,
+                "parent": branch[i - 1].pk if i else None,
+                "versions": m.versions.count,  # type: ignore[attr-defined]
                 "role": m.role,
                 "content": m.content,
                 "status": m.status,
@@ -120,7 +251,7 @@ def export_json(conversation: Conversation) -> dict[str, Any]:
                 "created": m.created.isoformat(),
                 "provenance": m.provenance or None,
             }
-            for m in history(conversation)
+            for i, m in enumerate(branch)
         ],
     }
 
@@ -144,13 +275,15 @@ def export_markdown(conversation: Conversation) -> str:
     return "\n".join(lines)
 
 
-def engine_messages(conversation: Conversation, new_user_text: str | None = None) -> list[dict[str, str]]:
+def engine_messages(
+    conversation: Conversation, new_user_text: str | None = None, branch: list[Message] | None = None
+) -> list[dict[str, str]]:
     """System prompt, then the user and assistant turns so far (a stopped answer counts as said), then
-    the new user message: what the chat template renders."""
+    the new user message: what the chat template renders. `branch`: the turns (default: the branch shown)."""
     messages = []
     if conversation.system_prompt:
         messages.append({"role": "system", "content": conversation.system_prompt})
-    for message in history(conversation):
+    for message in history(conversation) if branch is None else branch:
         if message.role == Message.Role.SYSTEM or (message.status == Message.Status.ERROR):
             continue
         if message.role == Message.Role.ASSISTANT and not message.content:
@@ -220,6 +353,12 @@ class Turn:
     context_length: int
     request: GenerationRequest
     engine: Engine
+    # Branch actions (see BRANCH_ACTIONS): what was done, to which message, and the forced start of the
+    # answer (continue, branch, replay) that the engine received as prompt ids after the conversation.
+    action: str = "new"
+    source_id: int | None = None
+    prefix_text: str = ""
+    prefix_tokens: list[list[Any]] = field(default_factory=list)
 
     def submit(self) -> GenerationStream:
         return self.engine.submit(self.request)
@@ -229,8 +368,14 @@ def start_turn(owner, data: dict[str, Any]) -> Turn:  # type: ignore[no-untyped-
     """Validated send data (forms.SendForm) -> the saved user message and a pending assistant message.
 
     The prompt is rendered here, through the model's chat template, so its exact token count is known
-    (and checked against the context) before anything is generated.
+    (and checked against the context) before anything is generated. data["action"] (default "new") and
+    data["message"], data["at"], data["token"] make it a branch action: see plan_branch.
     """
+    if data.get("action", "new") != "new":
+        if not data.get("conversation"):
+            raise ChatError("Say which conversation the message belongs to.")
+        if data["action"] == "replay":
+            data = replay_data(owner, data)
     model_name = data["model"]
     settings = {key: data[key] for key in DEFAULT_SETTINGS}
     engine = engine_for(model_name)
@@ -244,7 +389,8 @@ def start_turn(owner, data: dict[str, Any]) -> Turn:  # type: ignore[no-untyped-
         conversation.model_name = model_name
         conversation.system_prompt = data.get("system") or ""
         conversation.sampler_settings = settings
-        prompt_ids = render_prompt(engine, engine_messages(conversation, data["content"]))
+        branch = plan_branch(conversation, engine, data)
+        prompt_ids = branch.history_ids + branch.prefix_ids
         context = engine.context_length
         max_new = min(settings["max_new_tokens"], context - 1)
         if len(prompt_ids) > context - max_new:
@@ -253,9 +399,12 @@ def start_turn(owner, data: dict[str, Any]) -> Turn:  # type: ignore[no-untyped-
                 f"in {model_name}'s context of {context} tokens. Lower max new tokens or start a new chat."
             )
         conversation.save()
-        last = conversation.messages.order_by("-created", "-id").first()
-        user_message = Message.objects.create(
-            conversation=conversation, role=Message.Role.USER, content=data["content"], parent=last
+        user_message = branch.user_message or Message.objects.create(
+            conversation=conversation,
+            role=Message.Role.USER,
+            content=data["content"],
+            parent_id=branch.user_parent_id,
+            provenance=branch.user_provenance,
         )
         seed = settings["seed"] if settings["seed"] is not None else secrets.randbelow(2**31)
         sampling = SamplingConfig(**{key: settings[key] for key in SAMPLER_KEYS})
@@ -265,6 +414,8 @@ def start_turn(owner, data: dict[str, Any]) -> Turn:  # type: ignore[no-untyped-
             seed=seed,
             max_new_tokens=max_new,
             stop_sequences=tuple(settings["stop_sequences"]),
+            best_of=settings["best_of"],
+            num_beams=settings["num_beams"],
         )
         provenance = {
             "model": model_name,
@@ -276,6 +427,9 @@ def start_turn(owner, data: dict[str, Any]) -> Turn:  # type: ignore[no-untyped-
             "max_new_tokens_requested": settings["max_new_tokens"],
             "stop_sequences": list(settings["stop_sequences"]),
             "system_prompt": conversation.system_prompt,
+            "best_of": settings["best_of"],
+            "num_beams": settings["num_beams"],
+            **branch.provenance,
         }
         message = Message.objects.create(
             conversation=conversation,
@@ -283,8 +437,12 @@ def start_turn(owner, data: dict[str, Any]) -> Turn:  # type: ignore[no-untyped-
             parent=user_message,
             status=Message.Status.STREAMING,
             provenance=provenance,
-            prompt_ids=prompt_ids,
+            content=branch.prefix_text,
+            tokens=branch.prefix_tokens,
+            prompt_ids=branch.history_ids,  # the answer's tokens (forced prefix first) follow these
         )
+        conversation.current = message  # the new answer is the branch shown from now on
+        conversation.save(update_fields=["current"])
     return Turn(
         conversation_id=conversation.pk,
         user_message_id=user_message.pk,
@@ -294,6 +452,10 @@ def start_turn(owner, data: dict[str, Any]) -> Turn:  # type: ignore[no-untyped-
         context_length=context,
         request=request,
         engine=engine,
+        action=data.get("action", "new"),
+        source_id=branch.source_id,
+        prefix_text=branch.prefix_text,
+        prefix_tokens=branch.prefix_tokens,
     )
 
 
@@ -314,6 +476,7 @@ def finish_turn(
     stats: StatsEvent | None = None,
     error: str | None = None,
     tokens: list[list[Any]] | None = None,
+    candidates: list[Candidate] | None = None,
 ) -> Message:
     """Save the answer (whole or partial) with its status, the generation's stats and its tokens."""
     message = Message.objects.select_related("conversation").get(pk=message_id)
@@ -330,6 +493,8 @@ def finish_turn(
         "tokens_per_s": stats.tokens_per_s if stats else None,
         "clamped": stats.clamped if stats else False,
     }
+    if candidates and len(candidates) > 1:  # best-of-N: every candidate, the chosen one first
+        provenance["candidates"] = candidates_json(candidates)
     message.provenance = provenance
     message.save(update_fields=["content", "status", "error", "provenance", "tokens"])
     message.conversation.save(update_fields=["updated"])
@@ -339,4 +504,180 @@ def finish_turn(
 def finish_turn_from_done(
     message_id: int, done: DoneEvent, stats: StatsEvent | None, tokens: list[list[Any]] | None = None
 ) -> Message:
-    return finish_turn(message_id, done.text, done.reason, stats, done.error, tokens)
+    return finish_turn(message_id, done.text, done.reason, stats, done.error, tokens, done.candidates)
+
+
+def candidates_json(candidates: list[Candidate]) -> list[dict[str, Any]]:
+    """Best-of-N candidates as saved and sent: an empty candidate's mean log-prob (-inf) becomes null."""
+    return [
+        {
+            "text": c.text,
+            "mean_logprob": c.mean_logprob if math.isfinite(c.mean_logprob) else None,
+            "reason": c.reason,
+            "seed": c.seed,
+        }
+        for c in candidates
+    ]
+
+
+# --- branch actions -------------------------------------------------------------------------------
+# What a "send" frame may ask for besides a new message (consumers.py documents the frames).
+BRANCH_ACTIONS = ("new", "regenerate", "continue", "edit", "branch", "replay")
+
+
+@dataclass
+class BranchPlan:
+    """Where a new answer goes in the tree and what the engine is given.
+
+    The engine's prompt is `history_ids + prefix_ids`: a forced start of the answer (continue, branch)
+    is just more prompt, so stop sequences, the context limit and max_new_tokens apply as for any turn.
+    The saved answer keeps `history_ids` as its prompt_ids and the prefix as its first tokens, so its
+    tokens cover its whole text and the token inspector lines up."""
+
+    history_ids: list[int]
+    prefix_ids: list[int] = field(default_factory=list)
+    prefix_tokens: list[list[Any]] = field(default_factory=list)  # [id, text, prob | None, alternatives]
+    prefix_text: str = ""
+    user_message: Message | None = None  # the user message answered; None: save data["content"] as one
+    user_parent_id: int | None = None  # ...after this message
+    user_provenance: dict[str, Any] = field(default_factory=dict)
+    source_id: int | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def plan_branch(conversation: Conversation, engine: Engine, data: dict[str, Any]) -> BranchPlan:
+    """Validate a branch action against the conversation's tree and plan its answer.
+
+    new: answer data["content"] after the branch shown. regenerate: another answer to the same user
+    message. edit: a sibling of a user message with data["content"], then its answer. continue: extend a
+    stopped or length-cut answer. branch: the answer's first data["at"] tokens, then data["token"].
+    replay: the exact prompt and forced start of an answer (replay_data brings its settings and seed).
+    """
+    action = data.get("action", "new")
+    tree = message_tree(conversation)
+    if action == "new":
+        shown = history(conversation)
+        messages = engine_messages(conversation, data["content"], shown)
+        return BranchPlan(render_prompt(engine, messages), user_parent_id=shown[-1].pk if shown else None)
+    message_id = data.get("message")
+    source = conversation.messages.filter(pk=message_id).first() if isinstance(message_id, int) else None
+    if source is None:  # someone else's message reads exactly like a missing one
+        raise ChatError(f"No message {data.get('message')} in this conversation.")
+    provenance = {"action": action, "source": source.pk}
+    if action == "edit":
+        if source.role != Message.Role.USER:
+            raise ChatError(f"Message {source.pk} is an answer: only your own messages can be edited.")
+        parent_id = tree.parent[source.pk]
+        before = branch_to(conversation, tree, parent_id)
+        history_ids = render_prompt(engine, engine_messages(conversation, data["content"], before))
+        return BranchPlan(
+            history_ids,
+            user_parent_id=parent_id,
+            user_provenance={"action": "edit", "source": source.pk},
+            source_id=source.pk,
+            provenance=provenance,
+        )
+    if action == "regenerate" and source.role == Message.Role.USER:
+        user_id = source.pk  # a question left without an answer (its answer was deleted) can be answered
+    else:
+        if source.role != Message.Role.ASSISTANT:
+            raise ChatError(f"Message {source.pk} is yours: {action} works on the model's answers.")
+        user_id = tree.parent[source.pk]
+        if user_id is None or tree.role[user_id] != Message.Role.USER:
+            raise ChatError(f"Message {source.pk} answers no message of yours, so it cannot be redone.")
+    user_message = conversation.messages.get(pk=user_id)
+    plan = BranchPlan([], user_message=user_message, source_id=source.pk, provenance=provenance)
+    if action == "replay":
+        if not source.prompt_ids:
+            raise ChatError(f"Message {source.pk} has no saved prompt, so it cannot be replayed.")
+        forced = int(source.provenance.get("forced_tokens") or 0)
+        plan.history_ids = list(source.prompt_ids)
+        plan.prefix_tokens = [list(t) for t in source.tokens[:forced]]
+        plan.prefix_ids = [int(t[0]) for t in plan.prefix_tokens]
+        plan.prefix_text = source.content[: int(source.provenance.get("forced_chars") or 0)]
+    else:
+        messages = engine_messages(conversation, None, branch_to(conversation, tree, user_id))
+        plan.history_ids = render_prompt(engine, messages)
+        if action == "continue":
+            stop_reason = ((source.provenance or {}).get("stats") or {}).get("stop_reason")
+            if source.status != Message.Status.STOPPED and stop_reason != "length":
+                raise ChatError("Only an answer that was stopped or cut by max new tokens can be continued.")
+            plan.prefix_ids, plan.prefix_tokens = answer_tokens(engine, source)
+            plan.prefix_text = source.content
+        elif action == "branch":
+            plan.prefix_ids, plan.prefix_tokens, plan.prefix_text = branch_prefix(engine, source, data)
+            plan.history_ids = list(source.prompt_ids) or plan.history_ids  # the prompt its tokens followed
+    plan.provenance |= {"forced_tokens": len(plan.prefix_ids), "forced_chars": len(plan.prefix_text)}
+    return plan
+
+
+def branch_to(conversation: Conversation, tree: Tree, message_id: int | None) -> list[Message]:
+    """The messages from the first down to `message_id` (none when it is None)."""
+    if message_id is None:
+        return []
+    ids = tree.path_to(message_id)
+    found = conversation.messages.in_bulk(ids)
+    return [found[i] for i in ids]
+
+
+def answer_tokens(engine: Engine, answer: Message) -> tuple[list[int], list[list[Any]]]:
+    """The token ids of an answer's text with their inspector data: the saved tokens when they spell the
+    text exactly, else the text tokenized again (probabilities unknown: null)."""
+    ids = [int(t[0]) for t in answer.tokens]
+    if ids and engine.tokenizer.decode(ids, skip_special_tokens=False) == answer.content:
+        return ids, [list(t) for t in answer.tokens]
+    ids = list(engine.tokenizer.encode(answer.content, add_special_tokens=False))
+    entries, shown = [], ""
+    for i, token_id in enumerate(ids):  # each token's text as the stream would have shown it
+        full = engine.tokenizer.decode(ids[: i + 1], skip_special_tokens=False)
+        safe = full if i == len(ids) - 1 else full.rstrip("\ufffd")
+        text = safe[len(shown) :] if safe.startswith(shown) else ""
+        shown += text
+        entries.append([token_id, text, None, []])
+    return ids, entries
+
+
+def branch_prefix(
+    engine: Engine, answer: Message, data: dict[str, Any]
+) -> tuple[list[int], list[list[Any]], str]:
+    """The answer's first `at` tokens, then the chosen token (with the probability the answer's
+    distribution at that step gave it, when it was among the alternatives shown)."""
+    at, token = data.get("at"), data.get("token")
+    n = len(answer.tokens)
+    if not n:
+        raise ChatError(f"Message {answer.pk} has no saved tokens to branch from.")
+    if not isinstance(at, int) or not 0 <= at < n:
+        raise ChatError(f"Token index {at} is out of range: message {answer.pk} has tokens 0 to {n - 1}.")
+    if not isinstance(token, int) or not 0 <= token < engine.vocab_size:
+        raise ChatError(f"Token id {token} is not in the model's vocabulary (0 to {engine.vocab_size - 1}).")
+    if token in engine.stop_ids:
+        raise ChatError(f"Token {token} ends the answer: pick another token to branch from.")
+    kept = [list(t) for t in answer.tokens[:at]]
+    ids = [int(t[0]) for t in kept] + [token]
+    old = answer.tokens[at]
+    alternatives = old[3] if len(old) > 3 else []
+    prob = old[2] if old[0] == token else next((a[2] for a in alternatives if a[0] == token), None)
+    joined = "".join(t[1] for t in kept)
+    full = engine.tokenizer.decode(ids, skip_special_tokens=False)
+    text = full[len(joined) :] if full.startswith(joined) else engine.tokenizer.decode([token])
+    return ids, [*kept, [token, text, prob, alternatives]], joined + text
+
+
+def replay_data(owner, data: dict[str, Any]) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Send data for a replay: the answer's own model, system prompt, sampler settings and seed."""
+    conversation = get_conversation(owner, data["conversation"])
+    message_id = data.get("message")
+    source = conversation.messages.filter(pk=message_id).first() if isinstance(message_id, int) else None
+    if source is None:  # someone else's message reads exactly like a missing one
+        raise ChatError(f"No message {message_id} in this conversation.")
+    if source.role != Message.Role.ASSISTANT or not source.provenance.get("model"):
+        raise ChatError(f"Message {source.pk} is not an answer with saved settings: nothing to replay.")
+    saved = source.provenance
+    if saved["model"] not in dict(model_choices()):
+        raise ChatError(f"{saved['model']}, which wrote this answer, is no longer in the catalog.")
+    settings = {key: saved["sampling"][key] for key in SAMPLER_KEYS if key in saved.get("sampling", {})}
+    settings |= {
+        key: saved[key] for key in ("seed", "stop_sequences", "best_of", "num_beams") if key in saved
+    }
+    settings["max_new_tokens"] = saved.get("max_new_tokens_requested") or saved["max_new_tokens"]
+    return {**data, **settings, "model": saved["model"], "system": saved.get("system_prompt", "")}

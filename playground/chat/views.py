@@ -15,7 +15,7 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from playground.chat import services
+from playground.chat import library, services
 from playground.chat.models import Conversation
 
 # Every sampler setting the consumer accepts, with the one line that explains it.
@@ -34,6 +34,10 @@ PARAMETERS: list[dict[str, Any]] = [
      "hint": "The random seed: the same seed and settings repeat an answer. Empty = a fresh one each time."},
     {"name": "max_new_tokens", "label": "Max new tokens", "min": 1, "max": settings.CHAT_MAX_NEW_TOKENS,
      "step": 1, "hint": "The answer stops after this many tokens (reason: length)."},
+    {"name": "best_of", "label": "Best of N", "min": 1, "max": 8, "step": 1,
+     "hint": "Generate N answers, keep the best mean log-probability one, show the others (1 = off)."},
+    {"name": "num_beams", "label": "Beams", "min": 1, "max": 8, "step": 1,
+     "hint": "Beam search: follow the B likeliest partial answers, deterministic, no sampling (1 = off)."},
 ]  # fmt: skip
 PRESETS = [
     ("Deterministic", "Temperature 0: the same answer every time.",
@@ -49,7 +53,9 @@ class RenameForm(forms.Form):
 
 
 def index(request: HttpRequest) -> HttpResponse:
-    return render(request, "chat/page.html", page_context(request, None))
+    # ?prompt=builtin:<key> or ?prompt=<id>: a new chat with a library template filled in (library.py)
+    prefill = library.prompt_prefill(request)
+    return render(request, "chat/page.html", {**page_context(request, None), **prefill})
 
 
 def conversation(request: HttpRequest, conversation_id: int) -> HttpResponse:
@@ -93,7 +99,36 @@ def message(request: HttpRequest, message_id: int) -> HttpResponse:
         found = services.get_message(request.user, message_id)
     except services.ChatError as exc:
         raise Http404(str(exc)) from None
-    return render(request, "chat/conversation.html#message", {"message": found})
+    return render(request, "chat/conversation.html#message", {"message": services.with_versions(found)})
+
+
+def messages(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    """The branch shown, as the page's message list (htmx swaps it in after an answer or a switch)."""
+    found = owned(request, conversation_id)
+    return render(request, "chat/conversation.html", {"messages_list": services.history(found)})
+
+
+@require_POST
+def show_version(request: HttpRequest, message_id: int) -> HttpResponse:
+    """‹ › on a message: show the branch through this version of it."""
+    return after_branch_change(request, services.show_version, message_id)
+
+
+@require_POST
+def delete_message(request: HttpRequest, message_id: int) -> HttpResponse:
+    """Delete a message and everything after it in its branches; a sibling's branch (or the parent's)
+    is shown instead."""
+    return after_branch_change(request, services.delete_message, message_id)
+
+
+def after_branch_change(request: HttpRequest, change: Any, message_id: int) -> HttpResponse:
+    try:
+        conversation = change(request.user, message_id)
+    except services.ChatError as exc:  # someone else's message: not found, not forbidden
+        raise Http404(str(exc)) from None
+    if not request.htmx:
+        return redirect("chat:conversation", conversation.pk)
+    return render(request, "chat/conversation.html", {"messages_list": services.history(conversation)})
 
 
 def export(request: HttpRequest, conversation_id: int, fmt: str) -> HttpResponse:
@@ -157,6 +192,7 @@ def page_context(request: HttpRequest, current: Conversation | None) -> dict[str
         "parameters": parameters,
         "stop_sequences": "\n".join(saved.get("stop_sequences") or []),
         "presets": [{"label": a, "hint": b, "values": json.dumps(v)} for a, b, v in PRESETS],
+        **library.presets_context(request.user),
         "limits": {
             "prompt_chars": settings.CHAT_MAX_PROMPT_CHARS,
             "system_chars": settings.CHAT_MAX_SYSTEM_CHARS,

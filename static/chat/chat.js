@@ -16,9 +16,12 @@
   const LABELS = {
     content: "Message", model: "Model", system: "System prompt", temperature: "Temperature", top_k: "Top-k",
     top_p: "Top-p", min_p: "Min-p", repetition_penalty: "Repetition penalty", seed: "Seed",
-    max_new_tokens: "Max new tokens", stop_sequences: "Stop sequences",
+    max_new_tokens: "Max new tokens", stop_sequences: "Stop sequences", best_of: "Best of N",
+    num_beams: "Beams",
   };
-  const NUMBER_FIELDS = ["temperature", "top_k", "top_p", "min_p", "repetition_penalty", "max_new_tokens"];
+  const NUMBER_FIELDS = [
+    "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "max_new_tokens", "best_of", "num_beams",
+  ];
 
   const state = {
     socket: null,
@@ -91,6 +94,7 @@
     started(frame) {
       state.messageId = frame.message;
       state.pending = null;
+      placeNewVersion(frame);
       if (state.conversation !== frame.conversation) {
         state.conversation = frame.conversation;
         root.dataset.conversation = String(frame.conversation);
@@ -106,6 +110,8 @@
       who.append(badge);
       state.text = el("div", "body stream");
       state.text.dataset.testid = "streaming-text";
+      state.text.textContent = frame.prefix || ""; // continue, branch, replay: the answer's forced start
+      state.prefixTokens = frame.prefix_tokens || 0;
       state.bubble.append(who, state.text);
       messages.append(state.bubble);
       state.context = frame.context_length;
@@ -118,7 +124,7 @@
     token(frame) {
       if (!state.text) return;
       state.text.textContent += frame.text;
-      state.generated = frame.index + 1;
+      state.generated = frame.index + 1 - (state.prefixTokens || 0);
       updateContext();
       scrollDown();
     },
@@ -130,10 +136,8 @@
       if (state.text) state.text.textContent += frame.tail;
       state.used += state.generated;
       state.generated = 0;
-      const id = frame.message;
       finishStreaming();
-      if (frame.error) showError(frame.error);
-      refreshMessage(id);
+      refreshMessages(frame.error); // the whole branch: version switchers and buttons change too
       refreshSidebar();
       updateContext();
     },
@@ -169,12 +173,16 @@
   });
   settingsForm.addEventListener("input", updateContext);
   settingsForm.elements.model.addEventListener("change", contextFromCatalog);
-  document.querySelectorAll("button.preset").forEach((button) => {
-    button.addEventListener("click", () => {
-      const values = JSON.parse(button.dataset.values);
-      for (const [name, value] of Object.entries(values)) settingsForm.elements[name].value = value;
-      document.querySelectorAll("button.preset").forEach((b) => b.setAttribute("aria-pressed", String(b === button)));
-    });
+  // Delegated: the saved presets' buttons are re-rendered by htmx after a save or delete.
+  settingsForm.addEventListener("click", (event) => {
+    const button = event.target.closest("button.preset");
+    if (!button) return;
+    const values = JSON.parse(button.dataset.values);
+    for (const [name, value] of Object.entries(values)) {
+      if (settingsForm.elements[name]) settingsForm.elements[name].value = value;
+    }
+    document.querySelectorAll("button.preset").forEach((b) => b.setAttribute("aria-pressed", String(b === button)));
+    updateContext();
   });
 
   function send() {
@@ -185,19 +193,7 @@
       showError("Type a message.", { content: ["Type a message."] });
       return;
     }
-    const f = settingsForm.elements;
-    const settings = {};
-    for (const name of NUMBER_FIELDS) settings[name] = f[name].value; // the server validates and says what is wrong
-    settings.seed = f.seed.value.trim() === "" ? null : f.seed.value;
-    settings.stop_sequences = f.stop_sequences.value.split("\n").filter((s) => s !== "");
-    const frame = {
-      type: "send",
-      conversation: state.conversation,
-      model: f.model.value,
-      system: f.system.value,
-      content: text,
-      settings: settings,
-    };
+    const frame = Object.assign(panelFields(), { type: "send", conversation: state.conversation, content: text });
     if (!sendFrame(frame)) return;
     const empty = $("empty-note");
     if (empty) empty.remove();
@@ -217,6 +213,153 @@
     scrollDown();
   }
 
+  // The model, system prompt and sampler settings of the panel, as a "send" frame carries them.
+  function panelFields() {
+    const f = settingsForm.elements;
+    const settings = {};
+    for (const name of NUMBER_FIELDS) {
+      if (f[name]) settings[name] = f[name].value; // the server validates and says what is wrong
+    }
+    settings.seed = f.seed.value.trim() === "" ? null : f.seed.value;
+    settings.stop_sequences = f.stop_sequences.value.split("\n").filter((s) => s !== "");
+    return { model: f.model.value, system: f.system.value, settings: settings };
+  }
+
+  // --- versions: regenerate, continue, edit, branch from a token, replay, copy ---------------------
+  // A "send" frame with an "action" (protocol in consumers.py). The panel's settings fill what the
+  // frame leaves out; the new answer streams in place of the branch it replaces.
+  function startAction(frame) {
+    if (state.streaming) {
+      showError("An answer is still streaming: stop it or wait for it first.");
+      return false;
+    }
+    clearErrors();
+    const full = Object.assign(panelFields(), { type: "send", conversation: state.conversation }, frame);
+    if (!sendFrame(full)) return false;
+    state.editText = full.action === "edit" ? full.content : null;
+    state.pending = null;
+    state.streaming = true;
+    state.messageId = null;
+    updateButtons();
+    return true;
+  }
+
+  // On "started" of a new version: drop the old branch below where the new version goes.
+  function placeNewVersion(frame) {
+    const action = frame.action || "new";
+    if (action === "new") return;
+    if (action === "edit") {
+      removeFrom($("message-" + frame.source));
+      const bubble = el("li", "msg user");
+      bubble.id = "message-" + frame.parent;
+      const who = el("div", "who");
+      who.textContent = "You";
+      const body = el("div", "body plain");
+      body.textContent = state.editText || "";
+      bubble.append(who, body);
+      messages.append(bubble);
+    } else {
+      const parent = $("message-" + frame.parent);
+      if (parent) removeFrom(parent.nextElementSibling);
+    }
+  }
+
+  function removeFrom(node) {
+    while (node) {
+      const next = node.nextElementSibling;
+      node.remove();
+      node = next;
+    }
+  }
+
+  messages.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (!button) return;
+    const bar = button.closest(".msg-actions");
+    const id = Number(bar.dataset.message);
+    const action = button.dataset.action;
+    if (action === "copy") copyText(bar.dataset.content, button);
+    else if (action === "edit") openEditor(button.closest("li.msg"), bar);
+    else startAction({ action: action, message: id });
+  });
+
+  function copyText(text, button) {
+    const done = () => {
+      button.textContent = "Copied";
+      setTimeout(() => (button.textContent = "Copy"), 1500);
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, () => copyByTextarea(text) && done());
+    } else if (copyByTextarea(text)) done();
+  }
+
+  function copyByTextarea(text) {
+    // The Clipboard API needs a secure context (https or localhost); a plain-http site falls back to this.
+    const area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.append(area);
+    area.select();
+    let ok = false;
+    try {
+      ok = document.execCommand("copy");
+    } catch (e) {
+      ok = false;
+    }
+    area.remove();
+    return ok;
+  }
+
+  function openEditor(bubble, bar) {
+    if (bubble.querySelector("form.editor")) return;
+    const body = bubble.querySelector(".body");
+    const form = el("form", "editor");
+    const area = el("textarea", "");
+    area.name = "content";
+    area.rows = 3;
+    area.maxLength = Number(content.maxLength) || 16000;
+    area.value = bar.dataset.content;
+    area.setAttribute("aria-label", "Edit your message");
+    const error = el("small", "field-error");
+    const save = el("button", "");
+    save.type = "submit";
+    save.textContent = "Save & rerun";
+    const cancel = el("button", "secondary");
+    cancel.type = "button";
+    cancel.textContent = "Cancel";
+    const buttons = el("div", "editor-actions");
+    buttons.append(save, cancel);
+    form.append(area, error, buttons);
+    body.hidden = true;
+    bar.hidden = true;
+    bubble.append(form);
+    area.focus();
+    cancel.addEventListener("click", () => {
+      form.remove();
+      body.hidden = false;
+      bar.hidden = false;
+    });
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      if (!area.value.trim()) {
+        error.textContent = "Type a message.";
+        return;
+      }
+      error.textContent = "";
+      startAction({ action: "edit", message: Number(bar.dataset.message), content: area.value });
+    });
+  }
+
+  // For the token inspector (inspector.js): branch from token `index` of answer `messageId` with `tokenId`.
+  window.chatPage = {
+    send: startAction,
+    branchFrom(messageId, index, tokenId) {
+      return startAction({ action: "branch", message: Number(messageId), at: Number(index), token: Number(tokenId) });
+    },
+  };
+
   function finishStreaming() {
     state.streaming = false;
     if (state.bubble) state.bubble.classList.remove("streaming");
@@ -232,6 +375,15 @@
     if (!target || !window.htmx) return;
     const url = root.dataset.messageUrl.replace("/0/", "/" + id + "/");
     htmx.ajax("GET", url, { target: target, swap: "outerHTML" }).then(scrollDown);
+  }
+
+  function refreshMessages(error) {
+    if (!state.conversation || !window.htmx) return;
+    const url = root.dataset.indexUrl + state.conversation + "/messages/";
+    htmx.ajax("GET", url, { target: "#messages", swap: "innerHTML" }).then(() => {
+      if (error) showError(error);
+      scrollDown();
+    });
   }
 
   function refreshSidebar() {
@@ -281,6 +433,7 @@
   function updateButtons() {
     const open = state.socket && state.socket.readyState === WebSocket.OPEN;
     sendButton.disabled = state.streaming || !open || state.sessionEnded;
+    root.classList.toggle("busy", Boolean(state.streaming)); // no version actions while one streams
     stopButton.disabled = !state.streaming;
   }
 
