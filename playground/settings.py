@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "playground.catalog",
     "playground.inspect",
     "playground.chat",
+    "playground.jobs",
 ]
 
 MIDDLEWARE = [
@@ -142,6 +143,15 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Workers report their device every few seconds; one silent for longer than the timeout is gone.
 WORKER_HEARTBEAT_SECONDS = envint("WORKER_HEARTBEAT_SECONDS", 10)
 WORKER_HEARTBEAT_TIMEOUT = envint("WORKER_HEARTBEAT_TIMEOUT", 3 * WORKER_HEARTBEAT_SECONDS)
+# Jobs (fine-tune, distill, quantize): a running job touches its row every JOB_HEARTBEAT_SECONDS; one
+# silent for JOB_HEARTBEAT_TIMEOUT whose worker is gone is marked failed ("worker lost"). A task that
+# comes back after its worker died restarts the job (from its checkpoints) up to JOB_MAX_ATTEMPTS times.
+JOB_HEARTBEAT_SECONDS = envint("JOB_HEARTBEAT_SECONDS", 5)
+JOB_HEARTBEAT_TIMEOUT = envint("JOB_HEARTBEAT_TIMEOUT", 6 * JOB_HEARTBEAT_SECONDS)
+JOB_MAX_ATTEMPTS = envint("JOB_MAX_ATTEMPTS", 2)
+# Datasets for fine-tuning: the largest upload or paste and the most rows, stated on the form.
+DATASET_MAX_BYTES = envint("DATASET_MAX_BYTES", 5 * 1024 * 1024)
+DATASET_MAX_ROWS = envint("DATASET_MAX_ROWS", 20_000)
 
 # --- Models ---------------------------------------------------------------------------------------
 MAX_LOADED_MODELS = envint("MAX_LOADED_MODELS", 2)

@@ -7,6 +7,7 @@ urlpatterns = [
     path("", include("playground.core.urls")),
     path("models/", include("playground.catalog.urls")),
     path("chat/", include("playground.chat.urls")),
+    path("jobs/", include("playground.jobs.urls")),
     path("", include("playground.inspect.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -8,4 +8,5 @@ app_name = "catalog"
 urlpatterns = [
     path("", views.model_list, name="list"),
     path("<str:name>/", views.model_detail, name="detail"),
+    path("<str:name>/download/<str:what>/", views.download, name="download"),
 ]

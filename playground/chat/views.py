@@ -180,7 +180,11 @@ def page_context(request: HttpRequest, current: Conversation | None) -> dict[str
     lengths = services.context_lengths()
     saved = {**services.DEFAULT_SETTINGS, **(current.sampler_settings if current else {})}
     names = list(lengths)
-    model = current.model_name if current and current.model_name in names else services.default_model(names)
+    asked = request.GET.get("model")  # a link that opens a new chat on a model (a job's output, say)
+    if current and current.model_name in names:
+        model = current.model_name
+    else:
+        model = asked if asked in names else services.default_model(names)
     parameters = [{**p, "value": saved.get(p["name"])} for p in PARAMETERS]
     return {
         **sidebar_context(request, current.pk if current else None),

@@ -46,7 +46,7 @@ NAV_ITEMS: list[dict[str, Any]] = [
     {
         "key": "jobs",
         "label": "Jobs",
-        "url": "jobs",
+        "url": "jobs:list",
         "about": "Fine-tune, distill and quantize models on Celery workers, with live progress.",
     },
     {
@@ -62,7 +62,7 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     match = getattr(request, "resolver_match", None)
     current = ""
     if match is not None:
-        current = match.kwargs.get("section") or {"catalog": "models", "chat": "chat"}.get(
+        current = match.kwargs.get("section") or {"catalog": "models", "chat": "chat", "jobs": "jobs"}.get(
             match.namespace, ""
         )
         if match.namespace == "inspect":

@@ -12,6 +12,5 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("login/link/<str:token>/", views.login_link, name="login-link"),
     # Sections still to be built; each says what it will do.
-    path("jobs/", views.coming_soon, {"section": "jobs"}, name="jobs"),
     path("evaluate/", views.coming_soon, {"section": "evaluate"}, name="evaluate"),
 ]

@@ -38,8 +38,11 @@ class AttentionPageForm(AttentionForm):
     compare = ModelNameField(required=False)
 
 
-def initial_model() -> str | None:
-    """The default model, else the first causal one: a page should open on a model with a causal mask."""
+def initial_model(asked: str | None = None) -> str | None:
+    """The model a link asked for (?model=, e.g. a job's output) when the catalog has it; else the default
+    model, else the first causal one: a page should open on a model with a causal mask."""
+    if asked and asked in {name for name, _ in model_choices()}:
+        return asked
     default = default_model_name()
     causal = [name for name, _ in model_choices(causal_only=True)]
     return default if default in causal or not causal else causal[0]
@@ -48,7 +51,9 @@ def initial_model() -> str | None:
 @require_http_methods(["GET", "POST"])
 def page(request: HttpRequest) -> HttpResponse:
     posted = request.method == "POST"
-    form = AttentionPageForm(request.POST if posted else None, initial={"model": initial_model()})
+    form = AttentionPageForm(
+        request.POST if posted else None, initial={"model": initial_model(request.GET.get("model"))}
+    )
     results: list[dict[str, Any]] = []
     errors: list[str] = []
     if posted:

@@ -1,0 +1,174 @@
+"""Creating, routing, cancelling, resuming and reaping jobs. The Job row is the source of truth; Celery
+messages carry only the job id, and the row remembers which message (task_id) may run it, so a stale or
+redelivered message of a job that moved on does nothing."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from llmcore.store import StoreError, name_from, validate_name
+from playground.core.services import model_store
+from playground.core.workers import live_workers
+from playground.jobs.models import Dataset, Job
+
+log = logging.getLogger(__name__)
+GPU_DEVICES = {"cuda", "mps"}
+
+
+class JobError(Exception):
+    """A job cannot be created, cancelled or resumed; the message is for the user."""
+
+
+# --- workers and routing ----------------------------------------------------------------------------
+def live_devices() -> list[str]:
+    """The devices of the workers alive now (one entry per device type)."""
+    return sorted({w.device for w in live_workers()})
+
+
+def gpu_worker_alive() -> bool:
+    return any(w.device in GPU_DEVICES and "gpu" in (w.queues or []) for w in live_workers())
+
+
+def choose_queue(devices_ok: list[str] | None = None) -> str:
+    """`gpu` when a GPU worker is alive (and the job can run there), else `cpu`."""
+    if gpu_worker_alive() and (devices_ok is None or any(d in GPU_DEVICES for d in devices_ok)):
+        return "gpu"
+    return "cpu"
+
+
+# --- creating ---------------------------------------------------------------------------------------
+def output_name_for(base: str, method: str, requested: str = "") -> str:
+    """The catalog name of a job's result: the one asked for, or `<base>-<method>-<n>`, never taken."""
+    if requested:
+        try:
+            name = validate_name(requested)
+        except StoreError as exc:
+            raise JobError(str(exc)) from None
+        if model_store().exists(name) or Job.objects.filter(output_name=name, status__in=Job.ACTIVE).exists():
+            raise JobError(f"A model named {name!r} exists already (or a job is making one); pick another.")
+        return name
+    stem = name_from(f"{base}-{method.replace('_', '-')}")[:56]
+    for n in range(1, 10_000):
+        name = f"{stem}-{n}"
+        if not model_store().exists(name) and not Job.objects.filter(output_name=name).exists():
+            return name
+    raise JobError("Could not find a free name for the result; give one.")
+
+
+def create_job(
+    owner: Any,
+    *,
+    kind: str,
+    method: str,
+    base_model: str,
+    params: dict[str, Any],
+    output_name: str = "",
+    dataset: Dataset | None = None,
+    devices_ok: list[str] | None = None,
+) -> Job:
+    """Save a queued Job and send its task once the row is committed."""
+    with transaction.atomic():
+        job = Job.objects.create(
+            owner=owner,
+            kind=kind,
+            method=method,
+            base_model=base_model,
+            params=params,
+            dataset=dataset,
+            output_name=output_name_for(base_model, method, output_name),
+        )
+        enqueue(job, devices_ok)
+    return job
+
+
+def enqueue(job: Job, devices_ok: list[str] | None = None) -> None:
+    """Give the job a fresh task id and send the message after commit (call inside a transaction)."""
+    from playground.jobs.tasks import task_for
+
+    job.task_id = uuid.uuid4().hex
+    job.queue = choose_queue(devices_ok if devices_ok is not None else job.params.get("devices_ok"))
+    job.save(update_fields=["task_id", "queue"])
+    task, job_id, task_id, queue = task_for(job.kind), job.pk, job.task_id, job.queue
+    transaction.on_commit(lambda: task.apply_async(args=[job_id], task_id=task_id, queue=queue))
+
+
+# --- cancelling and resuming ------------------------------------------------------------------------
+def cancel_job(job: Job) -> Job:
+    """A queued job is cancelled at once; a running one is asked to stop and does within seconds."""
+    now = timezone.now()
+    if Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
+        status=Job.Status.CANCELLED, finished=now, phase="", error="Cancelled before it started."
+    ):
+        pass
+    elif not Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(cancel_requested=True):
+        raise JobError(f"This job is {job.status}; only a queued or running job can be cancelled.")
+    job.refresh_from_db()
+    return job
+
+
+def resume_job(job: Job) -> Job:
+    """Queue a failed or cancelled job again in the same work folder; the runner resumes from its
+    checkpoints where it has any (a fine-tune), or starts over (a quantize is short)."""
+    with transaction.atomic():
+        updated = Job.objects.filter(pk=job.pk, status__in=[Job.Status.FAILED, Job.Status.CANCELLED]).update(
+            status=Job.Status.QUEUED,
+            cancel_requested=False,
+            error="",
+            finished=None,
+            phase="",
+            eta_seconds=None,
+            attempt=0,
+        )
+        if not updated:
+            raise JobError("Only a failed or cancelled job can be resumed.")
+        job.refresh_from_db()
+        if model_store().exists(job.output_name):
+            raise JobError(f"A model named {job.output_name!r} exists already.")
+        enqueue(job)
+    return job
+
+
+# --- lost workers -----------------------------------------------------------------------------------
+WORKER_LOST = (
+    "Worker lost: {worker} stopped answering while it ran this job (killed, out of memory, or the "
+    "machine went away). Resume it to start again{checkpoint}."
+)
+
+
+def mark_lost(job: Job, reason: str | None = None) -> bool:
+    checkpoint = " from its last checkpoint" if job.has_checkpoints else ""
+    message = reason or WORKER_LOST.format(worker=job.worker or "its worker", checkpoint=checkpoint)
+    return bool(
+        Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, heartbeat=job.heartbeat).update(
+            status=Job.Status.FAILED, error=message, finished=timezone.now(), phase="", eta_seconds=None
+        )
+    )
+
+
+def reap_lost_jobs(restarted_worker: str | None = None) -> list[int]:
+    """Mark failed the running jobs whose heartbeat is stale and whose worker is gone (or silent for long).
+
+    Runs on each jobs page load and when a worker starts (`restarted_worker`: every job that worker was
+    running is lost, since it just started). Returns the ids marked failed.
+    """
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT)
+    very_stale = now - timedelta(seconds=5 * settings.JOB_HEARTBEAT_TIMEOUT)
+    live = {w.hostname for w in live_workers()}
+    lost = []
+    for job in Job.objects.filter(status=Job.Status.RUNNING):
+        beat = job.heartbeat or job.started or job.created
+        gone = job.worker == restarted_worker or (
+            beat < stale and (job.worker not in live or beat < very_stale)
+        )
+        if gone and mark_lost(job):
+            log.warning("job %s marked failed: worker %s lost", job.pk, job.worker)
+            lost.append(job.pk)
+    return lost

@@ -1,0 +1,252 @@
+"""Jobs pages: the list, one job (live through htmx polling), the new-job forms and datasets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from playground.catalog.services import sync_catalog
+from playground.jobs.forms import DatasetForm, FinetuneForm, QuantizeForm
+from playground.jobs.models import Dataset, Job
+from playground.jobs.services import checks
+from playground.jobs.services.compare import CompareError, compare_with_parent, parent_of
+from playground.jobs.services.datasets import (
+    DatasetRejected,
+    preview_dataset,
+    sample_datasets,
+    save_dataset,
+    save_sample,
+    too_big,
+)
+from playground.jobs.services.jobs import (
+    JobError,
+    cancel_job,
+    create_job,
+    live_devices,
+    reap_lost_jobs,
+    resume_job,
+)
+
+
+def owned_job(request: HttpRequest, job_id: int) -> Job:
+    job = Job.objects.filter(pk=job_id, owner=request.user).select_related("dataset").first()
+    if job is None:
+        raise Http404("No such job.")
+    return job
+
+
+def catalog_names() -> list[str]:
+    return [e.name for e in sync_catalog() if not e.is_encoder_only]
+
+
+def job_list(request: HttpRequest) -> HttpResponse:
+    reap_lost_jobs()
+    jobs = Job.objects.filter(owner=request.user)[:200]
+    context = {"jobs": jobs, "any_active": any(j.is_active for j in jobs), "devices": live_devices()}
+    return render(request, "jobs/list.html#rows" if request.htmx else "jobs/list.html", context)
+
+
+def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    reap_lost_jobs()
+    job = owned_job(request, job_id)
+    template = "jobs/detail.html#live" if request.htmx else "jobs/detail.html"
+    context = {"job": job, "report_rows": report_rows(job.report), "side_rows": side_by_side(job.report)}
+    return render(request, template, context)
+
+
+def job_status(request: HttpRequest, job_id: int) -> JsonResponse:
+    job = owned_job(request, job_id)
+    fields = ["status", "phase", "step", "total", "eta_seconds", "error", "output_model", "attempt", "device"]
+    body = {
+        "id": job.pk,
+        **{f: getattr(job, f) for f in fields},
+        "metrics": job.metrics,
+        "report": job.report,
+    }
+    return JsonResponse(body)
+
+
+@require_POST
+def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
+    try:
+        cancel_job(owned_job(request, job_id))
+    except JobError as exc:
+        messages.error(request, str(exc))
+    return redirect("jobs:detail", job_id)
+
+
+@require_POST
+def job_resume(request: HttpRequest, job_id: int) -> HttpResponse:
+    try:
+        resume_job(owned_job(request, job_id))
+    except JobError as exc:
+        messages.error(request, str(exc))
+    return redirect("jobs:detail", job_id)
+
+
+def side_by_side(report: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """Rows of (measure, parent, quantized) when the report measured both side by side."""
+    parent, child = report.get("parent"), report.get("quantized")
+    if not isinstance(parent, dict) or not isinstance(child, dict):
+        return []
+    return [(k, parent[k], child[k]) for k in parent if k in child]
+
+
+def report_rows(report: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """The quantize report (or the final metrics) as table rows; nested sections become "section.key"."""
+    rows: list[tuple[str, Any]] = []
+    for key, value in report.items():
+        if key == "summary":
+            continue
+        if isinstance(value, dict) and key not in ("parent", "quantized") and not prefix:
+            rows.extend(report_rows(value, f"{key}."))
+        elif isinstance(value, int | float | str) and not isinstance(value, bool):
+            rows.append((f"{prefix}{key}", value))
+    return rows
+
+
+def _feasibility_error(form: Any, feasible: checks.Feasibility) -> bool:
+    if feasible.ok:
+        return False
+    form.add_error("method", feasible.message())
+    return True
+
+
+def form_page(request: HttpRequest, form: Any, kind: str, methods: dict[str, str], models: list[str]) -> Any:
+    notes = checks.method_notes(kind, models[0] if models else None)
+    context = {"form": form, "kind": kind, "methods": methods, "devices": live_devices(), "notes": notes}
+    return render(request, "jobs/new.html", context)
+
+
+def new_quantize(request: HttpRequest) -> HttpResponse:
+    models, methods = catalog_names(), checks.quant_methods()
+    form = QuantizeForm(
+        request.POST if request.method == "POST" else None,
+        models=models,
+        methods=methods,
+        initial=request.GET.dict(),
+    )
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        feasible = checks.check_quantize(data["method"], data["group_size"], data["base_model"])
+        if not _feasibility_error(form, feasible):
+            try:
+                job = create_job(
+                    request.user,
+                    kind=Job.Kind.QUANTIZE,
+                    method=data["method"],
+                    base_model=data["base_model"],
+                    params={"group_size": data["group_size"], "devices_ok": feasible.devices_ok},
+                    output_name=data["output_name"],
+                    devices_ok=feasible.devices_ok,
+                )
+                return redirect("jobs:detail", job.pk)
+            except JobError as exc:
+                form.add_error("output_name", str(exc))
+    return form_page(request, form, "quantize", methods, models)
+
+
+def new_finetune(request: HttpRequest) -> HttpResponse:
+    models, methods = catalog_names(), checks.finetune_methods()
+    form = FinetuneForm(
+        request.POST if request.method == "POST" else None,
+        models=models,
+        methods=methods,
+        owner=request.user,
+        defaults=checks.finetune_defaults(),
+        initial=request.GET.dict(),
+    )
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        params = form.params()
+        feasible = checks.check_finetune(params, data["method"], data["base_model"], data["dataset"].format)
+        if not _feasibility_error(form, feasible):
+            try:
+                job = create_job(
+                    request.user,
+                    kind=Job.Kind.FINETUNE,
+                    method=data["method"],
+                    base_model=data["base_model"],
+                    params={**params, "devices_ok": feasible.devices_ok},
+                    output_name=data["output_name"],
+                    dataset=data["dataset"],
+                    devices_ok=feasible.devices_ok,
+                )
+                return redirect("jobs:detail", job.pk)
+            except JobError as exc:
+                form.add_error("output_name", str(exc))
+    return form_page(request, form, "finetune", methods, models)
+
+
+def dataset_list(request: HttpRequest) -> HttpResponse:
+    form = DatasetForm(
+        request.POST if request.method == "POST" else None,
+        request.FILES if request.method == "POST" else None,
+    )
+    if request.method == "POST" and form.is_valid():
+        upload, text = form.cleaned_data["file"], form.cleaned_data["text"]
+        try:
+            if upload is not None:
+                if upload.size > settings.DATASET_MAX_BYTES:
+                    raise DatasetRejected(too_big(upload.size))
+                dataset = save_dataset(request.user, upload.read(), form.cleaned_data["name"] or upload.name)
+            else:
+                suffix = ".jsonl" if text.lstrip().startswith(("{", "[")) else ".txt"
+                name = form.cleaned_data["name"] or "pasted"
+                dataset = save_dataset(request.user, text.encode(), f"{name}{suffix}")
+            return redirect("jobs:dataset", dataset.pk)
+        except DatasetRejected as exc:
+            form.add_error(None, str(exc))
+    context = {
+        "form": form,
+        "datasets": Dataset.objects.filter(owner=request.user),
+        "samples": sorted(sample_datasets()),
+    }
+    return render(request, "jobs/datasets.html", context, status=400 if form.errors else 200)
+
+
+@require_POST
+def dataset_sample(request: HttpRequest) -> HttpResponse:
+    try:
+        dataset = save_sample(request.user, request.POST.get("sample", ""))
+    except DatasetRejected as exc:
+        messages.error(request, str(exc))
+        return redirect("jobs:datasets")
+    return redirect("jobs:dataset", dataset.pk)
+
+
+def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    dataset = Dataset.objects.filter(pk=dataset_id, owner=request.user).first()
+    if dataset is None:
+        raise Http404("No such dataset.")
+    models = catalog_names()
+    model = request.GET.get("model") or (models[0] if models else "")
+    examples, preview_error = [], ""
+    if model in models and dataset.rows:
+        try:
+            examples = preview_dataset(dataset, model)
+        except Exception as exc:  # a tokenizer that cannot load is shown, not a 500
+            preview_error = f"No preview with {model}: {exc}"
+    context = {"dataset": dataset, "models": models, "model": model, "examples": examples}
+    return render(request, "jobs/dataset.html", {**context, "preview_error": preview_error})
+
+
+def compare(request: HttpRequest, name: str) -> HttpResponse:
+    """The page answers at once; htmx then asks for the numbers and generations (several seconds)."""
+    try:
+        parent = parent_of(name)
+    except CompareError as exc:
+        raise Http404(str(exc)) from None
+    context: dict[str, Any] = {"name": name, "parent": parent}
+    if request.htmx:
+        try:
+            context["result"] = compare_with_parent(name)
+        except Exception as exc:  # a model that cannot load is explained on the page, not a 500
+            context["error"] = f"{type(exc).__name__}: {exc}"[:500]
+        return render(request, "jobs/compare.html#result", context)
+    return render(request, "jobs/compare.html", context)

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+INSTRUCTIONS = b"\n".join(
+    b'{"instruction": "Say hello in pirate speak.", "output": "Ahoy, matey! ' + str(i).encode() + b'"}'
+    for i in range(12)
+)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, settings) -> Path:  # type: ignore[no-untyped-def]
+    """Datasets and job folders of this test go to its own temp folder."""
+    settings.DATA_DIR = tmp_path / "data"
+    settings.DATA_DIR.mkdir()
+    return settings.DATA_DIR
+
+
+@pytest.fixture
+def stranger(django_user_model):  # type: ignore[no-untyped-def]
+    return django_user_model.objects.create_user(username="mallory", password="another long passphrase")
+
+
+@pytest.fixture
+def stranger_client(stranger) -> Client:  # type: ignore[no-untyped-def]
+    client = Client()
+    client.force_login(stranger)
+    return client
+
+
+def worker_row(hostname: str, device: str, queues: list[str], age_seconds: float = 0):  # type: ignore[no-untyped-def]
+    from playground.core.models import WorkerHeartbeat
+
+    now = timezone.now() - timedelta(seconds=age_seconds)
+    return WorkerHeartbeat.objects.create(
+        hostname=hostname, device=device, queues=queues, pid=1, started=now, last_seen=now
+    )

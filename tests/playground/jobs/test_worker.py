@@ -1,0 +1,240 @@
+"""Jobs end to end with real processes: Daphne serving the site, a Celery worker process, the Redis broker.
+
+Driven over HTTP like a user (the forms, Cancel, Resume, the pages); the tiny model keeps it fast. One
+site and worker serve the whole module, in order: quantize, a few LoRA steps, cancel (queued and running)
+and resume, then a worker killed with SIGKILL in the middle of a job.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import (
+    ROOT,
+    TINY_NAME,
+    free_port,
+    manage,
+    redis_available,
+    redis_url_for_tests,
+    require,
+    site_env,
+    stop_process,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Stack:
+    url: str
+    env: dict[str, str]
+    data_dir: Path
+    web: subprocess.Popen
+    worker: subprocess.Popen
+    http: requests.Session
+
+    def start_worker(self) -> None:
+        log = (self.data_dir / "worker.log").open("a")
+        self.worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "playground", "worker", "--loglevel", "INFO",
+             "--concurrency", "1", "--hostname", "jobs-test@%h"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+    def post(self, path: str, data: dict[str, Any] | None = None) -> requests.Response:
+        token = self.http.cookies.get("csrftoken")
+        return self.http.post(f"{self.url}{path}", data=data or {}, headers={"X-CSRFToken": token})
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        response = self.http.get(f"{self.url}/jobs/{job_id}/status.json", timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def wait(self, job_id: int, predicate, timeout: float, what: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        try:
+            return wait_for(lambda: (j := self.job(job_id)) and predicate(j) and j, timeout, what)
+        except AssertionError as exc:
+            log = (self.data_dir / "worker.log").read_text(errors="replace")[-3000:]
+            raise AssertionError(f"{exc}\njob: {self.job(job_id)}\n--- worker log ---\n{log}") from None
+
+    def submit(self, path: str, form: dict[str, Any]) -> int:
+        response = self.post(path, form)
+        match = re.search(r"/jobs/(\d+)/$", response.url)
+        assert match, f"the form was refused: {response.status_code}\n{response.text[-3000:]}"
+        return int(match.group(1))
+
+
+@pytest.fixture(scope="module")
+def stack(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    from llmcore.store import ModelStore
+
+    url = redis_url_for_tests()
+    require(redis_available(url), f"no Redis answers at {url}")
+    import redis
+
+    redis.Redis.from_url(url).flushdb()
+    data_dir = tmp_path_factory.mktemp("jobs-site")
+    ModelStore(data_dir / "models").import_folder(tiny_model_dir, TINY_NAME, license="MIT")
+    env = site_env(
+        data_dir,
+        REDIS_URL=url,
+        MODEL_DIR=str(data_dir / "models"),
+        WORKER_HEARTBEAT_SECONDS="1",
+        WORKER_HEARTBEAT_TIMEOUT="4",
+        JOB_HEARTBEAT_SECONDS="1",
+        JOB_HEARTBEAT_TIMEOUT="4",
+    )
+    manage(env, "migrate", "--noinput")
+    manage(env, "ensure_admin")
+    port = free_port()
+    web = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "playground.asgi:application"],
+        cwd=ROOT, env=env, stdout=(data_dir / "web.log").open("w"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    s = Stack(f"http://127.0.0.1:{port}", env, data_dir, web, None, requests.Session())  # type: ignore[arg-type]
+    s.start_worker()
+    try:
+        wait_for(lambda: s.http.get(f"{s.url}/healthz", timeout=5).ok, 120, "the site", web)
+        link = manage(env, "login_link", "--base-url", s.url).strip()
+        s.http.get(link)
+        s.post(link[len(s.url) :])
+        assert "Log out" in s.http.get(f"{s.url}/jobs/").text
+        wait_for(lambda: "none connected" not in s.http.get(f"{s.url}/jobs/").text, 120, "a live worker")
+        yield s
+    finally:
+        stop_process(s.worker, sig=15)
+        stop_process(web)
+
+
+def lora_form(stack: Stack, steps: int, **extra: Any) -> dict[str, Any]:
+    response = stack.post("/jobs/datasets/sample/", {"sample": "pirate-instructions"})
+    dataset = int(re.search(r"/datasets/(\d+)/$", response.url).group(1))  # type: ignore[union-attr]
+    return {"base_model": TINY_NAME, "method": "lora", "dataset": dataset, "steps": steps, "batch_size": 2,
+            "max_seq_len": 64, "checkpoint_every": 5, **extra}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "method", ["int8_weight", "int8_dynamic", "int4_weight", "bf16", "fp16", "gguf_q8_0"]
+)
+def test_a_quantize_job_runs_on_the_worker_and_its_result_joins_the_catalog(
+    stack: Stack, method: str
+) -> None:
+    job_id = stack.submit("/jobs/new/quantize/", {"base_model": TINY_NAME, "method": method})
+    job = stack.wait(job_id, lambda j: j["status"] not in ("queued", "running"), 300, f"the {method} job")
+    assert job["status"] == "succeeded", job["error"]
+    assert job["device"] == "cpu"
+    report = job["report"]
+    assert report["summary"], "every quantize job ends in a report"
+    assert report["quantized"]["disk_bytes"] < report["parent"]["disk_bytes"]
+    assert 0 <= report["top1_agreement"] <= 1
+    assert 1 < report["quantized"]["perplexity"] < float("inf")
+    page = stack.http.get(f"{stack.url}/models/{job['output_model']}/").text
+    assert f'href="/models/{TINY_NAME}/"' in page, "the catalog page links the parent"
+    assert method in page
+    assert 'id="report-side-by-side"' in page, "the report is on the catalog page too"
+    detail = stack.http.get(f"{stack.url}/jobs/{job_id}/").text
+    assert 'id="job-report"' in detail
+    assert "every 2s" not in detail, "a finished job stops polling"
+
+
+def test_a_few_lora_steps_train_and_the_merged_model_joins_the_catalog(stack: Stack) -> None:
+    job_id = stack.submit("/jobs/new/finetune/", lora_form(stack, 4, sample_prompts="Say hi", sample_every=2))
+    job = stack.wait(job_id, lambda j: j["status"] not in ("queued", "running"), 300, "the LoRA job")
+    assert job["status"] == "succeeded", job["error"]
+    assert job["step"] == 4
+    assert job["total"] == 4
+    assert any("loss" in point for point in job["metrics"]), "the loss curve has points"
+    checkpoints = stack.data_dir / "jobs" / str(job_id) / "checkpoints"
+    assert not checkpoints.exists(), "a finished job frees its disk"
+    page = stack.http.get(f"{stack.url}/models/{job['output_model']}/").text
+    assert f'href="/models/{TINY_NAME}/"' in page
+    assert "lora" in page
+
+
+@pytest.mark.parametrize(
+    ("method", "sample", "extra"),
+    [
+        ("sft", "pirate-instructions", {}),
+        ("prompt_tuning", "pirate-instructions", {"num_virtual_tokens": 4}),
+        ("dpo", "helpful-preferences", {}),
+        ("distill", "pirate-instructions", {"teacher_model": TINY_NAME, "student_layers": 1}),
+    ],
+)
+def test_every_other_method_trains_on_the_worker_and_joins_the_catalog(
+    stack: Stack, method: str, sample: str, extra: dict[str, Any]
+) -> None:
+    response = stack.post("/jobs/datasets/sample/", {"sample": sample})
+    dataset = int(re.search(r"/datasets/(\d+)/$", response.url).group(1))  # type: ignore[union-attr]
+    form = {"base_model": TINY_NAME, "method": method, "dataset": dataset, "steps": 3, "batch_size": 2,
+            "max_seq_len": 64, **extra}  # fmt: skip
+    job_id = stack.submit("/jobs/new/finetune/", form)
+    job = stack.wait(job_id, lambda j: j["status"] not in ("queued", "running"), 300, f"the {method} job")
+    assert job["status"] == "succeeded", job["error"]
+    assert job["step"] == 3
+    losses = [point["loss"] for point in job["metrics"] if "loss" in point]
+    assert len(losses) == 3
+    assert all(loss == loss and loss < 100 for loss in losses), losses  # finite: no NaN, no blow-up
+    page = stack.http.get(f"{stack.url}/models/{job['output_model']}/").text
+    assert f'href="/models/{TINY_NAME}/"' in page
+    assert method in page
+
+
+def test_cancel_queued_and_running_jobs_then_resume_from_the_checkpoint(stack: Stack) -> None:
+    running = stack.submit("/jobs/new/finetune/", lora_form(stack, 5000))
+    stack.wait(running, lambda j: j["status"] == "running" and j["step"] >= 6, 300, "a few steps")
+    queued = stack.submit("/jobs/new/quantize/", {"base_model": TINY_NAME, "method": "bf16"})
+    assert stack.job(queued)["status"] == "queued", "the only worker is busy"
+    stack.post(f"/jobs/{queued}/cancel/")
+    assert stack.job(queued)["status"] == "cancelled", "a queued job is cancelled at once"
+
+    stack.post(f"/jobs/{running}/cancel/")
+    job = stack.wait(running, lambda j: j["status"] != "running", 60, "the running job to stop")
+    assert job["status"] == "cancelled"
+    stopped_at = job["step"]
+    assert any((stack.data_dir / "jobs" / str(running) / "checkpoints").iterdir()), "it saved before stopping"
+    page = stack.http.get(f"{stack.url}/jobs/{running}/").text
+    assert "Resume from checkpoint" in page
+
+    stack.post(f"/jobs/{running}/resume/")
+    stack.wait(running, lambda j: j["status"] == "running" and j["step"] > stopped_at, 300, "the resumed run")
+    log = stack.http.get(f"{stack.url}/jobs/{running}/").text
+    assert "Resuming from checkpoint-" in log
+    stack.post(f"/jobs/{running}/cancel/")
+    stack.wait(running, lambda j: j["status"] == "cancelled", 60, "the second cancel")
+    assert stack.job(queued)["status"] == "cancelled", "its message reached the worker and did nothing"
+    assert stack.job(queued)["output_model"] == ""
+
+
+def test_a_worker_killed_mid_job_leaves_the_job_failed_worker_lost(stack: Stack) -> None:
+    job_id = stack.submit("/jobs/new/finetune/", lora_form(stack, 5000))
+    stack.wait(job_id, lambda j: j["status"] == "running" and j["step"] >= 1, 300, "the job to run")
+    os.killpg(stack.worker.pid, signal.SIGKILL)  # the worker and its pool child, with no goodbye
+    stack.worker.wait()
+    # The jobs page checks for lost workers on each load: stale job and worker heartbeats (4 s here).
+    job = stack.wait(
+        job_id,
+        lambda j: stack.http.get(f"{stack.url}/jobs/").ok and j["status"] != "running",
+        60,
+        "the job to be marked lost",
+    )
+    assert job["status"] == "failed"
+    assert job["error"].startswith("Worker lost"), job
+    assert not stack.http.get(f"{stack.url}/models/{TINY_NAME}-lora-").ok
+
+    stack.start_worker()  # a new worker; the killed one's unacked message must not revive the job
+    stack.post(f"/jobs/{job_id}/resume/")
+    job = stack.wait(job_id, lambda j: j["status"] == "running" and j["attempt"] >= 1, 300, "the resumed job")
+    stack.post(f"/jobs/{job_id}/cancel/")
+    assert stack.wait(job_id, lambda j: j["status"] != "running", 60, "the cancel")["status"] == "cancelled"
