@@ -148,7 +148,8 @@ def test_prompt_tuning_keeps_the_base_and_stores_the_soft_prompt(
     store.import_folder(tmp_path / "out", "soft-prompted", method="prompt_tuning")
     assert (store.path("soft-prompted") / "adapter" / "adapter_model.safetensors").is_file()
     loaded = load_model(store, "soft-prompted", device="cpu")
-    assert loaded.soft_prompt is not None and tuple(loaded.soft_prompt.shape) == (4, prompt.shape[1])
+    assert loaded.soft_prompt is not None
+    assert tuple(loaded.soft_prompt.shape) == (4, prompt.shape[1])
     engine = Engine(loaded)
     try:
         request = GenerationRequest(

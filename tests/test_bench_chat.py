@@ -1,0 +1,93 @@
+"""The chat benchmark runs and reports its parts (`python -m bench chat`), checked on the tiny model.
+No timing is asserted here: speed targets are the benchmark's business."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench import chat
+from tests.conftest import TINY_NAME
+
+
+def run_parts(store, parts: tuple[str, ...], **kwargs: Any) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    return chat.measure(store.root, TINY_NAME, new_tokens=6, runs=2, parts=parts, **kwargs)
+
+
+def test_engine_parts_report_exact_lengths_and_speeds(store, tiny_model) -> None:  # type: ignore[no-untyped-def]
+    result = run_parts(store, ("engine", "two_streams", "llama_cpp"))
+
+    engine = result["engine"]
+    assert engine["generated_tokens"] == [6, 6]  # end-of-turn ignored: every run is the full length
+    assert len(engine["each_run"]) == 2
+    assert engine["decode_tokens_per_second"] > 0
+    assert engine["time_to_first_token_ms"] > 0
+    assert result["prompt_tokens"] > 0
+    two = result["two_streams"]
+    assert two["generated_tokens"] == [6, 6]
+    assert all(t > 0 for t in two["decode_tokens_per_second"])
+    assert two["aggregate_tokens_per_second"] > 0
+
+
+def test_missing_parts_are_skipped_with_a_reason_not_failed(store, tiny_model) -> None:  # type: ignore[no-untyped-def]
+    result = run_parts(store, ("engine", "llama_cpp"), gguf=None)
+
+    assert result["websocket"] == {"skipped": "not selected"}
+    assert result["two_streams"] == {"skipped": "not selected"}
+    # no GGUF behind the tiny model (or no llama-cpp-python here): a reason, not an error
+    assert result["llama_cpp"]["skipped"]
+    targets = result["targets"]
+    assert targets["websocket_tokens_per_second_met"] is None
+    assert targets["websocket_time_to_first_token_met"] is None
+    assert targets["engine_over_llama_cpp_met"] is None
+    assert targets["site_added_time_to_first_token_met"] is None
+    assert targets["websocket_min_tokens_per_second_ratio"] == chat.WS_MIN_TOKENS_PER_SECOND_RATIO
+
+
+def test_the_comparison_checks_each_target() -> None:
+    engine = {"decode_tokens_per_second": 100.0, "time_to_first_token_ms": 50.0}
+    fast_socket = {
+        "decode_tokens_per_second": 97.0,
+        "time_to_first_token_ms": 70.0,
+        "server_engine_decode_tokens_per_second": 98.0,
+        "site_added_time_to_first_token_ms": 12.0,
+    }
+    slow_socket = {
+        "decode_tokens_per_second": 90.0,
+        "time_to_first_token_ms": 120.0,
+        "server_engine_decode_tokens_per_second": 100.0,
+        "site_added_time_to_first_token_ms": 45.0,
+    }
+    llama = {"decode_tokens_per_second": 400.0}
+
+    good = chat.compare(engine, fast_socket, llama)
+    bad = chat.compare(engine, slow_socket, llama)
+
+    assert good["websocket_over_engine_tokens_per_second"] == 0.97
+    assert good["websocket_added_time_to_first_token_ms"] == 20.0
+    assert good["engine_over_llama_cpp_tokens_per_second"] == 0.25
+    assert good["targets"]["websocket_tokens_per_second_met"] is True
+    assert good["targets"]["websocket_time_to_first_token_met"] is True
+    assert good["targets"]["engine_over_llama_cpp_met"] is False
+    assert bad["targets"]["websocket_tokens_per_second_met"] is False
+    assert bad["targets"]["websocket_time_to_first_token_met"] is False
+    assert good["websocket_over_server_engine_tokens_per_second"] == 0.99
+    assert good["targets"]["websocket_over_server_engine_met"] is True
+    assert good["targets"]["site_added_time_to_first_token_met"] is True
+    assert bad["targets"]["websocket_over_server_engine_met"] is False
+    assert bad["targets"]["site_added_time_to_first_token_met"] is False
+
+
+@pytest.mark.integration
+def test_the_socket_part_streams_through_a_real_site(store, tiny_model) -> None:  # type: ignore[no-untyped-def]
+    result = run_parts(store, ("engine", "websocket"))
+
+    socket_part = result["websocket"]
+    assert len(socket_part["generated_tokens"]) == 2
+    assert all(0 < n <= 6 for n in socket_part["generated_tokens"])
+    assert socket_part["time_to_first_token_ms"] > 0
+    assert socket_part["server_engine_time_to_first_token_ms"] > 0
+    assert set(socket_part["stop_reasons"]) <= {"length", "stop"}
+    assert socket_part["site_added_time_to_first_token_ms"] is not None
+    assert result["websocket_added_time_to_first_token_ms"] is not None
