@@ -56,6 +56,10 @@ class QuantizeForm(OutputNameMixin):
         self.fields["method"].choices = [(k, f"{k}: {v}") for k, v in methods.items()]
 
 
+DEFAULT_SAMPLE_EVERY = 10
+DEFAULT_SAMPLE_PROMPTS = ("What is the capital of France?", "Give me one tip for a rainy day.")
+
+
 class FinetuneForm(OutputNameMixin):
     base_model = forms.ChoiceField(label="Base model", help_text="The catalog model to train (the parent).")
     method = forms.ChoiceField(label="Method", widget=forms.RadioSelect)
@@ -118,7 +122,9 @@ class FinetuneForm(OutputNameMixin):
     checkpoint_every = _int(
         "Checkpoint every", "Save a checkpoint every n steps (resume starts there).", 1, 100_000, None
     )
-    sample_every = _int("Sample every", "Generate from the sample prompts every n steps.", 1, 100_000, None)
+    sample_every = _int(
+        "Sample every", "Generate from the sample prompts every n steps (0: never).", 0, 100_000, None
+    )
     sample_prompts = forms.CharField(
         label="Sample prompts",
         required=False,
@@ -144,6 +150,11 @@ class FinetuneForm(OutputNameMixin):
                 self.fields[name].initial = ",".join(value)
             elif name == "sample_prompts" and isinstance(value, list | tuple):
                 self.fields[name].initial = "\n".join(value)
+        # The job page shows how answers change as the model trains: on by default, every 10 steps.
+        if not self.fields["sample_every"].initial:
+            self.fields["sample_every"].initial = DEFAULT_SAMPLE_EVERY
+        if not self.fields["sample_prompts"].initial:
+            self.fields["sample_prompts"].initial = "\n".join(DEFAULT_SAMPLE_PROMPTS)
 
     def clean_sample_prompts(self) -> list[str] | None:
         lines = [line.strip() for line in self.cleaned_data["sample_prompts"].splitlines() if line.strip()]

@@ -46,7 +46,7 @@ def test_a_lora_job_from_the_sample_set_runs_live_and_opens_in_the_catalog(site:
         page.wait_for_url(f"**/models/{name}/")
         lineage = page.locator("#lineage")
         assert lineage.get_by_role("link", name=DEFAULT_MODEL).is_visible(), "the parent is linked"
-        assert "pirate-instructions" in lineage.inner_text()
+        assert "pirate_instructions.jsonl (60 rows)" in lineage.inner_text()
         assert page.locator("#downloads").get_by_text("the peft adapter").is_visible()
     finally:
         store = ModelStore(REAL_MODEL_STORE)  # the e2e site shares the real-model store: leave it as found

@@ -256,3 +256,36 @@ def test_the_forms_say_which_methods_cannot_run_on_the_live_workers(client_in: C
     assert "<code>qlora</code>" in notes
     assert "QLoRA needs a CUDA GPU" in notes
     assert "<code>lora</code>" not in notes, "LoRA runs on a CPU worker"
+
+
+def form_values(html: str) -> dict[str, str]:
+    """What a browser submits for an untouched form: each input's value, the selected options, textareas."""
+    import re
+
+    values: dict[str, str] = {}
+    for tag in re.findall(r"<input[^>]*>", html):
+        name, value = re.search(r'name="([^"]+)"', tag), re.search(r'value="([^"]*)"', tag)
+        if name and value and ('type="radio"' not in tag or " checked" in tag):
+            values[name.group(1)] = value.group(1)
+    for name, body in re.findall(r'<select name="([^"]+)"[^>]*>(.*?)</select>', html, re.S):
+        chosen = re.search(r'<option value="([^"]*)"[^>]*selected', body) or re.search(
+            r'value="([^"]*)"', body
+        )
+        values[name] = chosen.group(1) if chosen else ""
+    for name, body in re.findall(r'<textarea name="([^"]+)"[^>]*>(.*?)</textarea>', html, re.S):
+        values[name] = body.strip()
+    return values
+
+
+def test_the_finetune_form_as_it_opens_queues_a_job_with_samples(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+    """Every default the form shows must pass its own validation (a browser submits them all)."""
+    dataset = client_in.post(reverse("jobs:dataset-sample"), {"sample": "pirate-instructions"})
+    dataset_id = int(dataset["Location"].rstrip("/").rsplit("/", 1)[1])
+    html = client_in.get(reverse("jobs:new-finetune") + f"?dataset={dataset_id}").content.decode()
+    values = {**form_values(html), "method": "lora"}
+    assert values["dataset"] == str(dataset_id)
+    response = client_in.post(reverse("jobs:new-finetune"), values)
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    job = Job.objects.get()
+    assert job.params["sample_every"] == 10
+    assert len(job.params["sample_prompts"]) == 2
