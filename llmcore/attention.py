@@ -26,6 +26,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -223,6 +224,51 @@ def _kv_heads(config: Any) -> int:
     return int(getattr(text, "num_key_value_heads", None) or text.num_attention_heads)
 
 
+def forward_with_attention(
+    model: Any, token_ids: Sequence[int], keep: Callable[[torch.Tensor], None]
+) -> tuple[Any, float]:
+    """One forward pass of the model's eager twin over `token_ids` (one sequence, never padded), calling
+    `keep(weights)` with each attention layer's weights (H, T, T), in layer order. Returns the twin's config
+    and the forward's seconds. The weights are handed back to the model as None, so nothing downstream
+    keeps the float32 copy alive; whatever `keep` needs it must copy."""
+    with _CAPTURE_LOCK:
+        twin = eager_twin(model)
+        target, suffix, index = _attention_recorder(twin)
+        captured = 0
+
+        def hook(module: Any, args: Any, output: Any) -> Any:
+            nonlocal captured
+            weights = output[index]
+            if weights is None:
+                raise AttentionUnsupported(f"{type(module).__name__} returned no attention weights.")
+            keep(weights[0])
+            captured += 1
+            return (*output[:index], None, *output[index + 1 :])
+
+        hooks = [
+            module.register_forward_hook(hook)
+            for name, module in twin.named_modules()
+            if (target is not None and isinstance(module, target)) or (suffix and name.endswith(suffix))
+        ]
+        if not hooks:
+            raise AttentionUnsupported(f"No attention modules found in {type(model).__name__}.")
+        device = next(twin.parameters()).device
+        ids = torch.tensor([list(token_ids)], device=device)  # (1, T)
+        started = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                # The base model skips the LM head: a (T, vocab) logits tensor the capture never needs.
+                twin.base_model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False)
+        finally:
+            for hook_handle in hooks:
+                hook_handle.remove()
+        seconds = time.perf_counter() - started
+    expected = getattr(twin.config.get_text_config(), "num_hidden_layers", captured)
+    if captured != expected:
+        raise AttentionUnsupported(f"Captured {captured} attention layers, expected {expected}.")
+    return twin.config, seconds
+
+
 def capture_attention(
     model: Any,
     inp: AttentionInput,
@@ -232,50 +278,22 @@ def capture_attention(
     overview_size: int = OVERVIEW_SIZE,
 ) -> AttentionCapture:
     """Run the model once over the input and keep every layer's attention weights as float16."""
-    with _CAPTURE_LOCK:
-        twin = eager_twin(model)
-        target, suffix, index = _attention_recorder(twin)
-        layers: list[torch.Tensor] = []
-        pooled: list[torch.Tensor] = []
-        bin_size = overview_bin(len(inp.token_ids), overview_size)
+    layers: list[torch.Tensor] = []
+    pooled: list[torch.Tensor] = []
+    bin_size = overview_bin(len(inp.token_ids), overview_size)
 
-        def keep(module: Any, args: Any, output: Any) -> Any:
-            weights = output[index]
-            if weights is None:
-                raise AttentionUnsupported(f"{type(module).__name__} returned no attention weights.")
-            layers.append(weights[0].to(torch.float16).cpu())  # (H, T, T)
-            # Pooled here, on the device and in the model's dtype: cheaper than from the float16 copy later.
-            pooled.append(pool_layer(weights[0], bin_size))  # (H, S, S)
-            # Hand back no weights, so nothing downstream keeps the float32 copy alive.
-            return (*output[:index], None, *output[index + 1 :])
+    def keep(weights: torch.Tensor) -> None:  # (H, T, T)
+        layers.append(weights.to(torch.float16).cpu())
+        # Pooled here, on the device and in the model's dtype: cheaper than from the float16 copy later.
+        pooled.append(pool_layer(weights, bin_size))  # (H, S, S)
 
-        hooks = [
-            module.register_forward_hook(keep)
-            for name, module in twin.named_modules()
-            if (target is not None and isinstance(module, target)) or (suffix and name.endswith(suffix))
-        ]
-        if not hooks:
-            raise AttentionUnsupported(f"No attention modules found in {type(model).__name__}.")
-        device = next(twin.parameters()).device
-        ids = torch.tensor([inp.token_ids], device=device)  # (1, T): one sequence, never padded
-        started = time.perf_counter()
-        try:
-            with torch.inference_mode():
-                # The base model skips the LM head: a (T, vocab) logits tensor the capture never needs.
-                twin.base_model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False)
-        finally:
-            for hook in hooks:
-                hook.remove()
-        seconds = time.perf_counter() - started
-    expected = getattr(twin.config.get_text_config(), "num_hidden_layers", len(layers))
-    if len(layers) != expected:
-        raise AttentionUnsupported(f"Captured {len(layers)} attention layers, expected {expected}.")
+    config, seconds = forward_with_attention(model, inp.token_ids, keep)
     return AttentionCapture(
         model_name=model_name,
         token_ids=list(inp.token_ids),
         tokens=list(inp.tokens),
         layers=layers,
-        num_kv_heads=_kv_heads(twin.config),
+        num_kv_heads=_kv_heads(config),
         is_causal=is_causal,
         as_chat=inp.as_chat,
         forward_seconds=seconds,

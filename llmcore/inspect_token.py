@@ -10,19 +10,15 @@ lock. One forward pass, no gradients, nothing kept but a (L, H, T) float16 tenso
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from llmcore.attention import (
-    _CAPTURE_LOCK,
     AttentionInputError,
     AttentionUnsupported,
-    _attention_recorder,
     _kv_heads,
-    eager_twin,
+    forward_with_attention,
 )
 from llmcore.loading import LoadedModel
 
@@ -86,41 +82,11 @@ def last_query_attention(loaded: LoadedModel, context_ids: list[int], *, max_tok
     if not loaded.is_causal:
         raise AttentionUnsupported(f"{loaded.name} does not generate text, so it has no generated tokens.")
     check_context(loaded, context_ids, max_tokens)
-    with _CAPTURE_LOCK:
-        twin = eager_twin(loaded.model)
-        target, suffix, index = _attention_recorder(twin)
-        rows: list[torch.Tensor] = []
-
-        def keep(module: Any, args: Any, output: Any) -> Any:
-            weights = output[index]  # (1, H, T, T)
-            if weights is None:
-                raise AttentionUnsupported(f"{type(module).__name__} returned no attention weights.")
-            rows.append(weights[0, :, -1, :].to(torch.float16).cpu())  # (H, T): the last query only
-            return (*output[:index], None, *output[index + 1 :])
-
-        hooks = [
-            module.register_forward_hook(keep)
-            for name, module in twin.named_modules()
-            if (target is not None and isinstance(module, target)) or (suffix and name.endswith(suffix))
-        ]
-        if not hooks:
-            raise AttentionUnsupported(f"No attention modules found in {type(loaded.model).__name__}.")
-        device = next(twin.parameters()).device
-        ids = torch.tensor([list(context_ids)], device=device)  # (1, T)
-        started = time.perf_counter()
-        try:
-            with torch.inference_mode():
-                twin.base_model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False)
-        finally:
-            for hook in hooks:
-                hook.remove()
-        seconds = time.perf_counter() - started
-    expected = getattr(twin.config.get_text_config(), "num_hidden_layers", len(rows))
-    if len(rows) != expected:
-        raise AttentionUnsupported(f"Captured {len(rows)} attention layers, expected {expected}.")
-    return StepAttention(
-        weights=torch.stack(rows), num_kv_heads=_kv_heads(twin.config), forward_seconds=seconds
-    )
+    rows: list[torch.Tensor] = []
+    config, seconds = forward_with_attention(
+        loaded.model, context_ids, lambda weights: rows.append(weights[:, -1, :].to(torch.float16).cpu())
+    )  # each layer's (H, T) row: the last query only
+    return StepAttention(weights=torch.stack(rows), num_kv_heads=_kv_heads(config), forward_seconds=seconds)
 
 
 def step_context(prompt_ids: list[int], generated_ids: list[int], step: int) -> list[int]:
