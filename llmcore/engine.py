@@ -229,7 +229,8 @@ class Engine:
         self.tokenizer = loaded.tokenizer
         self.stop_ids = set(loaded.stop_token_ids)
         self.vocab_size = int(self.model.get_input_embeddings().num_embeddings)
-        self.context_length = _context_length(loaded)
+        # A prompt-tuned model's virtual tokens take positions too: what is left is the text's.
+        self.context_length = _context_length(loaded) - loaded.virtual_tokens
         # (stream id, token index) in the order tokens were produced: lets tests see the interleaving.
         self.schedule: collections.deque[tuple[int, int]] = collections.deque(maxlen=schedule_log_size)
         self._incoming: queue.Queue[_Job | None] = queue.Queue()
@@ -359,20 +360,11 @@ class Engine:
                 ids = torch.tensor([[seq.generated[-1]]], device=device)  # (1, 1)
             # `cache` is the name transformers 5 uses for past_key_values (the old name is deprecated).
             # A soft prompt goes in once, at the prefill; the cache then holds it like any other prefix.
-            inputs = self._inputs(ids) if seq.past is None else {"input_ids": ids}
+            inputs = self.loaded.model_inputs(ids) if seq.past is None else {"input_ids": ids}
             out = self.model(**inputs, cache=seq.past, use_cache=True, logits_to_keep=1)
             seq.past = out.cache
             seq.logits = out.logits[0, -1].float().cpu()  # (V,)
             self._sample(job, seq)
-
-    def _inputs(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Model inputs for a whole prompt: token ids, or embeddings with a prompt-tuned model's virtual
-        tokens first (as peft puts them in training)."""
-        soft = self.loaded.soft_prompt
-        if soft is None:
-            return {"input_ids": ids}
-        embeds = self.model.get_input_embeddings()(ids)  # (1, T, H)
-        return {"inputs_embeds": torch.cat([soft.unsqueeze(0).to(embeds.dtype), embeds], dim=1)}
 
     def _sample(self, job: _Job, seq: _Sequence) -> None:
         request = job.stream.request
@@ -466,7 +458,7 @@ class Engine:
         request = job.stream.request
         prompt = torch.tensor([job.prompt], device=self.loaded.device)
         eos = [] if request.ignore_stop_tokens else sorted(self.stop_ids)
-        inputs = self._inputs(prompt)
+        inputs = self.loaded.model_inputs(prompt)
         first = next(iter(inputs.values()))
         out = self.model.generate(
             **inputs,
@@ -486,8 +478,8 @@ class Engine:
             new = new[:stopped]
         if new:
             full_ids = torch.tensor([job.prompt + new], device=self.loaded.device)
-            virtual = 0 if self.loaded.soft_prompt is None else len(self.loaded.soft_prompt)
-            logits = self.model(**self._inputs(full_ids)).logits[0, virtual + len(job.prompt) - 1 : -1]
+            inputs = self.loaded.model_inputs(full_ids)
+            logits = self.model(**inputs).logits[0, self.loaded.virtual_tokens + len(job.prompt) - 1 : -1]
             logits = logits.float().cpu()
         for k, token in enumerate(new):
             seq.logits = logits[k]

@@ -38,7 +38,12 @@ def heldout_text() -> str:
 
 
 def context_length(loaded: Any) -> int:
-    """The model's context length: its position table, else what the tokenizer says, else 2048."""
+    """The model's context length for text: its position table, else what the tokenizer says, else 2048,
+    less a prompt-tuned model's virtual tokens (they take positions too)."""
+    return _positions(loaded) - loaded.virtual_tokens
+
+
+def _positions(loaded: Any) -> int:
     config = loaded.model.config
     text = getattr(config, "get_text_config", lambda: config)()
     for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
@@ -47,6 +52,13 @@ def context_length(loaded: Any) -> int:
             return value
     value = int(getattr(loaded.tokenizer, "model_max_length", 0) or 0)
     return value if 0 < value < 10**7 else 2048
+
+
+def logits_of(loaded: Any, ids: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    """Logits (B, T, V) for token ids (B, T), as the model computes them in use: a prompt-tuned model's
+    virtual tokens go first and their positions are dropped from the output."""
+    out = loaded.model(**loaded.model_inputs(ids), **kwargs).logits
+    return out[:, loaded.virtual_tokens :]
 
 
 def perplexity(
@@ -88,7 +100,7 @@ def perplexity(
         for begin in range(0, len(ids), stride):
             end = min(begin + window, len(ids))
             chunk = ids[begin:end].unsqueeze(0)  # (1, T)
-            logits = loaded.model(input_ids=chunk, use_cache=False).logits[0].float()  # (T, V)
+            logits = logits_of(loaded, chunk, use_cache=False)[0].float()  # (T, V)
             # Position t predicts token t + 1; score only targets not scored by an earlier window.
             first_target = max(previous_end, begin + 1)
             targets = ids[first_target:end]
@@ -123,8 +135,8 @@ def next_token_agreement(
     with torch.inference_mode():
         for prompt in prompts:
             ids = parent_loaded.tokenizer(prompt, return_tensors="pt")["input_ids"]
-            p_logits = parent_loaded.model(input_ids=ids.to(parent_loaded.device)).logits[0].float().cpu()
-            c_logits = child_loaded.model(input_ids=ids.to(child_loaded.device)).logits[0].float().cpu()
+            p_logits = logits_of(parent_loaded, ids.to(parent_loaded.device))[0].float().cpu()
+            c_logits = logits_of(child_loaded, ids.to(child_loaded.device))[0].float().cpu()
             vocab = min(p_logits.shape[-1], c_logits.shape[-1])  # padded embedding tables may differ
             p_log = torch.log_softmax(p_logits[:, :vocab], dim=-1)  # (T, V)
             c_log = torch.log_softmax(c_logits[:, :vocab], dim=-1)

@@ -112,7 +112,10 @@ def write_gguf_q8_0(source_dir: Path, gguf_path: Path, ctx: JobContext) -> None:
 
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config.num_hidden_layers)
     files = sorted(source_dir.glob("*.safetensors"))
-    keys = [(path, key) for path in files for key in safe_open(path, framework="pt").keys()]  # noqa: SIM118
+    keys: list[tuple[Path, str]] = []
+    for path in files:
+        with safe_open(path, framework="pt") as fh:
+            keys.extend((path, key) for key in fh.keys())  # noqa: SIM118 - safe_open is not a mapping
     for index, (path, key) in enumerate(keys):
         ctx.check_cancelled()
         if key.endswith("rotary_emb.inv_freq"):

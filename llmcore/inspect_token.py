@@ -81,6 +81,11 @@ def last_query_attention(loaded: LoadedModel, context_ids: list[int], *, max_tok
     """
     if not loaded.is_causal:
         raise AttentionUnsupported(f"{loaded.name} does not generate text, so it has no generated tokens.")
+    if loaded.soft_prompt is not None:
+        raise AttentionUnsupported(
+            f"{loaded.name} is prompt-tuned: it also attends to {loaded.virtual_tokens} learned virtual "
+            "tokens that have no text, so its attention rows are not shown."
+        )
     check_context(loaded, context_ids, max_tokens)
     rows: list[torch.Tensor] = []
     config, seconds = forward_with_attention(

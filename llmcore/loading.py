@@ -65,6 +65,21 @@ class LoadedModel:
     soft_prompt: torch.Tensor | None = None
 
     @property
+    def virtual_tokens(self) -> int:
+        """How many soft-prompt positions come before every input (0 for all but prompt-tuned models)."""
+        return 0 if self.soft_prompt is None else len(self.soft_prompt)
+
+    def model_inputs(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Model inputs for whole sequences (B, T): token ids, or embeddings with a prompt-tuned model's
+        virtual tokens first (as peft puts them in training). Outputs then have `virtual_tokens` more
+        positions at the start."""
+        if self.soft_prompt is None:
+            return {"input_ids": ids}
+        embeds = self.model.get_input_embeddings()(ids)  # (B, T, H)
+        soft = self.soft_prompt.to(embeds.dtype).unsqueeze(0).expand(len(ids), -1, -1)
+        return {"inputs_embeds": torch.cat([soft, embeds], dim=1)}
+
+    @property
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
 

@@ -296,7 +296,9 @@ class ModelStore:
             weights = weight_files(tmp)
             if not weights:
                 raise StoreError("The import produced no safetensors weights.")
-            meta.sha256 = sha256_files(weights)
+            # An adapter's weights are part of what the model computes (a soft prompt over unchanged base
+            # weights, say), so they count in its hash too.
+            meta.sha256 = sha256_files(weights + sorted((tmp / ADAPTER_DIR).glob("*.safetensors")))
             meta.facts = read_facts(tmp)
             (tmp / META_FILE).write_text(meta.to_json())
             tmp.rename(final)

@@ -51,9 +51,8 @@ def files_context(entry: ModelEntry) -> dict[str, object]:
 def download(request: HttpRequest, name: str, what: str) -> HttpResponse:
     """A model's GGUF export (for llama.cpp-based tools) or its peft adapter as a zip. Only these two:
     the names of what is sent come from the store's own folder, never from the request."""
-    services.sync_catalog()
-    entry = ModelEntry.objects.filter(name=name).first()
-    if entry is None:
+    entry = ModelEntry.objects.filter(name=name).first()  # the detail page linking here synced the catalog
+    if entry is None or not model_store().exists(entry.name):
         raise Http404(f"No model named {name!r}.")
     found = files_context(entry)
     folder = model_store().path(entry.name)

@@ -145,9 +145,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
             return
         try:
-            # Loading a model can take seconds: not on the thread the ORM calls share.
-            await sync_to_async(services.engine_for, thread_sensitive=False)(form.cleaned_data["model"])
             data = {**form.cleaned_data, **branch}
+            if data.get("action") == "replay":  # the answer's own model and settings, before loading
+                data = await database_sync_to_async(services.replay_data)(self.user, data)
+            # Loading a model can take seconds: not on the thread the ORM calls share.
+            await sync_to_async(services.engine_for, thread_sensitive=False)(data["model"])
             turn = await database_sync_to_async(services.start_turn)(self.user, data)
         except services.ChatError as exc:
             await self.send_error(str(exc))

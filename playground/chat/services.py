@@ -374,7 +374,7 @@ def start_turn(owner, data: dict[str, Any]) -> Turn:  # type: ignore[no-untyped-
     if data.get("action", "new") != "new":
         if not data.get("conversation"):
             raise ChatError("Say which conversation the message belongs to.")
-        if data["action"] == "replay":
+        if data["action"] == "replay" and not data.get("replayed"):
             data = replay_data(owner, data)
     model_name = data["model"]
     settings = {key: data[key] for key in DEFAULT_SETTINGS}
@@ -680,4 +680,10 @@ def replay_data(owner, data: dict[str, Any]) -> dict[str, Any]:  # type: ignore[
         key: saved[key] for key in ("seed", "stop_sequences", "best_of", "num_beams") if key in saved
     }
     settings["max_new_tokens"] = saved.get("max_new_tokens_requested") or saved["max_new_tokens"]
-    return {**data, **settings, "model": saved["model"], "system": saved.get("system_prompt", "")}
+    return {
+        **data,
+        **settings,
+        "model": saved["model"],
+        "system": saved.get("system_prompt", ""),
+        "replayed": True,
+    }

@@ -150,7 +150,12 @@ def test_prompt_tuning_keeps_the_base_and_stores_the_soft_prompt(
     loaded = load_model(store, "soft-prompted", device="cpu")
     assert loaded.soft_prompt is not None
     assert tuple(loaded.soft_prompt.shape) == (4, prompt.shape[1])
+    from llmcore.evaluate import logits_of
+
+    with torch.no_grad():  # evaluation (perplexity, agreement, compare) sees the model as chat does
+        torch.testing.assert_close(logits_of(loaded, ids)[:, -1], prompted, atol=1e-4, rtol=1e-4)
     engine = Engine(loaded)
+    assert engine.context_length == model.config.max_position_embeddings - 4, "virtual tokens take positions"
     try:
         request = GenerationRequest(
             prompt_ids=[1, 40, 41], sampling=SamplingConfig(temperature=0), max_new_tokens=1,

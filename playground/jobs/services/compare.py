@@ -44,16 +44,20 @@ def _greedy(loaded: Any, prompt: str) -> str:
     else:
         ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
     ids = ids.to(loaded.device)
+    inputs = loaded.model_inputs(ids)  # a prompt-tuned model's virtual tokens first, as in chat
+    first = next(iter(inputs.values()))
     with torch.inference_mode():
         out = loaded.model.generate(
-            input_ids=ids,
-            attention_mask=torch.ones_like(ids),
+            **inputs,
+            attention_mask=torch.ones(first.shape[:2], dtype=torch.long, device=first.device),
             max_new_tokens=MAX_NEW_TOKENS,
             do_sample=False,
             eos_token_id=loaded.stop_token_ids or None,
             pad_token_id=tokenizer.pad_token_id or (loaded.stop_token_ids or [0])[0],
         )
-    return str(tokenizer.decode(out[0][ids.shape[1] :], skip_special_tokens=True))
+    # generate() returns the prompt before the new tokens only when it was given ids, not embeddings.
+    new = out[0][ids.shape[1] :] if "input_ids" in inputs else out[0]
+    return str(tokenizer.decode(new, skip_special_tokens=True))
 
 
 def compare_with_parent(name: str) -> dict[str, Any]:
