@@ -554,11 +554,11 @@ def plan_branch(conversation: Conversation, engine: Engine, data: dict[str, Any]
     replay: the exact prompt and forced start of an answer (replay_data brings its settings and seed).
     """
     action = data.get("action", "new")
-    tree = message_tree(conversation)
     if action == "new":
         shown = history(conversation)
         messages = engine_messages(conversation, data["content"], shown)
         return BranchPlan(render_prompt(engine, messages), user_parent_id=shown[-1].pk if shown else None)
+    tree = message_tree(conversation)  # after the early return: history() built its own for a new message
     message_id = data.get("message")
     source = conversation.messages.filter(pk=message_id).first() if isinstance(message_id, int) else None
     if source is None:  # someone else's message reads exactly like a missing one

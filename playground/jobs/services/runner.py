@@ -231,9 +231,7 @@ def _run(job: Job, out_dir: Path, ctx: JobContext) -> tuple[dict[str, Any], dict
         from llmcore import quantize
 
         config = quantize.QuantizeConfig(method=job.method, group_size=job.params.get("group_size"))
-        problems = quantize.check_quantize(config, base_dir, ctx.device)
-        if problems:
-            raise JobFailed(" ".join(problems))
+        # run_quantize checks the config against this worker's device first (JobFailed with the reasons).
         result = quantize.run_quantize(base_dir, out_dir, config, ctx)
         ctx.check_cancelled()
         ctx.report(Update(phase="verifying", log="comparing the quantized model with its parent"))
@@ -256,9 +254,7 @@ def _run(job: Job, out_dir: Path, ctx: JobContext) -> tuple[dict[str, Any], dict
         raise JobFailed("The dataset of this job was deleted.")
     parsed = parsed_dataset(job.dataset)
     config = finetune_config(job.method, job.params, base_dir)
-    problems = finetune.check_finetune(config, ctx.device, parsed.format)
-    if problems:
-        raise JobFailed(" ".join(problems))
+    # run_finetune checks the config and dataset against this worker's device first (JobFailed).
     result = finetune.run_finetune(config, parsed, out_dir, ctx)
     metrics = _jsonable(dict(result.metrics))
     return metrics, {"final_metrics": metrics}
