@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from llmcore.loading import LoadedModel
+from llmcore.packed import pack_for_decode
 from llmcore.sampling import SamplingConfig, generator_for, warp
 from llmcore.tokenize import token_display
 
@@ -221,11 +222,15 @@ class _Job:
 class Engine:
     """Owns one loaded causal model and the thread that runs it; `submit` from any thread."""
 
-    def __init__(self, loaded: LoadedModel, schedule_log_size: int = 10_000) -> None:
+    def __init__(
+        self, loaded: LoadedModel, schedule_log_size: int = 10_000, packed_decode: str = "auto"
+    ) -> None:
+        """`packed_decode` "auto": on a CPU, run a copy of the model with its 4-bit-grid layers packed
+        (llmcore.packed: about 2.5x faster on the default model); "off": the loaded model as it is."""
         if not loaded.is_causal:
             raise ValueError(f"{loaded.name} is an encoder: it does not generate text.")
         self.loaded = loaded
-        self.model = loaded.model
+        self.model, self.decode = pack_for_decode(loaded.model, packed_decode)
         self.tokenizer = loaded.tokenizer
         self.stop_ids = set(loaded.stop_token_ids)
         self.vocab_size = int(self.model.get_input_embeddings().num_embeddings)
@@ -552,6 +557,7 @@ class Engine:
                     "stop_sequences": list(request.stop_sequences),
                     "best_of": request.best_of,
                     "num_beams": request.num_beams,
+                    "decode": self.decode.as_json(),
                 },
             )
         )

@@ -353,7 +353,8 @@ def model_memory_bytes(model: Any) -> int:
 
 
 def _speed(loaded: dict[str, Any], prompts: list[str], new_tokens: int) -> dict[str, dict[str, float]]:
-    """Mean decode tokens/s and time to first token per model, greedy, `new_tokens` tokens per prompt.
+    """Mean decode tokens/s and time to first token per model, greedy, `new_tokens` tokens per prompt,
+    through the engine as chat runs it (a model on a 4-bit grid packed: llmcore.packed), and how it ran.
 
     The models take turns prompt by prompt, so a burst of load from elsewhere on a shared machine slows
     both rather than one.
@@ -389,6 +390,7 @@ def _speed(loaded: dict[str, Any], prompts: list[str], new_tokens: int) -> dict[
         side: {
             "tokens_per_s": sum(speeds[side]) / len(speeds[side]) if speeds[side] else 0.0,
             "ttft_s": sum(ttfts[side]) / len(ttfts[side]) if ttfts[side] else 0.0,
+            "decode": engines[side].decode.label,
         }
         for side in loaded
     }

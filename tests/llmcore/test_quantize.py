@@ -69,6 +69,7 @@ def test_each_method_makes_a_smaller_catalog_model_that_loads_and_generates(
         assert side["tokens_per_s"] > 0
         assert side["ttft_s"] > 0
         assert side["memory_bytes"] > 0
+        assert side["decode"] == "float weights"  # random weights are on no 4-bit grid: nothing packed
     # Random weights give flat distributions, so small changes flip some top-1 choices, but most stay.
     assert 0.8 <= report["top1_agreement"] <= 1.0
     assert 0 <= report["mean_kl"] < 0.1
