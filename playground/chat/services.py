@@ -9,6 +9,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.db import transaction
 from django.db.models import Q, QuerySet
 
@@ -336,7 +337,7 @@ def engine_for(model_name: str) -> Engine:
                 engine.close(timeout=0)
         engine = _engines.get(model_name)
         if engine is None:
-            engine = _engines[model_name] = Engine(loaded)
+            engine = _engines[model_name] = Engine(loaded, packed_decode=django_settings.ENGINE_PACKED_DECODE)
         return engine
 
 
@@ -429,6 +430,7 @@ def start_turn(owner, data: dict[str, Any]) -> Turn:  # type: ignore[no-untyped-
             "system_prompt": conversation.system_prompt,
             "best_of": settings["best_of"],
             "num_beams": settings["num_beams"],
+            "decode": engine.decode.as_json(),  # how the engine multiplied (packed 4-bit or float)
             **branch.provenance,
         }
         message = Message.objects.create(

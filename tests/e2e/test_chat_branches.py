@@ -38,6 +38,8 @@ def test_versions_of_answers_and_questions(site: Site, browser, own_chats) -> No
     page.locator("#id_content").fill("Describe the sea in one sentence.")
     page.get_by_role("button", name="Send").click()
     answers.last.get_by_test_id("stats").wait_for(timeout=SLOW)
+    # the default model's 4-bit layers ran packed; the stats line says so
+    assert answers.last.get_by_test_id("decode").inner_text() == "4-bit packed"
     first = raw_text(answers.last)
     assert first
     answers.last.get_by_role("button", name="Regenerate").click()

@@ -35,6 +35,8 @@ def test_replay_on_the_default_model_reproduces_a_sampled_answer(user, real_mode
     assert len(original.content) > 20
     assert started["seed"] == original.provenance["seed"]
     assert replayed.content == original.content
+    # the default model's 4-bit layers ran packed (llmcore.packed), and the page says so
+    assert original.provenance["decode"]["kind"] == replayed.provenance["decode"]["kind"] == "int4-packed"
     assert [t[0] for t in replayed.tokens] == [t[0] for t in original.tokens]
     # A fresh seed samples another answer: the sameness above comes from the seed, not from greedy decoding.
     assert Message.objects.get(pk=other["message"]).content != original.content
