@@ -2,6 +2,9 @@
 
 (a) the engine alone, in this process: time to first token (TTFT) and decode tokens/s, the median of a few
     greedy runs after a warm-up, every run exactly NEW_TOKENS long (end-of-turn tokens ignored);
+    The engine runs as the site does (ENGINE_PACKED_DECODE=auto: the default model's 4-bit layers packed,
+    llmcore/packed.py); "engine_float32" is the same with the float32 weights as loaded, and
+    "packed_accuracy" how close the packed copy predicts to them (top-1 agreement, KL, perplexity);
 (b) two concurrent streams through the same engine: tokens/s of each and together;
 (c) end to end through the chat WebSocket of a real site (`manage.py serve`: Daphne and a Celery worker,
     a throwaway DATA_DIR, the real model store), timed by the client: TTFT = send -> first token frame,
@@ -45,7 +48,7 @@ PROMPT = "Write a long story about a lighthouse keeper who finds a message in a 
 WS_MIN_TOKENS_PER_SECOND_RATIO = 0.95
 WS_MAX_ADDED_TTFT_MS = 30.0
 ENGINE_MIN_OVER_LLAMA_CPP = 0.3
-PARTS = ("engine", "two_streams", "websocket", "llama_cpp")
+PARTS = ("engine", "engine_float32", "packed_accuracy", "two_streams", "websocket", "llama_cpp")
 
 
 def run() -> dict[str, Any]:
@@ -74,9 +77,11 @@ def measure(
     messages = [{"role": "user", "content": prompt}]
     result: dict[str, Any] = {"model": model, "prompt": prompt, "new_tokens": new_tokens, "runs": runs}
     skipped = {"skipped": "not selected"}
-    engine, two, prompt_ids = engine_parts(store_root, model, messages, new_tokens, runs, parts)
+    engine, two, prompt_ids, more = engine_parts(store_root, model, messages, new_tokens, runs, parts)
     result["prompt_tokens"] = len(prompt_ids)
     result["engine"] = engine or skipped
+    for name in ("engine_float32", "packed_accuracy"):
+        result[name] = more.get(name) or skipped
     result["two_streams"] = two or skipped
     result["websocket"] = (
         websocket_part(store_root, model, prompt, new_tokens, runs) if "websocket" in parts else skipped
@@ -96,7 +101,7 @@ def engine_parts(
     new_tokens: int,
     runs: int,
     parts: Sequence[str],
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None, list[int]]:
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None, list[int], dict[str, Any]]:
     import torch
 
     from llmcore.engine import DoneEvent, Engine, GenerationRequest, StatsEvent, TokenEvent
@@ -130,6 +135,7 @@ def engine_parts(
 
     engine: dict[str, Any] | None = None
     two: dict[str, Any] | None = None
+    more: dict[str, Any] = {}
     with Engine(loaded) as running:
         if "engine" in parts or "two_streams" in parts:
             running.generate(GenerationRequest(messages=messages, max_new_tokens=8))  # warm-up
@@ -138,6 +144,10 @@ def engine_parts(
             engine["device"] = str(loaded.device)
             engine["dtype"] = str(loaded.dtype).removeprefix("torch.")
             engine["torch_threads"] = torch.get_num_threads()
+            engine["decode"] = running.decode.as_json() | {
+                "pack_seconds": round(running.decode.seconds, 2),
+                "extra_mb": round(running.decode.extra_bytes / 2**20, 1),
+            }
         if "two_streams" in parts:
             started = time.perf_counter()
             a, b = running.submit(request), running.submit(request)
@@ -149,9 +159,40 @@ def engine_parts(
                 "time_to_first_token_ms": [s["time_to_first_token_ms"] for s in each],
                 "aggregate_tokens_per_second": rnd(sum(s["generated_tokens"] for s in each) / seconds),
             }
+        if "packed_accuracy" in parts:
+            more["packed_accuracy"] = (
+                packed_accuracy(loaded, running.model)
+                if running.model is not loaded.model
+                else {"skipped": f"nothing is packed: {running.decode.reason}"}
+            )
+    if "engine_float32" in parts:
+        with Engine(loaded, packed_decode="off") as exact:
+            exact.generate(GenerationRequest(messages=messages, max_new_tokens=8))  # warm-up
+            more["engine_float32"] = summarize([measured(exact.generate(request)) for _ in range(runs)])
     del running, loaded
     gc.collect()  # the site started next loads its own copy; this one should be gone by then
-    return engine, two, prompt_ids
+    return engine, two, prompt_ids, more
+
+
+def packed_accuracy(loaded: Any, packed_model: Any) -> dict[str, Any]:
+    """How close the engine's packed copy predicts to the float32 model: next-token agreement and KL on
+    the evaluation prompts, perplexity of the held-out text under both."""
+    import dataclasses
+
+    from llmcore.evaluate import heldout_text, next_token_agreement, perplexity
+
+    packed = dataclasses.replace(loaded, model=packed_model)
+    agreement = next_token_agreement(loaded, packed)
+    exact_ppl = perplexity(loaded, heldout_text())["perplexity"]
+    packed_ppl = perplexity(packed, heldout_text())["perplexity"]
+    return {
+        "top1_agreement": round(agreement["top1_agreement"], 4),
+        "mean_kl": float(f"{agreement['mean_kl']:.3g}"),
+        "positions": agreement["positions"],
+        "perplexity_float32": round(exact_ppl, 3),
+        "perplexity_packed": round(packed_ppl, 3),
+        "perplexity_change_percent": round((packed_ppl / exact_ppl - 1) * 100, 3),
+    }
 
 
 # --- (c): through the WebSocket of a real site ----------------------------------------------------

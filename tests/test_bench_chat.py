@@ -30,6 +30,33 @@ def test_engine_parts_report_exact_lengths_and_speeds(store, tiny_model) -> None
     assert two["aggregate_tokens_per_second"] > 0
 
 
+def test_packed_and_float32_engines_are_measured_side_by_side(store, tiny_model, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from llmcore.loading import load_model
+    from tests.llmcore.test_packed import snap_layers
+
+    result = run_parts(store, ("engine", "engine_float32", "packed_accuracy"))
+    assert result["engine"]["decode"]["kind"] == "float"  # random weights: nothing to pack
+    assert result["engine_float32"]["generated_tokens"] == [6, 6]
+    assert "nothing is packed" in result["packed_accuracy"]["skipped"]
+
+    loaded = load_model(store, TINY_NAME, device="cpu")
+    snap_layers(loaded.model)  # as if imported from a Q4_1 GGUF
+    loaded.model.save_pretrained(tmp_path / "q4", safe_serialization=True)
+    loaded.tokenizer.save_pretrained(tmp_path / "q4")
+    store.import_folder(tmp_path / "q4", "tiny-q4", license="MIT")
+    result = chat.measure(
+        store.root, "tiny-q4", new_tokens=6, runs=2, parts=("engine", "engine_float32", "packed_accuracy")
+    )
+    assert result["engine"]["decode"]["kind"] == "int4-packed"
+    assert result["engine"]["decode"]["packed_layers"] == 14
+    assert result["engine_float32"]["decode_tokens_per_second"] > 0
+    accuracy = result["packed_accuracy"]
+    assert 0.0 <= accuracy["top1_agreement"] <= 1.0
+    assert 0.0 <= accuracy["mean_kl"] < 0.01
+    assert accuracy["perplexity_packed"] > 1.0
+    assert abs(accuracy["perplexity_change_percent"]) < 5
+
+
 def test_missing_parts_are_skipped_with_a_reason_not_failed(store, tiny_model) -> None:  # type: ignore[no-untyped-def]
     result = run_parts(store, ("engine", "llama_cpp"), gguf=None)
 
