@@ -143,7 +143,8 @@ def engine_parts(
             engine = summarize([measured(running.generate(request)) for _ in range(runs)])
             engine["device"] = str(loaded.device)
             engine["dtype"] = str(loaded.dtype).removeprefix("torch.")
-            engine["torch_threads"] = torch.get_num_threads()
+            engine["threads"] = running.threads  # the engine thread's own (the site's default)
+            engine["process_torch_threads"] = torch.get_num_threads()
             engine["decode"] = running.decode.as_json() | {
                 "pack_seconds": round(running.decode.seconds, 2),
                 "extra_mb": round(running.decode.extra_bytes / 2**20, 1),

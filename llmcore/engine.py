@@ -37,6 +37,12 @@ from llmcore.sampling import SamplingConfig, generator_for, warp
 from llmcore.tokenize import token_display
 
 STOP_REASONS = ("stop", "stop_sequence", "length", "cancelled", "error")
+# CPU threads of an engine's scheduler thread. One, because PyTorch's CPU parallelism (OpenMP) wakes its
+# workers slowly whenever the process holds more OpenMP threads than it has cores, which it does as soon
+# as a second Python thread has run parallel work (a web server's request threads, the loading thread):
+# measured on a 2-core machine, a decode step of the default model from a non-main thread took 25 ms
+# with 2 threads and 15 ms with 1 (float32: 39 and 35 ms). ENGINE_THREADS raises it (`make bench` tells).
+DEFAULT_THREADS = 1
 
 
 # --- requests and events ---------------------------------------------------------------------------
@@ -223,12 +229,20 @@ class Engine:
     """Owns one loaded causal model and the thread that runs it; `submit` from any thread."""
 
     def __init__(
-        self, loaded: LoadedModel, schedule_log_size: int = 10_000, packed_decode: str = "auto"
+        self,
+        loaded: LoadedModel,
+        schedule_log_size: int = 10_000,
+        packed_decode: str = "auto",
+        threads: int | None = DEFAULT_THREADS,
     ) -> None:
         """`packed_decode` "auto": on a CPU, run a copy of the model with its 4-bit-grid layers packed
-        (llmcore.packed: about 2.5x faster on the default model); "off": the loaded model as it is."""
+        (llmcore.packed: about 2.5x faster on the default model); "off": the loaded model as it is.
+        `threads`: the CPU threads of the engine's own matrix work (None: PyTorch's process setting)."""
         if not loaded.is_causal:
             raise ValueError(f"{loaded.name} is an encoder: it does not generate text.")
+        if threads is not None and threads < 1:
+            raise ValueError("threads must be at least 1")
+        self.threads = threads
         self.loaded = loaded
         self.model, self.decode = pack_for_decode(loaded.model, packed_decode)
         self.tokenizer = loaded.tokenizer
@@ -280,6 +294,8 @@ class Engine:
     # --- the scheduler loop ---
     def _run(self) -> None:
         active: list[_Job] = []
+        if self.threads is not None:
+            own_threads(self.threads)
         with torch.inference_mode():  # thread-local, so it is entered in the scheduler thread itself
             while True:
                 try:  # block only when idle; otherwise pick up new requests between rounds
@@ -564,6 +580,20 @@ class Engine:
         stream._push(DoneEvent(reason=reason, text=text, error=error, tail=tail, candidates=candidates))
         for seq in job.seqs:  # free the KV caches now, not when the stream object goes away
             seq.past = None
+
+
+def own_threads(count: int) -> None:
+    """Give the calling thread `count` CPU threads for PyTorch's parallel work, leaving other threads'.
+
+    torch.set_num_threads sets the calling thread's OpenMP and MKL counts, and also the default that
+    threads touching PyTorch for the first time take; a short-lived thread puts that default back.
+    """
+    before = torch.get_num_threads()  # this thread's count, taken from the process default
+    torch.set_num_threads(count)
+    if count != before:
+        restore = threading.Thread(target=torch.set_num_threads, args=(before,), name="threads-default")
+        restore.start()
+        restore.join()
 
 
 def _mean(values: list[float]) -> float:

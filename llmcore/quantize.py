@@ -352,7 +352,7 @@ def model_memory_bytes(model: Any) -> int:
     return total
 
 
-def _speed(loaded: dict[str, Any], prompts: list[str], new_tokens: int) -> dict[str, dict[str, float]]:
+def _speed(loaded: dict[str, Any], prompts: list[str], new_tokens: int) -> dict[str, dict[str, Any]]:
     """Mean decode tokens/s and time to first token per model, greedy, `new_tokens` tokens per prompt,
     through the engine as chat runs it (a model on a 4-bit grid packed: llmcore.packed), and how it ran.
 

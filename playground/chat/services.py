@@ -337,7 +337,11 @@ def engine_for(model_name: str) -> Engine:
                 engine.close(timeout=0)
         engine = _engines.get(model_name)
         if engine is None:
-            engine = _engines[model_name] = Engine(loaded, packed_decode=django_settings.ENGINE_PACKED_DECODE)
+            engine = _engines[model_name] = Engine(
+                loaded,
+                packed_decode=django_settings.ENGINE_PACKED_DECODE,
+                threads=django_settings.ENGINE_THREADS or None,
+            )
         return engine
 
 

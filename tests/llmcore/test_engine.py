@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 
-from llmcore.engine import DoneEvent, Engine, GenerationRequest, StatsEvent, TokenEvent
+from llmcore.engine import DoneEvent, Engine, GenerationRequest, StatsEvent, TokenEvent, own_threads
 from llmcore.loading import load_model
 from llmcore.sampling import SamplingConfig
 
@@ -287,3 +287,50 @@ def test_real_model_answers_paris(real_model_store) -> None:  # type: ignore[no-
     assert "".join(t.text for t in tokens) == done[0].text
     assert "Paris" in done[0].text
     assert stats[0].provenance["model"] == DEFAULT_MODEL
+
+
+def in_thread(fn):  # type: ignore[no-untyped-def]
+    """fn() run in a new thread (threads take PyTorch's thread count when they first touch it)."""
+    import threading
+
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(value=fn()))
+    thread.start()
+    thread.join()
+    return result["value"]
+
+
+def test_an_engine_thread_takes_its_own_thread_count_and_leaves_others_theirs() -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+
+        def engine_like() -> tuple[int, int]:
+            own_threads(1)
+            return torch.get_num_threads(), in_thread(torch.get_num_threads)
+
+        mine, started_after = in_thread(engine_like)
+        assert mine == 1
+        assert started_after == 3  # a thread started later still gets the process setting
+        assert in_thread(torch.get_num_threads) == 3
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_engine_runs_with_its_thread_count(loaded) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match="at least 1"):
+        Engine(loaded, threads=0)
+    with Engine(loaded, threads=1) as engine:
+        seen = []
+        original = engine._step
+
+        def step(job, batch):  # type: ignore[no-untyped-def]
+            seen.append(torch.get_num_threads())
+            return original(job, batch)
+
+        engine._step = step  # type: ignore[method-assign]
+        tokens, _, _ = split(engine.generate(request(loaded, max_new_tokens=3)))
+    assert len(tokens) == 3
+    assert seen
+    assert set(seen) == {1}
