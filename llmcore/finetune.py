@@ -326,8 +326,15 @@ def split_rows(rows: list[dict[str, Any]], fraction: float, seed: int) -> tuple[
 
 
 def _training_args(
-    config: FinetuneConfig, ctx: JobContext, has_eval: bool, cls: Any = None, **extra: Any
+    config: FinetuneConfig,
+    ctx: JobContext,
+    has_eval: bool,
+    cls: Any = None,
+    count_tokens: bool = True,
+    **extra: Any,
 ) -> Any:
+    """`count_tokens`: the Trainer counts the non-padding tokens of the training batches (kept in its
+    state, so a resumed job goes on counting; evaluation batches are not counted)."""
     from transformers import TrainingArguments
 
     on_gpu = ctx.device.startswith("cuda")
@@ -355,6 +362,7 @@ def _training_args(
         disable_tqdm=True,
         dataloader_num_workers=0,
         remove_unused_columns=False,
+        include_num_input_tokens_seen="non_padding" if count_tokens else "no",
         **extra,
     )
 
@@ -375,7 +383,7 @@ def _trainer(
         return _dpo_trainer(config, model, tokenizer, train_rows, eval_rows, ctx, progress)
     train = [_example(tokenizer, row, fmt, config.max_seq_len) for row in train_rows]
     evals = [_example(tokenizer, row, fmt, config.max_seq_len) for row in eval_rows]
-    collator = PaddingCollator(tokenizer.pad_token_id, progress)
+    collator = PaddingCollator(tokenizer.pad_token_id)
     args = _training_args(config, ctx, bool(evals))
     kwargs = {
         "model": model,
@@ -402,11 +410,10 @@ def _example(tokenizer: Any, row: dict[str, Any], fmt: str, max_seq_len: int) ->
 
 
 class PaddingCollator:
-    """Right-pads a batch and counts the real tokens it trains on (for tokens/s)."""
+    """Right-pads a batch (labels with -100, attention mask 0 over the padding)."""
 
-    def __init__(self, pad_id: int, progress: Progress) -> None:
+    def __init__(self, pad_id: int) -> None:
         self.pad_id = pad_id
-        self.progress = progress
 
     def __call__(self, batch: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
         width = max(len(b["input_ids"]) for b in batch)
@@ -418,7 +425,6 @@ class PaddingCollator:
             ids[i, :n] = torch.tensor(b["input_ids"])
             labels[i, :n] = torch.tensor(b["labels"])
             mask[i, :n] = 1
-        self.progress.tokens += int(mask.sum())
         return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
@@ -446,12 +452,13 @@ def _dpo_trainer(
             ]
         )
 
-    progress.count_tokens_from_logs = True
+    progress.count_tokens_from_logs = True  # trl logs the tokens it trains on as "num_tokens"
     args = _training_args(
         config,
         ctx,
         bool(eval_rows),
         cls=DPOConfig,
+        count_tokens=False,  # DPO batches have no input_ids for the Trainer to count
         beta=config.dpo_beta,
         max_length=config.max_seq_len,
         gradient_checkpointing=False,
@@ -584,6 +591,8 @@ class Progress:
         return round((self.tokens - self.start_tokens) / elapsed, 1) if elapsed > 0 else 0.0
 
     def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        if not self.count_tokens_from_logs:  # a resumed job's state holds the tokens trained on so far
+            self.tokens = int(state.num_input_tokens_seen)
         self.started, self.start_tokens = time.perf_counter(), self.tokens
         self.ctx.report(Update(step=state.global_step, total=state.max_steps, phase="training"))
 
@@ -591,6 +600,8 @@ class Progress:
         logs = logs or {}
         if self.count_tokens_from_logs and "num_tokens" in logs:
             self.tokens = int(logs["num_tokens"])
+        elif "num_input_tokens_seen" in logs:
+            self.tokens = int(logs["num_input_tokens_seen"])
         metrics = {"lr": float(logs["learning_rate"])} if "learning_rate" in logs else {}
         for key in ("loss", "eval_loss", "grad_norm", "rewards/accuracies", "rewards/margins"):
             if key in logs and isinstance(logs[key], int | float) and math.isfinite(logs[key]):

@@ -204,6 +204,9 @@ def test_a_cancelled_job_resumes_from_its_last_checkpoint(base: Path, tmp_path: 
     assert any("Resuming from checkpoint-4" in (u.log or "") for u in second)
     assert result.metrics["steps"] == 8
     assert (tmp_path / "out" / "model.safetensors").is_file()
+    # The resumed job counts on from the checkpoint: as many tokens as one run straight through.
+    straight = run_finetune(cfg, dataset(MEMORIZE), tmp_path / "straight", JobContext(tmp_path / "w2"))
+    assert result.metrics["train_tokens"] == straight.metrics["train_tokens"] > 0
 
 
 def test_progress_has_eval_loss_and_samples(base: Path, tmp_path: Path) -> None:
@@ -224,6 +227,16 @@ def test_progress_has_eval_loss_and_samples(base: Path, tmp_path: Path) -> None:
     samples = [u.sample for u in updates if u.sample]
     assert [s["step"] for s in samples] == [2, 4]
     assert all(s["prompt"] == "Hello" and isinstance(s["output"], str) for s in samples)
+    # Tokens trained on do not count evaluation batches: evaluating half as often trains on the same tokens.
+    rarely = run_finetune(
+        config("sft", base, steps=4, checkpoint_every=4, eval_fraction=0.2),
+        dataset(rows),
+        tmp_path / "rarely",
+        JobContext(tmp_path / "w2"),
+    )
+    assert rarely.metrics["eval_loss"] is not None
+    assert result.metrics["train_tokens"] == rarely.metrics["train_tokens"] > 0
+    assert all(u.metrics["tokens_per_s"] > 0 for u in updates if "loss" in u.metrics)
 
 
 def test_check_finetune_says_why_a_job_cannot_run(base: Path, tiny_bert_dir: Path) -> None:
