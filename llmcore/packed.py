@@ -176,7 +176,7 @@ def pack_for_decode(model: Any, mode: str = "auto") -> tuple[Any, DecodeInfo]:
         return model, DecodeInfo(
             "float", linear_layers=linear_layers, reason="no linear layer is on a 4-bit grid"
         )
-    first_name, (first, first_grid) = next(iter(plans.items()))
+    first, first_grid = next(iter(plans.values()))
     problem = _self_check(first, first_grid)
     if problem:
         return model, DecodeInfo("float", linear_layers=linear_layers, reason=problem)
