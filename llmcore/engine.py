@@ -43,6 +43,10 @@ STOP_REASONS = ("stop", "stop_sequence", "length", "cancelled", "error")
 # measured on a 2-core machine, a decode step of the default model from a non-main thread took 25 ms
 # with 2 threads and 15 ms with 1 (float32: 39 and 35 ms). ENGINE_THREADS raises it (`make bench` tells).
 DEFAULT_THREADS = 1
+# A prefill this long is big enough work to be worth waking the pool: it runs on the process's threads.
+# Measured there (default model, 2 cores), time to first token staying at 1 thread / switching to 2:
+# 128 tokens 208 / 245 ms, 256 tokens 436 / 393 ms, 512 tokens 951 / 713 ms, 1,000 tokens 2.10 / 1.33 s.
+PARALLEL_PREFILL_TOKENS = 192
 
 
 # --- requests and events ---------------------------------------------------------------------------
@@ -237,7 +241,8 @@ class Engine:
     ) -> None:
         """`packed_decode` "auto": on a CPU, run a copy of the model with its 4-bit-grid layers packed
         (llmcore.packed: about 2.5x faster on the default model); "off": the loaded model as it is.
-        `threads`: the CPU threads of the engine's own matrix work (None: PyTorch's process setting)."""
+        `threads`: the CPU threads of the engine's decode steps and short prefills (None: PyTorch's
+        process setting, which prefills of PARALLEL_PREFILL_TOKENS or more always use)."""
         if not loaded.is_causal:
             raise ValueError(f"{loaded.name} is an encoder: it does not generate text.")
         if threads is not None and threads < 1:
@@ -294,8 +299,8 @@ class Engine:
     # --- the scheduler loop ---
     def _run(self) -> None:
         active: list[_Job] = []
-        if self.threads is not None:
-            own_threads(self.threads)
+        self._process_threads = torch.get_num_threads()  # this new thread starts at the process setting
+        self._threads_now = self._process_threads
         with torch.inference_mode():  # thread-local, so it is entered in the scheduler thread itself
             while True:
                 try:  # block only when idle; otherwise pick up new requests between rounds
@@ -322,6 +327,7 @@ class Engine:
             if not job.prepared:
                 self._prepare(job)
                 if job.stream.request.num_beams > 1:  # beam search runs to its end in one step
+                    self._use_threads(1)  # mostly decode steps
                     self._beam_search(job)
                     return True
             running = [s for s in job.seqs if s.reason is None]
@@ -379,6 +385,7 @@ class Engine:
                 ids = torch.tensor([seq.prompt], device=device)  # (1, T)
             else:  # decode: only the newest token; the cache holds the rest
                 ids = torch.tensor([[seq.generated[-1]]], device=device)  # (1, 1)
+            self._use_threads(ids.shape[1])
             # `cache` is the name transformers 5 uses for past_key_values (the old name is deprecated).
             # A soft prompt goes in once, at the prefill; the cache then holds it like any other prefix.
             inputs = self.loaded.model_inputs(ids) if seq.past is None else {"input_ids": ids}
@@ -386,6 +393,15 @@ class Engine:
             seq.past = out.cache
             seq.logits = out.logits[0, -1].float().cpu()  # (V,)
             self._sample(job, seq)
+
+    def _use_threads(self, tokens: int) -> None:
+        """The thread count for a forward pass over `tokens` new tokens (see PARALLEL_PREFILL_TOKENS)."""
+        if self.threads is None:
+            return
+        wanted = self._process_threads if tokens >= PARALLEL_PREFILL_TOKENS else self.threads
+        if wanted != self._threads_now:
+            own_threads(wanted, self._process_threads)
+            self._threads_now = wanted
 
     def _sample(self, job: _Job, seq: _Sequence) -> None:
         request = job.stream.request
@@ -582,16 +598,17 @@ class Engine:
             seq.past = None
 
 
-def own_threads(count: int) -> None:
+def own_threads(count: int, process: int | None = None) -> None:
     """Give the calling thread `count` CPU threads for PyTorch's parallel work, leaving other threads'.
 
     torch.set_num_threads sets the calling thread's OpenMP and MKL counts, and also the default that
-    threads touching PyTorch for the first time take; a short-lived thread puts that default back.
+    threads touching PyTorch for the first time take; a short-lived thread puts that default back to
+    `process` (default: the calling thread's count before, right for a thread that has not changed it).
     """
-    before = torch.get_num_threads()  # this thread's count, taken from the process default
+    process = torch.get_num_threads() if process is None else process
     torch.set_num_threads(count)
-    if count != before:
-        restore = threading.Thread(target=torch.set_num_threads, args=(before,), name="threads-default")
+    if count != process:
+        restore = threading.Thread(target=torch.set_num_threads, args=(process,), name="threads-default")
         restore.start()
         restore.join()
 

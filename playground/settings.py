@@ -163,8 +163,9 @@ MODEL_DEVICE = envstr("MODEL_DEVICE", "auto")
 ENGINE_PACKED_DECODE = envstr("ENGINE_PACKED_DECODE", "auto")
 if ENGINE_PACKED_DECODE not in ("auto", "off"):
     raise ImproperlyConfigured("ENGINE_PACKED_DECODE is auto or off.")
-# CPU threads of each chat engine's own work (llmcore/engine.py says why 1 is the default); 0 leaves
-# PyTorch's process setting. Raise it on a many-core machine if `python -m bench chat` says it helps.
+# CPU threads of each chat engine's decode steps (llmcore/engine.py says why 1 is the default; long
+# prefills use all of PyTorch's threads); 0 leaves PyTorch's process setting for everything. Raise it on a
+# many-core machine if `python -m bench chat` says it helps.
 ENGINE_THREADS = envint("ENGINE_THREADS", 1)
 if ENGINE_THREADS < 0:
     raise ImproperlyConfigured("ENGINE_THREADS is 0 (PyTorch's setting) or a number of threads.")

@@ -318,19 +318,30 @@ def test_an_engine_thread_takes_its_own_thread_count_and_leaves_others_theirs() 
         torch.set_num_threads(before)
 
 
-def test_the_engine_runs_with_its_thread_count(loaded) -> None:  # type: ignore[no-untyped-def]
+def test_the_engine_decodes_at_its_thread_count_and_prefills_long_prompts_wider(loaded) -> None:  # type: ignore[no-untyped-def]
+    from llmcore.engine import PARALLEL_PREFILL_TOKENS
+
     with pytest.raises(ValueError, match="at least 1"):
         Engine(loaded, threads=0)
-    with Engine(loaded, threads=1) as engine:
-        seen = []
-        original = engine._step
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)  # the process setting, which new threads (the engine's) start with
+    try:
+        with Engine(loaded, threads=1) as engine:
+            seen: list[tuple[int, int]] = []  # (tokens in, threads) per forward pass
+            forward = engine.model.forward
 
-        def step(job, batch):  # type: ignore[no-untyped-def]
-            seen.append(torch.get_num_threads())
-            return original(job, batch)
+            def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+                ids = kwargs.get("input_ids")
+                seen.append((0 if ids is None else ids.shape[1], torch.get_num_threads()))
+                return forward(*args, **kwargs)
 
-        engine._step = step  # type: ignore[method-assign]
-        tokens, _, _ = split(engine.generate(request(loaded, max_new_tokens=3)))
-    assert len(tokens) == 3
-    assert seen
-    assert set(seen) == {1}
+            engine.model.forward = counting
+            long_prompt = [5] * (PARALLEL_PREFILL_TOKENS + 10)
+            for ids in (prompt(loaded), long_prompt):
+                tokens, _, _ = split(engine.generate(request(loaded, prompt_ids=ids, max_new_tokens=3)))
+                assert len(tokens) == 3
+            assert in_thread(torch.get_num_threads) == 3  # threads started meanwhile keep the setting
+    finally:
+        torch.set_num_threads(before)
+    short = len(prompt(loaded))
+    assert seen == [(short, 1), (1, 1), (1, 1), (len(long_prompt), 3), (1, 1), (1, 1)]
