@@ -161,7 +161,7 @@ def pack_for_decode(model: Any, mode: str = "auto") -> tuple[Any, DecodeInfo]:
         return model, DecodeInfo("float", reason="this PyTorch has no CPU int4 kernel")
 
     head = model.get_output_embeddings()
-    plans: dict[str, tuple[nn.Linear, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
+    plans: dict[str, tuple[nn.Linear, PackedInt4Linear]] = {}  # packed one by one: int32 codes are big
     linear_layers = 0
     for name, module in model.named_modules():
         if type(module) is not nn.Linear or module is head:
@@ -170,14 +170,17 @@ def pack_for_decode(model: Any, mode: str = "auto") -> tuple[Any, DecodeInfo]:
         if type(module.weight.data) is not torch.Tensor or module.weight.dtype != torch.float32:
             continue  # a torchao tensor subclass, say: already quantized its own way
         grid = on_grid(module.weight)
-        if grid is not None:
-            plans[name] = (module, grid)
+        if grid is None:
+            continue
+        try:
+            plans[name] = (module, PackedInt4Linear(module, *grid))
+        except (RuntimeError, NotImplementedError):  # a shape the packing op refuses: stays float
+            continue
     if not plans:
         return model, DecodeInfo(
             "float", linear_layers=linear_layers, reason="no linear layer is on a 4-bit grid"
         )
-    first, first_grid = next(iter(plans.values()))
-    problem = _self_check(first, first_grid)
+    problem = _self_check(*next(iter(plans.values())))
     if problem:
         return model, DecodeInfo("float", linear_layers=linear_layers, reason=problem)
 
@@ -185,8 +188,7 @@ def pack_for_decode(model: Any, mode: str = "auto") -> tuple[Any, DecodeInfo]:
     memo = {id(t): t for t in (*model.parameters(), *model.buffers())}
     fast = copy.deepcopy(model, memo)
     extra = 0
-    for name, (linear, (codes, scales, zeros)) in plans.items():
-        packed = PackedInt4Linear(linear, codes, scales, zeros)
+    for name, (_, packed) in plans.items():
         extra += sum(b.numel() * b.element_size() for b in packed.buffers())
         _replace(fast, name, packed)
     head_dtype = ""
@@ -206,11 +208,10 @@ def pack_for_decode(model: Any, mode: str = "auto") -> tuple[Any, DecodeInfo]:
     )
 
 
-def _self_check(linear: nn.Linear, grid: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> str:
+def _self_check(linear: nn.Linear, packed: PackedInt4Linear) -> str:
     """'' when the kernel agrees with float32 on this layer; else why packing is not used (a PyTorch
     whose kernel reads its operands differently must not produce wrong text)."""
     try:
-        packed = PackedInt4Linear(linear, *grid)
         x = torch.randn(3, linear.in_features, generator=torch.Generator().manual_seed(0))
         with torch.inference_mode():
             want = nn.functional.linear(x, linear.weight, linear.bias)
