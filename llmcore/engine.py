@@ -398,7 +398,8 @@ class Engine:
         """The thread count for a forward pass over `tokens` new tokens (see PARALLEL_PREFILL_TOKENS)."""
         if self.threads is None:
             return
-        wanted = self._process_threads if tokens >= PARALLEL_PREFILL_TOKENS else self.threads
+        wide = max(self._process_threads, self.threads)
+        wanted = wide if tokens >= PARALLEL_PREFILL_TOKENS else self.threads
         if wanted != self._threads_now:
             own_threads(wanted, self._process_threads)
             self._threads_now = wanted
