@@ -289,3 +289,41 @@ def test_the_finetune_form_as_it_opens_queues_a_job_with_samples(client_in: Clie
     job = Job.objects.get()
     assert job.params["sample_every"] == 10
     assert len(job.params["sample_prompts"]) == 2
+
+
+def test_the_live_block_is_sent_again_only_when_something_on_it_changed(client_in: Client, user) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    job = a_job(user, status="running", step=2, total=10, metrics=[{"step": 2, "loss": 3.0}])
+    url = reverse("jobs:detail", args=[job.pk])
+
+    def poll(version: str | None = None):  # type: ignore[no-untyped-def]
+        return client_in.get(url, {"v": version} if version else {}, HTTP_HX_REQUEST="true")
+
+    def version_in(html: str) -> str:
+        found = re.search(r"hx-vals='\{\"v\": \"([0-9a-f]{16})\"\}'", html)
+        assert found, "a running job's block polls with the version it shows"
+        return found.group(1)
+
+    first = poll()
+    assert first.status_code == 200
+    html = first.content.decode()
+    assert html.lstrip().startswith('<div id="job-live"')
+    assert "every 2s" in html
+    assert "Step 2 of 10" in html
+    version = version_in(html)
+    assert poll(version).status_code == 204, "nothing changed: htmx keeps the block"
+    assert version_in(client_in.get(url).content.decode()) == version, "the full page shows the same version"
+
+    Job.objects.filter(pk=job.pk).update(step=3, metrics=[{"step": 2, "loss": 3.0}, {"step": 3, "loss": 2.5}])
+    changed = poll(version)
+    assert changed.status_code == 200
+    assert "Step 3 of 10" in changed.content.decode()
+    newer = version_in(changed.content.decode())
+    assert newer != version
+    assert poll(newer).status_code == 204
+
+    Job.objects.filter(pk=job.pk).update(status="succeeded", step=10)
+    done = poll(newer)
+    assert done.status_code == 200
+    assert "every 2s" not in done.content.decode(), "a finished job's block stops polling"
