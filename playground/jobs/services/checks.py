@@ -61,13 +61,17 @@ def finetune_defaults() -> dict[str, Any]:
 
 
 def _devices() -> tuple[list[str], bool]:
+    """The live workers' devices, and True when there is none (then "cpu" is checked, for the form)."""
     devices = live_devices()
     return (devices, False) if devices else (["cpu"], True)
 
 
-def check_quantize(method: str, group_size: int | None, base_model: str) -> Feasibility:
+def check_quantize(
+    method: str, group_size: int | None, base_model: str, found: tuple[list[str], bool] | None = None
+) -> Feasibility:
+    """`found`: _devices() when the caller checks many methods at once (one query, not one each)."""
     module = _module("quantize")
-    devices, none = _devices()
+    devices, none = found or _devices()
     result = Feasibility(no_worker=none)
     if module is None:
         result.reasons = {d: ["Quantization is not available in this installation."] for d in devices}
@@ -81,9 +85,15 @@ def check_quantize(method: str, group_size: int | None, base_model: str) -> Feas
     return result
 
 
-def check_finetune(params: dict[str, Any], method: str, base_model: str, dataset_format: str) -> Feasibility:
+def check_finetune(
+    params: dict[str, Any],
+    method: str,
+    base_model: str,
+    dataset_format: str,
+    found: tuple[list[str], bool] | None = None,
+) -> Feasibility:
     module = _module("finetune")
-    devices, none = _devices()
+    devices, none = found or _devices()
     result = Feasibility(no_worker=none)
     if module is None:
         result.reasons = {d: ["Fine-tuning is not available in this installation."] for d in devices}
@@ -105,9 +115,10 @@ def method_notes(kind: str, base_model: str | None) -> dict[str, str]:
     if not base_model:
         return {}
     notes = {}
+    found = _devices()
     if kind == "quantize":
         for method in quant_methods():
-            feasible = check_quantize(method, None, base_model)
+            feasible = check_quantize(method, None, base_model, found)
             if not feasible.ok:
                 notes[method] = feasible.message()
         return notes
@@ -116,7 +127,7 @@ def method_notes(kind: str, base_model: str | None) -> dict[str, str]:
         if method == "distill" or module is None:
             continue
         fmt = module.FORMATS_FOR[method][0]  # a dataset that fits: only the worker and settings count here
-        feasible = check_finetune({}, method, base_model, fmt)
+        feasible = check_finetune({}, method, base_model, fmt, found)
         if not feasible.ok:
             notes[method] = feasible.message()
     return notes

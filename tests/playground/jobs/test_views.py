@@ -327,3 +327,12 @@ def test_the_live_block_is_sent_again_only_when_something_on_it_changed(client_i
     done = poll(newer)
     assert done.status_code == 200
     assert "every 2s" not in done.content.decode(), "a finished job's block stops polling"
+
+
+def test_the_form_notes_ask_for_the_live_workers_once(tiny_model, django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
+    from playground.jobs.services import checks
+
+    worker_row("cpu@a", "cpu", ["cpu"])
+    for kind in ("quantize", "finetune"):
+        with django_assert_num_queries(1):  # the worker heartbeats; one per method before
+            checks.method_notes(kind, "tiny-llama")
