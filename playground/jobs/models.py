@@ -116,6 +116,11 @@ class Job(models.Model):
         return folder.is_dir() and any(folder.iterdir())
 
     @property
+    def chosen_params(self) -> dict[str, Any]:
+        """The job's parameters as the user chose them (without the routing data kept beside them)."""
+        return {k: v for k, v in self.params.items() if k != "devices_ok"}
+
+    @property
     def percent(self) -> int:
         if self.status == self.Status.SUCCEEDED:
             return 100

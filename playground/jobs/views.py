@@ -159,7 +159,7 @@ def new_quantize(request: HttpRequest) -> HttpResponse:
                     kind=Job.Kind.QUANTIZE,
                     method=data["method"],
                     base_model=data["base_model"],
-                    params={"group_size": data["group_size"], "devices_ok": feasible.devices_ok},
+                    params={"group_size": data["group_size"]},
                     output_name=data["output_name"],
                     devices_ok=feasible.devices_ok,
                 )
@@ -190,7 +190,7 @@ def new_finetune(request: HttpRequest) -> HttpResponse:
                     kind=Job.Kind.FINETUNE,
                     method=data["method"],
                     base_model=data["base_model"],
-                    params={**params, "devices_ok": feasible.devices_ok},
+                    params=params,
                     output_name=data["output_name"],
                     dataset=data["dataset"],
                     devices_ok=feasible.devices_ok,

@@ -73,27 +73,28 @@ def create_job(
     dataset: Dataset | None = None,
     devices_ok: list[str] | None = None,
 ) -> Job:
-    """Save a queued Job and send its task once the row is committed."""
+    """Save a queued Job and send its task once the row is committed. `devices_ok` (where the checks
+    found it can run) is kept in params, so a resumed job is routed the same way."""
     with transaction.atomic():
         job = Job.objects.create(
             owner=owner,
             kind=kind,
             method=method,
             base_model=base_model,
-            params=params,
+            params=params if devices_ok is None else {**params, "devices_ok": devices_ok},
             dataset=dataset,
             output_name=output_name_for(base_model, method, output_name),
         )
-        enqueue(job, devices_ok)
+        enqueue(job)
     return job
 
 
-def enqueue(job: Job, devices_ok: list[str] | None = None) -> None:
+def enqueue(job: Job) -> None:
     """Give the job a fresh task id and send the message after commit (call inside a transaction)."""
     from playground.jobs.tasks import task_for
 
     job.task_id = uuid.uuid4().hex
-    job.queue = choose_queue(devices_ok if devices_ok is not None else job.params.get("devices_ok"))
+    job.queue = choose_queue(job.params.get("devices_ok"))
     job.save(update_fields=["task_id", "queue"])
     task, job_id, task_id, queue = task_for(job.kind), job.pk, job.task_id, job.queue
     transaction.on_commit(lambda: task.apply_async(args=[job_id], task_id=task_id, queue=queue))

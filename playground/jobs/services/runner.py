@@ -285,7 +285,7 @@ def _register(job: Job, out_dir: Path, report: dict[str, Any], extra: dict[str, 
         "kind": job.kind,
         "dataset": job.dataset.name if job.dataset else None,
         "dataset_rows": job.dataset.rows if job.dataset else None,
-        "hyperparameters": {k: v for k, v in job.params.items() if k != "devices_ok"},
+        "hyperparameters": job.chosen_params,
         "description": f"{job.get_kind_display()} of {job.base_model} with {job.method} (job {job.pk}).",
         **extra,
     }
