@@ -6,15 +6,19 @@ compare). Models arrive by import: from a GGUF file (dequantized once and saved 
 Hugging Face folder with safetensors. Pickle checkpoints and folders that need custom code are refused.
 
 An import is written into a hidden temporary folder and renamed into place only when complete, so a
-failed or interrupted import never leaves a half-written model behind.
+failed or interrupted import never leaves a half-written model behind. It copies real files only: a
+symbolic link among the files it would read or copy is refused, because the store serves some of them for
+download (the GGUF export, the adapter) and a link could pull any file of the machine into it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
+import stat
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -191,18 +195,15 @@ class ModelStore:
         src = Path(source).resolve()
         if not src.is_dir():
             raise StoreError(f"{src} is not a folder.")
+        # Before anything is read: check_importable_folder reads config.json, read_license the README.
+        check_no_links(src, [*(p for p in src.iterdir() if is_model_file(p.name)), src / "README.md"])
         check_importable_folder(src)
         name = validate_name(name) if name else name_from(src.name)
 
         def write(tmp: Path) -> None:
             for item in sorted(src.iterdir()):
-                if item.is_file() and (
-                    item.suffix in {".safetensors", ".gguf"}  # a GGUF export is kept for download
-                    or item.name.endswith(".safetensors.index.json")
-                    or item.name in TOKENIZER_FILES
-                    or item.name in CONFIG_FILES
-                ):
-                    shutil.copy2(item, tmp / item.name)
+                if is_model_file(item.name) and item.is_file():
+                    copy_file(src, item, tmp / item.name)
             copy_adapter(src / ADAPTER_DIR, tmp / ADAPTER_DIR)
 
         return self._write_model(
@@ -272,12 +273,13 @@ class ModelStore:
     def import_copy(self, other: ModelStore, name: str) -> ModelMeta:
         """Copy a model, metadata included, from another store (a seed store baked into an image)."""
         src = other.path(name)
+        check_no_links(src, [p for p in src.iterdir() if p.name != ADAPTER_DIR])
         meta = other.meta(name)
 
         def write(tmp: Path) -> None:
             for item in src.iterdir():
                 if item.is_file() and item.name != META_FILE:
-                    shutil.copy2(item, tmp / item.name)
+                    copy_file(src, item, tmp / item.name)
             copy_adapter(src / ADAPTER_DIR, tmp / ADAPTER_DIR)
 
         return self._write_model(name, write, meta)
@@ -364,12 +366,58 @@ def check_importable_folder(src: Path) -> None:
 def copy_adapter(src: Path, dst: Path) -> None:
     """A fine-tune's peft adapter (LoRA weights or a soft prompt) travels with its model: safetensors and
     JSON only, nothing that could hold code. Its weights are not the model's, so they stay in their folder."""
+    folder = src.parent
+    check_no_links(folder, [src])
     if not src.is_dir():
         return
+    wanted = [
+        p for p in sorted(src.iterdir()) if p.suffix in (".safetensors", ".json") or p.name in TOKENIZER_FILES
+    ]
+    check_no_links(folder, wanted)
     dst.mkdir()
-    for item in sorted(src.iterdir()):
-        if item.is_file() and (item.suffix in (".safetensors", ".json") or item.name in TOKENIZER_FILES):
-            shutil.copy2(item, dst / item.name)
+    for item in wanted:
+        if item.is_file():
+            copy_file(folder, item, dst / item.name)
+
+
+def is_model_file(name: str) -> bool:
+    """A file a folder import copies: weights, tokenizer and config; anything else (README, images,
+    pickles) stays behind."""
+    return (
+        name.endswith((".safetensors", ".gguf", ".safetensors.index.json"))  # a GGUF export: for download
+        or name in TOKENIZER_FILES
+        or name in CONFIG_FILES
+    )
+
+
+def check_no_links(folder: Path, paths: Iterable[Path]) -> None:
+    """Refuse a symbolic link among `paths` (or a path that resolves outside `folder`), naming it."""
+    root = folder.resolve()
+    for path in paths:
+        if path.is_symlink() or not path.resolve().is_relative_to(root):
+            shown = path.relative_to(folder) if path.is_relative_to(folder) else path
+            raise StoreError(
+                f"Refused: {shown} is a symbolic link. An import copies real files only, so that nothing "
+                f"from outside {folder.name}/ can end up in the store (and in its downloads). Replace the "
+                "link with the file itself (`cp -rL` copies a folder with its links followed)."
+            )
+
+
+def copy_file(folder: Path, src: Path, dst: Path) -> None:
+    """Copy one regular file, never through a link: opened with O_NOFOLLOW, so a file swapped for a link
+    after check_no_links is refused too."""
+    try:
+        fd = os.open(src, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        check_no_links(folder, [src])  # a link: refused with the message that names it
+        raise
+    with os.fdopen(fd, "rb") as source:
+        info = os.fstat(source.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise StoreError(f"Refused: {src.name} is not a regular file.")
+        with dst.open("xb") as target:
+            shutil.copyfileobj(source, target, 1 << 20)
+    os.utime(dst, ns=(info.st_atime_ns, info.st_mtime_ns))  # as copy2 did: a copy keeps its file's time
 
 
 def weight_files(folder: Path) -> list[Path]:
