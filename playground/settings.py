@@ -149,6 +149,11 @@ WORKER_HEARTBEAT_TIMEOUT = envint("WORKER_HEARTBEAT_TIMEOUT", 3 * WORKER_HEARTBE
 JOB_HEARTBEAT_SECONDS = envint("JOB_HEARTBEAT_SECONDS", 5)
 JOB_HEARTBEAT_TIMEOUT = envint("JOB_HEARTBEAT_TIMEOUT", 6 * JOB_HEARTBEAT_SECONDS)
 JOB_MAX_ATTEMPTS = envint("JOB_MAX_ATTEMPTS", 2)
+# A queued job whose message no worker has received for JOB_QUEUE_TIMEOUT seconds, while a worker that
+# takes its queue is alive and the broker holds nothing for that queue, lost its message (Redis restarted
+# without persistence, say): it is sent again, at most JOB_MAX_RESENDS times, then marked failed.
+JOB_QUEUE_TIMEOUT = envint("JOB_QUEUE_TIMEOUT", 60)
+JOB_MAX_RESENDS = envint("JOB_MAX_RESENDS", 2)
 # Datasets for fine-tuning: the largest upload or paste and the most rows, stated on the form.
 DATASET_MAX_BYTES = envint("DATASET_MAX_BYTES", 5 * 1024 * 1024)
 DATASET_MAX_ROWS = envint("DATASET_MAX_ROWS", 20_000)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -14,6 +15,26 @@ from django.utils import timezone
 log = logging.getLogger(__name__)
 _stop = threading.Event()
 _hostname: str | None = None
+_beat_hooks: list[Callable[[str], None]] = []
+_pool_parent: int | None = None  # in a prefork pool process: the worker's main process
+
+
+def on_beat(hook: Callable[[str], None]) -> Callable[[str], None]:
+    """Run `hook(hostname)` after every heartbeat of a worker (the jobs app checks for stuck jobs)."""
+    _beat_hooks.append(hook)
+    return hook
+
+
+def remember_pool_parent() -> None:
+    """Called in each prefork pool process as it starts."""
+    global _pool_parent
+    _pool_parent = os.getppid()
+
+
+def pool_parent_gone() -> bool:
+    """True in a pool process whose worker's main process died (kill -9): nobody will ack its task or
+    hear its result, so a job it runs should stop and say so rather than carry on unseen."""
+    return _pool_parent is not None and os.getppid() != _pool_parent
 
 
 def worker_device() -> dict[str, str]:
@@ -54,6 +75,11 @@ def start_heartbeat(hostname: str, queues: list[str]) -> None:
                 beat(hostname, queues, started)
             except Exception:
                 log.exception("worker heartbeat failed; retrying")
+            for hook in _beat_hooks:
+                try:
+                    hook(hostname)
+                except Exception:
+                    log.exception("a heartbeat check failed")
             if _stop.wait(settings.WORKER_HEARTBEAT_SECONDS):
                 return
 

@@ -84,6 +84,10 @@ class Job(models.Model):
     cancel_requested = models.BooleanField(default=False)
     heartbeat = models.DateTimeField(null=True, blank=True)
     attempt = models.IntegerField(default=0)
+    # When the current message was last sent or received by a worker, and how often it was sent again
+    # because no worker had received it (services/jobs.py: lost messages).
+    message_seen = models.DateTimeField(null=True, blank=True)
+    resends = models.IntegerField(default=0)
     created = models.DateTimeField(auto_now_add=True)
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)

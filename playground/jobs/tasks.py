@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Task, shared_task
-from celery.signals import worker_ready
+from celery.signals import task_received, worker_ready
+
+from playground.core.workers import on_beat
+
+log = logging.getLogger(__name__)
+JOB_TASKS = {"jobs.run_quantize_task", "jobs.run_finetune_task"}
 
 
 @shared_task(name="jobs.run_quantize_task", bind=True)
@@ -29,11 +35,31 @@ def task_for(kind: str) -> Any:
 @worker_ready.connect
 def reap_jobs_of_a_restarted_worker(sender: Any, **kwargs: Any) -> None:
     """A worker that starts runs nothing yet: jobs still marked running on it were lost when it stopped."""
-    import logging
-
-    from playground.jobs.services.jobs import reap_lost_jobs
+    from playground.jobs.services.jobs import check_jobs
 
     try:
-        reap_lost_jobs(restarted_worker=sender.hostname)
+        check_jobs(restarted_worker=sender.hostname)
     except Exception:
-        logging.getLogger(__name__).exception("could not check for jobs lost by a worker")
+        log.exception("could not check for jobs lost by a worker")
+
+
+@on_beat
+def check_jobs_on_every_beat(hostname: str) -> None:
+    """Lost workers and lost messages are found without anyone looking at the jobs pages."""
+    from playground.jobs.services.jobs import check_jobs
+
+    check_jobs()
+
+
+@task_received.connect
+def note_a_received_job(sender: Any, request: Any, **kwargs: Any) -> None:
+    """The worker's main process has the message (its pool runs it next): a message in hand is not lost,
+    however long the job waited in the queue before."""
+    if request.name not in JOB_TASKS or not request.args:
+        return
+    from playground.jobs.services.jobs import note_received
+
+    try:
+        note_received(int(request.args[0]), request.id)
+    except Exception:
+        log.exception("could not note that job %s was received", request.args[0])

@@ -30,9 +30,9 @@ from playground.jobs.services.datasets import (
 from playground.jobs.services.jobs import (
     JobError,
     cancel_job,
+    check_jobs,
     create_job,
     live_devices,
-    reap_lost_jobs,
     resume_job,
 )
 
@@ -49,14 +49,14 @@ def catalog_names() -> list[str]:
 
 
 def job_list(request: HttpRequest) -> HttpResponse:
-    reap_lost_jobs()
+    check_jobs()
     jobs = Job.objects.filter(owner=request.user)[:200]
     context = {"jobs": jobs, "any_active": any(j.is_active for j in jobs), "devices": live_devices()}
     return render(request, "jobs/list.html#rows" if request.htmx else "jobs/list.html", context)
 
 
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
-    reap_lost_jobs()
+    check_jobs()
     job = owned_job(request, job_id)
     context: dict[str, Any] = {
         "job": job,
@@ -76,7 +76,8 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
 
 def job_status(request: HttpRequest, job_id: int) -> JsonResponse:
     job = owned_job(request, job_id)
-    fields = ["status", "phase", "step", "total", "eta_seconds", "error", "output_model", "attempt", "device"]
+    fields = ["status", "phase", "step", "total", "eta_seconds", "error", "output_model", "attempt"]
+    fields += ["device", "resends"]
     body = {
         "id": job.pk,
         **{f: getattr(job, f) for f in fields},

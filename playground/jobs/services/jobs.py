@@ -1,6 +1,7 @@
 """Creating, routing, cancelling, resuming and reaping jobs. The Job row is the source of truth; Celery
 messages carry only the job id, and the row remembers which message (task_id) may run it, so a stale or
-redelivered message of a job that moved on does nothing."""
+redelivered message of a job that moved on does nothing. That also makes a lost message safe to send
+again: the re-sent message gets a new task id, and a late original finds the row expecting another."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from llmcore.store import StoreError, name_from, validate_name
@@ -91,11 +93,17 @@ def create_job(
 
 def enqueue(job: Job) -> None:
     """Give the job a fresh task id and send the message after commit (call inside a transaction)."""
-    from playground.jobs.tasks import task_for
-
     job.task_id = uuid.uuid4().hex
     job.queue = choose_queue(job.params.get("devices_ok"))
-    job.save(update_fields=["task_id", "queue"])
+    job.message_seen = timezone.now()
+    job.resends = 0
+    job.save(update_fields=["task_id", "queue", "message_seen", "resends"])
+    _send_after_commit(job)
+
+
+def _send_after_commit(job: Job) -> None:
+    from playground.jobs.tasks import task_for
+
     task, job_id, task_id, queue = task_for(job.kind), job.pk, job.task_id, job.queue
     transaction.on_commit(lambda: task.apply_async(args=[job_id], task_id=task_id, queue=queue))
 
@@ -173,3 +181,112 @@ def reap_lost_jobs(restarted_worker: str | None = None) -> list[int]:
             log.warning("job %s marked failed: worker %s lost", job.pk, job.worker)
             lost.append(job.pk)
     return lost
+
+
+# --- lost messages ----------------------------------------------------------------------------------
+NOT_PICKED_UP = (
+    "No worker picked this job up within {timeout} s, even after its message was sent again {resends} "
+    "time(s): the broker may have lost it (Redis restarted without persistence), or the workers cannot "
+    "run this kind of job. Resume re-queues it."
+)
+
+
+def note_received(job_id: int, task_id: str) -> None:
+    """A worker has the job's message in hand (its pool starts it next): the message is not lost."""
+    Job.objects.filter(pk=job_id, status=Job.Status.QUEUED, task_id=task_id).update(
+        message_seen=timezone.now()
+    )
+
+
+def unclaimed_jobs() -> list[Job]:
+    """Queued jobs whose message no worker has received for JOB_QUEUE_TIMEOUT seconds, on a queue that a
+    live worker takes. A queue with no live worker is left alone: its jobs wait until one starts."""
+    since = timezone.now() - timedelta(seconds=settings.JOB_QUEUE_TIMEOUT)
+    old = Q(message_seen__lt=since) | Q(message_seen__isnull=True, created__lt=since)
+    jobs = list(Job.objects.filter(old, status=Job.Status.QUEUED, cancel_requested=False).order_by("pk"))
+    if not jobs:
+        return []
+    taken = {queue for worker in live_workers() for queue in worker.queues or []}
+    return [job for job in jobs if (job.queue or "cpu") in taken]
+
+
+def broker_queue_sizes(queues: set[str], connection: Any = None) -> dict[str, int]:
+    """Messages waiting in each of these broker queues, or {} when the broker does not answer (then
+    nothing is decided: a message cannot be re-sent to a broker that is down anyway). A message a
+    worker has taken no longer counts; a worker busy with another job leaves the next one waiting here."""
+    from playground.celery import app
+
+    conn = connection or app.connection_for_read()
+    try:
+        conn.ensure_connection(max_retries=0)  # one try: page loads must not hang on a broker that is down
+        channel = conn.channel()
+        try:
+            return {queue: int(channel.queue_declare(queue=queue).message_count) for queue in queues}
+        finally:
+            channel.close()
+    except Exception as exc:
+        log.warning("could not count the messages waiting in the broker: %s", exc)
+        return {}
+    finally:
+        if connection is None:
+            conn.release()
+
+
+def resend_lost_messages(connection: Any = None) -> list[int]:
+    """Send again the message of each queued job that lost it; fail those sent JOB_MAX_RESENDS times.
+
+    A job's message is lost when no worker has received it for JOB_QUEUE_TIMEOUT seconds although a live
+    worker takes its queue, and that queue in the broker is empty (were it not, the message could be
+    waiting there behind other work). Returns the ids re-sent or failed. `connection`: the broker to
+    ask (the app's own by default).
+    """
+    candidates = unclaimed_jobs()
+    if not candidates:
+        return []
+    sizes = broker_queue_sizes({job.queue or "cpu" for job in candidates}, connection)
+    handled = []
+    for job in candidates:
+        if sizes.get(job.queue or "cpu") != 0:
+            continue
+        if _fail_unclaimed(job) if job.resends >= settings.JOB_MAX_RESENDS else _resend(job):
+            handled.append(job.pk)
+    return handled
+
+
+def _resend(job: Job) -> bool:
+    line = (
+        f"No worker had received this job's message for {settings.JOB_QUEUE_TIMEOUT} s: "
+        f"sent it again ({job.resends + 1} of {settings.JOB_MAX_RESENDS})."
+    )
+    old_task_id, job.task_id = job.task_id, uuid.uuid4().hex
+    with transaction.atomic():
+        # Only while the row still expects the old message: a worker that claimed it meanwhile wins.
+        if not Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED, task_id=old_task_id).update(
+            task_id=job.task_id,
+            message_seen=timezone.now(),
+            resends=F("resends") + 1,
+            log_tail=(job.log_tail + [line])[-200:],
+        ):
+            return False
+        _send_after_commit(job)
+    log.warning(
+        "job %s: no worker received message %s; sent it again as %s", job.pk, old_task_id, job.task_id
+    )
+    return True
+
+
+def _fail_unclaimed(job: Job) -> bool:
+    message = NOT_PICKED_UP.format(timeout=settings.JOB_QUEUE_TIMEOUT, resends=job.resends)
+    failed = Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED, task_id=job.task_id).update(
+        status=Job.Status.FAILED, error=message, finished=timezone.now(), phase="", eta_seconds=None
+    )
+    if failed:
+        log.warning("job %s marked failed: no worker received its message", job.pk)
+    return bool(failed)
+
+
+def check_jobs(restarted_worker: str | None = None) -> None:
+    """Everything that keeps jobs from getting stuck, run on each jobs page load, when a worker starts and
+    on every worker heartbeat: lost workers first, then lost messages."""
+    reap_lost_jobs(restarted_worker)
+    resend_lost_messages()

@@ -10,119 +10,27 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
-from tests.conftest import (
-    ROOT,
-    TINY_NAME,
-    free_port,
-    manage,
-    redis_available,
-    redis_url_for_tests,
-    require,
-    site_env,
-    stop_process,
-    wait_for,
-)
+from tests.conftest import TINY_NAME, redis_available, redis_url_for_tests, require
+from tests.playground.jobs.sites import Stack, jobs_site, lora_form
 
 pytestmark = pytest.mark.integration
 
 
-@dataclass
-class Stack:
-    url: str
-    env: dict[str, str]
-    data_dir: Path
-    web: subprocess.Popen
-    worker: subprocess.Popen
-    http: requests.Session
-
-    def start_worker(self) -> None:
-        log = (self.data_dir / "worker.log").open("a")
-        self.worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "playground", "worker", "--loglevel", "INFO",
-             "--concurrency", "1", "--hostname", "jobs-test@%h"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-
-    def post(self, path: str, data: dict[str, Any] | None = None) -> requests.Response:
-        token = self.http.cookies.get("csrftoken")
-        return self.http.post(f"{self.url}{path}", data=data or {}, headers={"X-CSRFToken": token})
-
-    def job(self, job_id: int) -> dict[str, Any]:
-        response = self.http.get(f"{self.url}/jobs/{job_id}/status.json", timeout=10)
-        response.raise_for_status()
-        return response.json()
-
-    def wait(self, job_id: int, predicate, timeout: float, what: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-        try:
-            return wait_for(lambda: (j := self.job(job_id)) and predicate(j) and j, timeout, what)
-        except AssertionError as exc:
-            log = (self.data_dir / "worker.log").read_text(errors="replace")[-3000:]
-            raise AssertionError(f"{exc}\njob: {self.job(job_id)}\n--- worker log ---\n{log}") from None
-
-    def submit(self, path: str, form: dict[str, Any]) -> int:
-        response = self.post(path, form)
-        match = re.search(r"/jobs/(\d+)/$", response.url)
-        assert match, f"the form was refused: {response.status_code}\n{response.text[-3000:]}"
-        return int(match.group(1))
-
-
 @pytest.fixture(scope="module")
 def stack(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    from llmcore.store import ModelStore
-
     url = redis_url_for_tests()
     require(redis_available(url), f"no Redis answers at {url}")
     import redis
 
     redis.Redis.from_url(url).flushdb()
-    data_dir = tmp_path_factory.mktemp("jobs-site")
-    ModelStore(data_dir / "models").import_folder(tiny_model_dir, TINY_NAME, license="MIT")
-    env = site_env(
-        data_dir,
-        REDIS_URL=url,
-        MODEL_DIR=str(data_dir / "models"),
-        WORKER_HEARTBEAT_SECONDS="1",
-        WORKER_HEARTBEAT_TIMEOUT="4",
-        JOB_HEARTBEAT_SECONDS="1",
-        JOB_HEARTBEAT_TIMEOUT="4",
-    )
-    manage(env, "migrate", "--noinput")
-    manage(env, "ensure_admin")
-    port = free_port()
-    web = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "playground.asgi:application"],
-        cwd=ROOT, env=env, stdout=(data_dir / "web.log").open("w"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    s = Stack(f"http://127.0.0.1:{port}", env, data_dir, web, None, requests.Session())  # type: ignore[arg-type]
-    s.start_worker()
-    try:
-        wait_for(lambda: s.http.get(f"{s.url}/healthz", timeout=5).ok, 120, "the site", web)
-        link = manage(env, "login_link", "--base-url", s.url).strip()
-        s.http.get(link)
-        s.post(link[len(s.url) :])
-        assert "Log out" in s.http.get(f"{s.url}/jobs/").text
-        wait_for(lambda: "none connected" not in s.http.get(f"{s.url}/jobs/").text, 120, "a live worker")
+    with jobs_site(tmp_path_factory.mktemp("jobs-site"), tiny_model_dir, REDIS_URL=url) as s:
         yield s
-    finally:
-        stop_process(s.worker, sig=15)
-        stop_process(web)
-
-
-def lora_form(stack: Stack, steps: int, **extra: Any) -> dict[str, Any]:
-    response = stack.post("/jobs/datasets/sample/", {"sample": "pirate-instructions"})
-    dataset = int(re.search(r"/datasets/(\d+)/$", response.url).group(1))  # type: ignore[union-attr]
-    return {"base_model": TINY_NAME, "method": "lora", "dataset": dataset, "steps": steps, "batch_size": 2,
-            "max_seq_len": 64, "checkpoint_every": 5, **extra}  # fmt: skip
 
 
 @pytest.mark.parametrize(
