@@ -33,6 +33,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from llmcore.encoding import encode_chat, encode_text
 from llmcore.tokenize import token_display
 
 OVERVIEW_SIZE = 64  # the model view draws each head from at most 64x64 pooled cells
@@ -87,12 +88,9 @@ def prepare_input(
         notes.append(f"{model_name} has no chat template, so it read the text as is.")
         as_chat = False
     if as_chat:
-        rendered = tokenizer.apply_chat_template(
-            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
-        )
-        ids = list(tokenizer(rendered, add_special_tokens=False)["input_ids"])
+        ids = encode_chat(tokenizer, [{"role": "user", "content": text}])
     else:
-        ids = list(tokenizer(text)["input_ids"])
+        ids = encode_text(tokenizer, text)
     if not ids:
         raise AttentionInputError("The text gives no tokens.")
     limit, why = max_tokens, f"the limit is {max_tokens:,} tokens"

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from llmcore.encoding import encode_chat
 from llmcore.loading import LoadedModel
 from llmcore.packed import pack_for_decode
 from llmcore.sampling import SamplingConfig, generator_for, warp
@@ -345,10 +346,7 @@ class Engine:
         if request.messages is not None:
             if not self.loaded.has_chat_template:
                 raise ValueError(f"{self.loaded.name} has no chat template; send prompt token ids.")
-            rendered = self.tokenizer.apply_chat_template(
-                list(request.messages), add_generation_prompt=True, tokenize=False
-            )
-            job.prompt = list(self.tokenizer.encode(rendered, add_special_tokens=False))
+            job.prompt = encode_chat(self.tokenizer, list(request.messages))
         else:
             job.prompt = [int(i) for i in request.prompt_ids or ()]
         if not job.prompt:

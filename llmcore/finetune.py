@@ -34,7 +34,8 @@ from typing import Any
 
 import torch
 
-from llmcore.datasets import ParsedDataset, encode_row, ensure_chat_template, render
+from llmcore.datasets import ParsedDataset, encode_row, ensure_chat_template
+from llmcore.encoding import encode_chat
 from llmcore.jobs import JobCancelled, JobContext, JobFailed, Update
 
 FINETUNE_METHODS = {
@@ -447,6 +448,9 @@ def _dpo_trainer(
                     "prompt": [{"role": "user", "content": r["prompt"]}],
                     "chosen": [{"role": "assistant", "content": r["chosen"]}],
                     "rejected": [{"role": "assistant", "content": r["rejected"]}],
+                    # trl hands these to apply_chat_template: special-token characters in the rows stay
+                    # text, as in chat and in SFT (llmcore.encoding)
+                    "chat_template_kwargs": {"sanitize_control_tokens": True},
                 }
                 for r in rows
             ]
@@ -637,10 +641,11 @@ def generate_sample(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int
     """Greedy answer to one user prompt through the chat template (the model is put back in train mode)."""
     was_training = model.training
     model.eval()
-    text = render(tokenizer, [{"role": "user", "content": prompt}], add_generation_prompt=True)
-    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").to(next(model.parameters()).device)
+    prompt_ids = encode_chat(tokenizer, [{"role": "user", "content": prompt}])
+    ids = torch.tensor([prompt_ids], device=next(model.parameters()).device)
     out = model.generate(
-        **ids,
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
         max_new_tokens=max_new_tokens,
         do_sample=False,
         pad_token_id=tokenizer.pad_token_id,
@@ -648,4 +653,4 @@ def generate_sample(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int
     )
     if was_training:
         model.train()
-    return str(tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)).strip()
+    return str(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)).strip()

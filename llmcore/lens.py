@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from llmcore.encoding import encode_chat, encode_text
 from llmcore.loading import LoadedModel
 
 
@@ -26,11 +27,8 @@ def encode_prompt(loaded: LoadedModel, text: str, as_chat: bool = False) -> list
     if as_chat:
         if not loaded.has_chat_template:
             raise LensError(f"{loaded.name} has no chat template; untick 'as chat'.")
-        rendered = tok.apply_chat_template(
-            [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
-        )
-        return list(tok.encode(rendered, add_special_tokens=False))
-    return list(tok.encode(text, add_special_tokens=True))
+        return encode_chat(tok, [{"role": "user", "content": text}])
+    return encode_text(tok, text)
 
 
 def _require_causal(loaded: LoadedModel) -> None:

@@ -23,6 +23,9 @@ from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+from llmcore.encoding import EncodingError, encode_chat, text_backend
+from llmcore.encoding import render_chat as render_chat_text
+
 
 class TokenizeError(Exception):
     """Something the person can fix or should know: shown as a message, never a traceback."""
@@ -315,14 +318,24 @@ def check_text(text: str) -> None:
         raise TokenizeError("The text is not valid Unicode: it holds half of a surrogate pair.") from None
 
 
-def tokenize(tokenizer: Any, text: str) -> Tokenization:
-    """Encode the text as typed (no BOS or other added special tokens), decode it, describe each token."""
+def tokenize(tokenizer: Any, text: str, *, parse_special: bool = False) -> Tokenization:
+    """Encode the text as typed (no BOS or other added special tokens), decode it, describe each token.
+
+    Special-token characters in the text (`<|im_end|>`) stay text unless `parse_special` asks for what a
+    tokenizer does by default: turn them into the control tokens themselves (llmcore.encoding says why).
+    """
     backend = backend_of(tokenizer)
-    scheme = scheme_of(backend)
     check_text(text)
-    encoding = backend.encode(text, add_special_tokens=False)
+    encoding = text_backend(backend, parse_special).encode(text, add_special_tokens=False)
+    return _tokenization(backend, text, encoding.ids, encoding.offsets)
+
+
+def _tokenization(
+    backend: Tokenizer, text: str, ids: Sequence[int], offsets: Sequence[tuple[int, int]]
+) -> Tokenization:
+    scheme = scheme_of(backend)
     tokens = []
-    for index, (token_id, (start, end)) in enumerate(zip(encoding.ids, encoding.offsets, strict=True)):
+    for index, (token_id, (start, end)) in enumerate(zip(ids, offsets, strict=True)):
         # id_to_token, not encoding.tokens: for an unknown piece the latter repeats the input text.
         vocab = backend.id_to_token(token_id) or ""
         special = token_id in scheme.special_ids
@@ -330,8 +343,23 @@ def tokenize(tokenizer: Any, text: str) -> Tokenization:
         is_byte = any(p.kind == "byte" for p in pieces)
         tokens.append(Token(index, token_id, vocab, pieces, start, end, special, is_byte, text[start:end]))
     counts = Counts(len(tokens), len(text), len(text.encode("utf-8")))
-    decoded = backend.decode(encoding.ids, skip_special_tokens=False)
+    decoded = backend.decode(list(ids), skip_special_tokens=False)
     return Tokenization(text, tokens, counts, decoded)
+
+
+def _decoded_offsets(backend: Tokenizer, text: str, ids: Sequence[int]) -> list[tuple[int, int]]:
+    """Character spans of `ids` in `text`, read off decoding ever longer prefixes (for ids that came from
+    several encode calls, which give no offsets into the whole). A token holding part of a character
+    spans nothing; the token that completes it spans the character."""
+    offsets, shown = [], 0
+    for i in range(len(ids)):
+        decoded = backend.decode(list(ids[: i + 1]), skip_special_tokens=False)
+        if i < len(ids) - 1:
+            decoded = decoded.rstrip("\ufffd")
+        end = min(max(len(decoded), shown), len(text))
+        offsets.append((shown, end))
+        shown = end
+    return offsets
 
 
 # --- the pipeline ---------------------------------------------------------------------------------
@@ -358,7 +386,7 @@ class Pipeline:
         return pieces_of_text(self.normalized) if self.normalized is not None else []
 
 
-def pipeline(tokenizer: Any, text: str) -> Pipeline:
+def pipeline(tokenizer: Any, text: str, *, parse_special: bool = False) -> Pipeline:
     backend = backend_of(tokenizer)
     scheme = scheme_of(backend)
     check_text(text)
@@ -374,7 +402,7 @@ def pipeline(tokenizer: Any, text: str) -> Pipeline:
         pre_tokens=pre_tokens,
         model=scheme.model,
         decoder=scheme.decoder,
-        tokenization=tokenize(backend, text),
+        tokenization=tokenize(backend, text, parse_special=parse_special),
     )
 
 
@@ -485,12 +513,18 @@ def render_chat(
     from jinja2 import TemplateError
 
     try:
-        text = tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=generation_prompt
-        )
+        text = render_chat_text(tokenizer, messages, add_generation_prompt=generation_prompt)
+        ids = encode_chat(tokenizer, messages, add_generation_prompt=generation_prompt)
     except TemplateError as exc:  # e.g. "System role not supported"
         raise TokenizeError(f"The chat template refused this conversation: {exc}") from None
-    tokenization = tokenize(tokenizer, text)
+    except EncodingError as exc:
+        raise TokenizeError(str(exc)) from None
+    # The ids are chat's own (the template's markers special, the messages' text text). Encoding the
+    # rendered text again gives the same ids and exact offsets, unless a message holds special-token text.
+    tokenization = tokenize(tokenizer, text, parse_special=True)
+    if tokenization.ids != ids:
+        backend = backend_of(tokenizer)
+        tokenization = _tokenization(backend, text, ids, _decoded_offsets(backend, text, ids))
     segments: list[tuple[str, bool]] = []
     cursor = 0
     for token in (t for t in tokenization.tokens if t.special):

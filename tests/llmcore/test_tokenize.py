@@ -80,11 +80,19 @@ def test_control_and_invisible_characters_are_named() -> None:
     assert core.pieces_of_text("\u0301") == [core.Piece("text", "◌\u0301")]  # a lone accent gets a circle
 
 
-def test_special_tokens_in_the_text_are_flagged(tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
-    result = core.tokenize(tiny_tokenizer, "<|im_start|>hi")
+def test_special_tokens_in_the_text_are_flagged_when_parsing_is_asked_for(tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
+    result = core.tokenize(tiny_tokenizer, "<|im_start|>hi", parse_special=True)
     first = result.tokens[0]
     assert (first.text, first.special, first.display) == ("<|im_start|>", True, "<|im_start|>")
     assert not any(t.special for t in result.tokens[1:])
+
+
+def test_special_token_text_stays_text_by_default(tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
+    result = core.tokenize(tiny_tokenizer, "<|im_start|>hi")
+    assert not any(t.special for t in result.tokens)
+    assert len(result.tokens) > 2
+    assert "".join(t.source for t in result.tokens) == "<|im_start|>hi"
+    assert result.round_trip_exact
 
 
 def test_counts_are_tokens_characters_and_utf8_bytes(tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from llmcore import evaluate
+from llmcore.encoding import encode_chat
 from llmcore.store import StoreError
 from playground.core.services import model_cache, model_store
 
@@ -37,10 +38,7 @@ def _greedy(loaded: Any, prompt: str) -> str:
 
     tokenizer = loaded.tokenizer
     if loaded.has_chat_template:
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-        )
-        ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        ids = torch.tensor([encode_chat(tokenizer, [{"role": "user", "content": prompt}])])
     else:
         ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
     ids = ids.to(loaded.device)
