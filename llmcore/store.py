@@ -170,6 +170,22 @@ class ModelStore:
                 continue  # a foreign or damaged folder is not a model; it is skipped, not fatal
         return metas
 
+    # --- changing -----------------------------------------------------------------------------
+    def update_extra(self, name: str, changes: dict[str, Any]) -> ModelMeta:
+        """Merge `changes` into a model's extra metadata (who owns it, whether it is shared...) and
+        rewrite its meta.json atomically; the weights and facts stay as they are."""
+        meta = self.meta(name)
+        meta.extra = {**meta.extra, **changes}
+        folder = self.path(name)
+        tmp = folder / f".{META_FILE}.{uuid.uuid4().hex[:8]}"
+        try:
+            tmp.write_text(meta.to_json())
+            tmp.replace(folder / META_FILE)  # a concurrent reader sees the old file or the new one
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StoreError(f"Could not update {name}'s metadata: {exc.strerror or exc}.") from None
+        return meta
+
     # --- removing -----------------------------------------------------------------------------
     def remove(self, name: str) -> None:
         path = self.path(name)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 
@@ -8,6 +9,11 @@ class ModelEntry(models.Model):
 
     The store folder is the source of truth for files and facts; `services.sync_catalog` keeps these rows
     in step with it (a model removed from disk disappears from the catalog).
+
+    Who may see a model: everyone when `shared`, else its owner and admins. Base models (imported or
+    pulled) have no owner and are shared; a model a job made belongs to the job's owner and is private
+    until they share it. A made model whose owner is gone (owner null, not shared) is for admins only.
+    Owner and sharing are written into the store's meta.json too, so a rebuilt catalog keeps them.
     """
 
     name = models.CharField(max_length=64, unique=True)
@@ -43,6 +49,14 @@ class ModelEntry(models.Model):
     rope_theta = models.FloatField(null=True)
     rope_theta_sliding = models.FloatField(null=True)
     meta = models.JSONField(default=dict)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,  # not shared either: the model is then for admins only
+        related_name="models_made",
+    )
+    shared = models.BooleanField(default=False)  # private unless the store says otherwise (fail closed)
 
     class Meta:
         ordering = ["name"]

@@ -6,8 +6,11 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+from django.apps import apps
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from llmcore import pulls
@@ -15,7 +18,22 @@ from llmcore.store import ModelMeta, ModelStore, StoreError
 from playground.catalog.models import ModelEntry
 from playground.core.services import model_cache, model_store
 
-__all__ = ["StoreError", "import_model", "list_models", "pull_model", "remove_model", "sync_catalog"]
+__all__ = [
+    "ModelNotFound",
+    "SharingRefused",
+    "StoreError",
+    "get_visible_model",
+    "import_model",
+    "list_models",
+    "may_manage",
+    "may_see",
+    "owner_extra",
+    "pull_model",
+    "remove_model",
+    "set_shared",
+    "sync_catalog",
+    "visible_models",
+]
 
 
 def sync_catalog() -> list[ModelEntry]:
@@ -24,7 +42,7 @@ def sync_catalog() -> list[ModelEntry]:
     Called on every catalog page view, so it writes only when the store has changed.
     """
     metas = {meta.name: meta for meta in model_store().list()}
-    entries = {e.name: e for e in ModelEntry.objects.select_related("parent")}
+    entries = {e.name: e for e in ModelEntry.objects.select_related("parent", "owner")}
     stale = [name for name in entries if name not in metas]
     changed = [m for m in metas.values() if _differs(entries.get(m.name), m)]
     if stale or changed:
@@ -93,11 +111,106 @@ def _fields(meta: ModelMeta) -> dict[str, object]:
         "rope_theta": facts.rope_theta,
         "rope_theta_sliding": facts.rope_theta_sliding,
         "meta": _meta_json(meta),
+        **dict(zip(("owner", "shared"), _ownership(meta), strict=True)),
     }
 
 
+def _ownership(meta: ModelMeta) -> tuple[Any, bool]:
+    """(owner, shared) as the store records them. Base models have neither key: shared, no owner. A
+    job's output written before owners were recorded belongs to its job's owner, if that job is still
+    here; a made model whose owner cannot be found is for admins only (owner None, not shared)."""
+    extra = meta.extra
+    shared = extra.get("shared") is True
+    owner_id = extra.get("owner_id")
+    if isinstance(owner_id, int) and not isinstance(owner_id, bool):
+        # The name must match too: after a database rebuild an id may belong to somebody else.
+        owner = get_user_model().objects.filter(pk=owner_id, username=extra.get("owner")).first()
+        return owner, shared
+    if "owner_id" in extra:
+        return None, shared
+    job_id = extra.get("job")
+    if job_id is None:
+        return None, True
+    job = apps.get_model("jobs", "Job").objects.filter(pk=job_id, output_name=meta.name).first()
+    return (job.owner if job else None), shared
+
+
 def list_models() -> list[ModelEntry]:
+    """Every model, whoever may see it: for the command line (an admin's tool), not for pages."""
     return sync_catalog()
+
+
+# --- who may see and use a model --------------------------------------------------------------------
+class ModelNotFound(LookupError):
+    """No such model, or one this user may not see: the two read the same, so a private model's name is
+    never confirmed to someone it is not shared with."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"No model named {name!r} in the catalog.")
+        self.name = name
+
+
+class SharingRefused(PermissionError):
+    """The user may see the model but not change who else sees it; the message says why."""
+
+
+def is_admin(user: Any) -> bool:
+    return bool(getattr(user, "is_active", False) and getattr(user, "is_superuser", False))
+
+
+def may_see(user: Any, entry: ModelEntry) -> bool:
+    if entry.shared or is_admin(user):
+        return True
+    return entry.owner_id is not None and getattr(user, "pk", None) == entry.owner_id
+
+
+def may_manage(user: Any, entry: ModelEntry) -> bool:
+    """May change who sees the model (and see how it was made): its owner and admins."""
+    if is_admin(user):
+        return True
+    return entry.owner_id is not None and getattr(user, "pk", None) == entry.owner_id
+
+
+def is_made(entry: ModelEntry) -> bool:
+    """Made here by a job (so owned and shareable), not imported or pulled (a base model)."""
+    return "owner_id" in entry.extra or "job" in entry.extra
+
+
+def visible_models(user: Any) -> list[ModelEntry]:
+    """Every model this user may see and use, by name: what each page lists and each form accepts."""
+    return [e for e in sync_catalog() if may_see(user, e)]
+
+
+def get_visible_model(user: Any, name: str) -> ModelEntry:
+    """The catalog model of that name if this user may see it; else ModelNotFound (as if it were not
+    there). Syncs with the store only when the name is not in the catalog yet (a model just imported)."""
+    query = ModelEntry.objects.select_related("parent", "owner")
+    entry = query.filter(name=name).first()
+    if entry is None:
+        sync_catalog()
+        entry = query.filter(name=name).first()
+    if entry is None or not may_see(user, entry):
+        raise ModelNotFound(name)
+    return entry
+
+
+def owner_extra(user: Any) -> dict[str, object]:
+    """What a job writes into its model's meta.json: whose model it is, private until they share it."""
+    return {"owner_id": user.pk, "owner": user.get_username(), "shared": False}
+
+
+def set_shared(user: Any, name: str, shared: bool) -> ModelEntry:
+    """Share a model with everyone or make it private again; owner and admins only. Written into the
+    store's meta.json first, so the catalog rebuilt from the store agrees."""
+    entry = get_visible_model(user, name)
+    if not is_made(entry):
+        raise SharingRefused(f"{entry.name} is a base model: it is shared with everyone.")
+    if not may_manage(user, entry):
+        raise SharingRefused(f"Only the owner of {entry.name} or an admin can change who sees it.")
+    if entry.shared != shared:
+        model_store().update_extra(entry.name, {"shared": shared})
+        sync_catalog()
+    return ModelEntry.objects.select_related("parent", "owner").get(pk=entry.pk)
 
 
 def import_model(

@@ -9,4 +9,5 @@ urlpatterns = [
     path("", views.model_list, name="list"),
     path("<str:name>/", views.model_detail, name="detail"),
     path("<str:name>/download/<str:what>/", views.download, name="download"),
+    path("<str:name>/share/", views.share, name="share"),
 ]

@@ -26,6 +26,7 @@ from llmcore.attention import AttentionInputError, AttentionUnsupported
 from llmcore.inspect_token import last_query_attention, step_context
 from llmcore.store import StoreError
 from llmcore.tokenize import load_pretrained_tokenizer, token_display
+from playground.catalog.services import get_visible_model
 from playground.chat import services
 from playground.chat.models import Message
 from playground.core.services import model_store
@@ -66,6 +67,11 @@ def model_of(message: Message) -> str:
     try:
         found = model_store().exists(name)
     except StoreError:  # a name that is not a valid model name can name no model
+        found = False
+    try:
+        if found:  # and still one the answer's owner may use (its owner may have made it private)
+            get_visible_model(message.conversation.owner, name)
+    except LookupError:
         found = False
     if not found:
         raise InspectorError(
@@ -123,7 +129,7 @@ def token_payload(message: Message, index: int, name: str, sha: str) -> dict[str
     notes = []
     if provenance.get("weights_sha256") not in (None, sha):
         notes.append(f"{name}'s weights changed since this answer: the attention is the current weights'.")
-    attention, attention_error = attention_of(name, context)
+    attention, attention_error = attention_of(name, context, message.conversation.owner)
     return {
         "message": message.pk,
         "index": index,
@@ -146,11 +152,12 @@ def token_payload(message: Message, index: int, name: str, sha: str) -> dict[str
     }
 
 
-def attention_of(name: str, context: list[int]) -> tuple[dict[str, Any] | None, str | None]:
+def attention_of(name: str, context: list[int], owner: Any) -> tuple[dict[str, Any] | None, str | None]:
     """(the attention rows and their shape, None), or (None, why there are none) for a context the
     inspector does not look at; the token and its alternatives are shown either way."""
     try:
-        step = last_query_attention(get_loaded(name), context, max_tokens=settings.INSPECT_MAX_TOKENS)
+        loaded = get_loaded(name, owner)
+        step = last_query_attention(loaded, context, max_tokens=settings.INSPECT_MAX_TOKENS)
     except (LookupError, StoreError) as exc:  # gone from the catalog since model_of looked
         raise InspectorError(str(exc), 410) from None
     except (AttentionInputError, AttentionUnsupported) as exc:

@@ -15,7 +15,7 @@ from django.db.models import Q, QuerySet
 
 from llmcore.engine import Candidate, DoneEvent, Engine, GenerationRequest, GenerationStream, StatsEvent
 from llmcore.sampling import SamplingConfig
-from playground.catalog.services import sync_catalog
+from playground.catalog.services import visible_models
 from playground.chat.models import Conversation, Message
 from playground.core.services import model_cache, model_store
 
@@ -296,15 +296,16 @@ def engine_messages(
 
 
 # --- models and engines ---------------------------------------------------------------------------
-def model_choices() -> list[tuple[str, str]]:
-    """Catalog models that generate text (encoders cannot chat)."""
-    return [(e.name, e.name) for e in sync_catalog() if not e.is_encoder_only]
+def model_choices(user: Any = None) -> list[tuple[str, str]]:
+    """Catalog models this user may use that generate text (encoders cannot chat); no user: the shared
+    ones."""
+    return [(e.name, e.name) for e in visible_models(user) if not e.is_encoder_only]
 
 
-def context_lengths() -> dict[str, int | None]:
-    """The catalog's context length of each text model: what the page shows before an answer starts
-    (the engine's own figure, in the "started" frame, replaces it)."""
-    return {e.name: e.context_length for e in sync_catalog() if not e.is_encoder_only}
+def context_lengths(user: Any = None) -> dict[str, int | None]:
+    """The catalog's context length of each text model this user may use: what the page shows before an
+    answer starts (the engine's own figure, in the "started" frame, replaces it)."""
+    return {e.name: e.context_length for e in visible_models(user) if not e.is_encoder_only}
 
 
 def default_model(names: list[str]) -> str:
@@ -679,8 +680,11 @@ def replay_data(owner, data: dict[str, Any]) -> dict[str, Any]:  # type: ignore[
     if source.role != Message.Role.ASSISTANT or not source.provenance.get("model"):
         raise ChatError(f"Message {source.pk} is not an answer with saved settings: nothing to replay.")
     saved = source.provenance
-    if saved["model"] not in dict(model_choices()):
-        raise ChatError(f"{saved['model']}, which wrote this answer, is no longer in the catalog.")
+    if saved["model"] not in dict(model_choices(owner)):
+        raise ChatError(
+            f"{saved['model']}, which wrote this answer, is no longer in the catalog "
+            "(or no longer shared with you), so it cannot be replayed."
+        )
     settings = {key: saved["sampling"][key] for key in SAMPLER_KEYS if key in saved.get("sampling", {})}
     settings |= {
         key: saved[key] for key in ("seed", "stop_sequences", "best_of", "num_beams") if key in saved

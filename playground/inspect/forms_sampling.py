@@ -8,7 +8,7 @@ from django import forms
 from django.conf import settings
 
 from llmcore.sampling import STAGES
-from playground.inspect.forms import ModelNameField
+from playground.inspect.forms import ModelNameField, UserModelsForm
 
 STAGE_LABELS = {"temperature": "temperature", "top_k": "top-k", "top_p": "top-p", "min_p": "min-p"}
 # The orders people meet in practice first (transformers' warpers; llama.cpp's sampler chain), then the rest.
@@ -20,7 +20,7 @@ ORDER_CHOICES = [
 LENS_MAX_TOKENS = 48  # the grid shows every layer for every position; more columns stop being readable
 
 
-class PromptForm(forms.Form):
+class PromptForm(UserModelsForm):
     model = ModelNameField(causal_only=True, widget=forms.Select(attrs={"class": "live"}))
     text = forms.CharField(
         max_length=settings.INSPECT_MAX_CHARS,

@@ -14,7 +14,7 @@ from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
-from playground.catalog.services import sync_catalog
+from playground.catalog.services import ModelNotFound, get_visible_model, visible_models
 from playground.jobs.forms import DatasetForm, FinetuneForm, QuantizeForm
 from playground.jobs.models import Dataset, Job
 from playground.jobs.services import checks
@@ -44,8 +44,9 @@ def owned_job(request: HttpRequest, job_id: int) -> Job:
     return job
 
 
-def catalog_names() -> list[str]:
-    return [e.name for e in sync_catalog() if not e.is_encoder_only]
+def catalog_names(user: Any) -> list[str]:
+    """The text models this user may build on (base, teacher, student, preview): not others' private ones."""
+    return [e.name for e in visible_models(user) if not e.is_encoder_only]
 
 
 def job_list(request: HttpRequest) -> HttpResponse:
@@ -143,7 +144,7 @@ def form_page(request: HttpRequest, form: Any, kind: str, methods: dict[str, str
 
 
 def new_quantize(request: HttpRequest) -> HttpResponse:
-    models, methods = catalog_names(), checks.quant_methods()
+    models, methods = catalog_names(request.user), checks.quant_methods()
     form = QuantizeForm(
         request.POST if request.method == "POST" else None,
         models=models,
@@ -171,7 +172,7 @@ def new_quantize(request: HttpRequest) -> HttpResponse:
 
 
 def new_finetune(request: HttpRequest) -> HttpResponse:
-    models, methods = catalog_names(), checks.finetune_methods()
+    models, methods = catalog_names(request.user), checks.finetune_methods()
     form = FinetuneForm(
         request.POST if request.method == "POST" else None,
         models=models,
@@ -243,7 +244,7 @@ def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = Dataset.objects.filter(pk=dataset_id, owner=request.user).first()
     if dataset is None:
         raise Http404("No such dataset.")
-    models = catalog_names()
+    models = catalog_names(request.user)
     model = request.GET.get("model") or (models[0] if models else "")
     examples, preview_error = [], ""
     if model in models and dataset.rows:
@@ -258,9 +259,14 @@ def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
 def compare(request: HttpRequest, name: str) -> HttpResponse:
     """The page answers at once; htmx then asks for the numbers and generations (several seconds)."""
     try:
+        get_visible_model(request.user, name)
         parent = parent_of(name)
-    except CompareError as exc:
+    except (CompareError, ModelNotFound) as exc:
         raise Http404(str(exc)) from None
+    try:
+        get_visible_model(request.user, parent)  # running someone's private parent would show it
+    except ModelNotFound:
+        raise Http404(f"{name} has no parent you can see to compare with") from None
     context: dict[str, Any] = {"name": name, "parent": parent}
     if request.htmx:
         try:

@@ -58,13 +58,15 @@ def capture_cache() -> CaptureCache:
         return _cache
 
 
-def run_attention(owner: Any, model_name: str, text: str, as_chat: bool) -> dict[str, Any]:
-    """Capture one model's attention over the text; the meta the page and the API answer with.
+def run_attention(user: Any, model_name: str, text: str, as_chat: bool) -> dict[str, Any]:
+    """Capture one model's attention over the text; the meta the page and the API answer with. The
+    capture is kept for this user only.
 
-    Raises one of USER_ERRORS for input it cannot capture: an unknown model, text over the limits...
+    Raises one of USER_ERRORS for input it cannot capture: an unknown model (or one this user may not
+    see), text over the limits...
     """
     try:
-        loaded = get_loaded(model_name)
+        loaded = get_loaded(model_name, user)
     except LookupError as exc:
         raise UnknownModel(str(exc)) from None
     context = getattr(loaded.model.config.get_text_config(), "max_position_embeddings", None)
@@ -77,7 +79,7 @@ def run_attention(owner: Any, model_name: str, text: str, as_chat: bool) -> dict
         model_name=model_name,
     )
     capture = capture_attention(loaded.model, inp, model_name=model_name, is_causal=loaded.is_causal)
-    capture_cache().put(capture, owner)
+    capture_cache().put(capture, user.pk)
     return capture_meta(capture)
 
 

@@ -24,6 +24,7 @@ from llmcore.tokenize import (  # noqa: F401  (re-exported for forms and views)
     TokenizeError,
     TrainError,
 )
+from playground.catalog.services import get_visible_model
 from playground.core.services import model_store
 from playground.inspect.models import TrainedTokenizer
 from playground.inspect.services.common import default_model_name, get_loaded, model_choices
@@ -41,7 +42,7 @@ def ready_trained(user: Any) -> list[TrainedTokenizer]:
 
 
 def tokenizer_choices(user: Any) -> list[tuple[str, list[tuple[str, str]]]]:
-    catalog = [(f"model:{name}", label) for name, label in model_choices()]
+    catalog = [(f"model:{name}", label) for name, label in model_choices(user)]
     mine = [(t.choice_value, f"{t.name} (trained {t.get_kind_display()})") for t in ready_trained(user)]
     return [
         (group, options)
@@ -50,8 +51,8 @@ def tokenizer_choices(user: Any) -> list[tuple[str, list[tuple[str, str]]]]:
     ]
 
 
-def default_choice() -> str | None:
-    name = default_model_name()
+def default_choice(user: Any = None) -> str | None:
+    name = default_model_name(user)
     return f"model:{name}" if name else None
 
 
@@ -67,10 +68,8 @@ class Source:
 def resolve(choice: str, user: Any) -> Source:
     kind, _, ref = choice.partition(":")
     if kind == "model":
-        store = model_store()
-        if not store.exists(ref):
-            raise LookupError(f"No model named {ref!r} in the catalog.")
-        return Source(choice, ref, core.load_pretrained_tokenizer(store.path(ref)), ref)
+        get_visible_model(user, ref)  # LookupError, worded alike, for a model this user may not see
+        return Source(choice, ref, core.load_pretrained_tokenizer(model_store().path(ref)), ref)
     row = next((t for t in ready_trained(user) if kind == "trained" and str(t.pk) == ref), None)
     if row is None:
         raise LookupError(f"No tokenizer {choice!r} among yours.")

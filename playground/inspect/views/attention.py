@@ -13,12 +13,12 @@ from django.urls import path
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from playground.core.api import ApiError, api_view, json_body, validated
-from playground.inspect.forms import ModelNameField
+from playground.inspect.forms import ModelNameField, UserModelsForm
 from playground.inspect.services import attention as services
 from playground.inspect.services.common import default_model_name, model_choices
 
 
-class AttentionForm(forms.Form):
+class AttentionForm(UserModelsForm):
     text = forms.CharField(strip=False, widget=forms.Textarea)
     model = ModelNameField()
     as_chat = forms.BooleanField(required=False)
@@ -38,13 +38,14 @@ class AttentionPageForm(AttentionForm):
     compare = ModelNameField(required=False)
 
 
-def initial_model(asked: str | None = None) -> str | None:
-    """The model a link asked for (?model=, e.g. a job's output) when the catalog has it; else the default
-    model, else the first causal one: a page should open on a model with a causal mask."""
-    if asked and asked in {name for name, _ in model_choices()}:
+def initial_model(user: Any, asked: str | None = None) -> str | None:
+    """The model a link asked for (?model=, e.g. a job's output) when this user may use it; else the
+    default model, else the first causal one: a page should open on a model with a causal mask."""
+    choices = model_choices(user)
+    if asked and asked in {name for name, _ in choices}:
         return asked
-    default = default_model_name()
-    causal = [name for name, _ in model_choices(causal_only=True)]
+    default = default_model_name(user)
+    causal = [name for name, _ in model_choices(user, causal_only=True)]
     return default if default in causal or not causal else causal[0]
 
 
@@ -52,7 +53,9 @@ def initial_model(asked: str | None = None) -> str | None:
 def page(request: HttpRequest) -> HttpResponse:
     posted = request.method == "POST"
     form = AttentionPageForm(
-        request.POST if posted else None, initial={"model": initial_model(request.GET.get("model"))}
+        request.POST if posted else None,
+        initial={"model": initial_model(request.user, request.GET.get("model"))},
+        user=request.user,
     )
     results: list[dict[str, Any]] = []
     errors: list[str] = []
@@ -62,9 +65,7 @@ def page(request: HttpRequest) -> HttpResponse:
             names = [data["model"], *([data["compare"]] if data["compare"] else [])]
             try:
                 for name in names:
-                    results.append(
-                        services.run_attention(request.user.pk, name, data["text"], data["as_chat"])
-                    )
+                    results.append(services.run_attention(request.user, name, data["text"], data["as_chat"]))
             except services.USER_ERRORS as exc:
                 errors.append(str(exc))
         else:
@@ -74,7 +75,7 @@ def page(request: HttpRequest) -> HttpResponse:
         "form": form,
         "panels": [{"dom_id": f"attention-meta-{i}", "meta": meta} for i, meta in enumerate(results)],
         "errors": errors,
-        "choices": model_choices(),
+        "choices": model_choices(request.user),
         "max_tokens": settings.INSPECT_MAX_TOKENS,
         "max_chars": settings.INSPECT_MAX_CHARS,
     }
@@ -88,9 +89,9 @@ def page(request: HttpRequest) -> HttpResponse:
 @require_POST
 @api_view
 def api_run(request: HttpRequest) -> dict[str, Any]:
-    data = validated(AttentionForm, json_body(request))
+    data = validated(AttentionForm, json_body(request), user=request.user)
     try:
-        return services.run_attention(request.user.pk, data["model"], data["text"], data["as_chat"])
+        return services.run_attention(request.user, data["model"], data["text"], data["as_chat"])
     except services.USER_ERRORS as exc:
         raise ApiError(str(exc)) from None
 

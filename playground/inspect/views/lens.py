@@ -20,15 +20,15 @@ EXAMPLE_PROMPT = "The Eiffel Tower is in the city of"
 @require_http_methods(["GET", "POST"])
 def page(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
-        form = PromptForm(request.POST)
+        form = PromptForm(request.POST, user=request.user)
     else:
-        form = PromptForm({"model": default_model_name(), "text": EXAMPLE_PROMPT, **request.GET.dict()})
+        initial = {"model": default_model_name(request.user), "text": EXAMPLE_PROMPT}
+        form = PromptForm({**initial, **request.GET.dict()}, user=request.user)
     result, error = None, None
     if form.is_valid():
         try:
-            result = run_lens(
-                form.cleaned_data["model"], form.cleaned_data["text"], form.cleaned_data["as_chat"]
-            )
+            data = form.cleaned_data
+            result = run_lens(data["model"], data["text"], data["as_chat"], request.user)
         except InspectError as exc:
             error = str(exc)
     template = "inspect/logit_lens.html#result" if request.htmx else "inspect/logit_lens.html"
@@ -39,9 +39,9 @@ def page(request: HttpRequest) -> HttpResponse:
 @require_POST
 @api_view
 def api(request: HttpRequest) -> dict[str, Any]:
-    data = validated(PromptForm, json_body(request))
+    data = validated(PromptForm, json_body(request), user=request.user)
     try:
-        return run_lens(data["model"], data["text"], data["as_chat"])
+        return run_lens(data["model"], data["text"], data["as_chat"], request.user)
     except InspectError as exc:
         raise ApiError(str(exc)) from None
 

@@ -41,7 +41,7 @@ SLIDERS = [
 PLOT_X0, PLOT_X1, PLOT_Y0, PLOT_Y1 = 40, 410, 190, 10
 
 
-def run_explorer(data: dict[str, Any], draw: bool) -> dict[str, Any]:
+def run_explorer(data: dict[str, Any], draw: bool, user: Any) -> dict[str, Any]:
     config = SamplingConfig(
         temperature=data["temperature"],
         top_k=data["top_k"],
@@ -50,7 +50,7 @@ def run_explorer(data: dict[str, Any], draw: bool) -> dict[str, Any]:
         repetition_penalty=data["repetition_penalty"],
         order=data["order"],
     )
-    prompt = prompt_logits(data["model"], data["text"], data["as_chat"])
+    prompt = prompt_logits(data["model"], data["text"], data["as_chat"], user)
     return explore(prompt, config, data["top_n"], data.get("seed"), draw)
 
 
@@ -73,12 +73,12 @@ def curve_geometry(curve: dict[str, Any]) -> dict[str, Any]:
 @require_http_methods(["GET", "POST"])
 def page(request: HttpRequest) -> HttpResponse:
     source = request.POST if request.method == "POST" else request.GET
-    initial = {"model": default_model_name(), "text": EXAMPLE_PROMPT}
-    form = NextTokenForm(with_defaults({**initial, **source.dict()}))
+    initial = {"model": default_model_name(request.user), "text": EXAMPLE_PROMPT}
+    form = NextTokenForm(with_defaults({**initial, **source.dict()}), user=request.user)
     result, error = None, None
     if form.is_valid():
         try:
-            result = run_explorer(form.cleaned_data, draw="sample" in source)
+            result = run_explorer(form.cleaned_data, draw="sample" in source, user=request.user)
             result["curve"]["geometry"] = curve_geometry(result["curve"])
         except InspectError as exc:
             error = str(exc)
@@ -94,9 +94,9 @@ def page(request: HttpRequest) -> HttpResponse:
 @api_view
 def api(request: HttpRequest) -> dict[str, Any]:
     body = json_body(request)
-    data = validated(NextTokenForm, with_defaults(body))
+    data = validated(NextTokenForm, with_defaults(body), user=request.user)
     try:
-        return run_explorer(data, draw=bool(body.get("sample")))
+        return run_explorer(data, draw=bool(body.get("sample")), user=request.user)
     except InspectError as exc:
         raise ApiError(str(exc)) from None
 

@@ -59,7 +59,7 @@ def trained_context(user: Any) -> dict[str, Any]:
     return {
         "trained": trained,
         "any_pending": any(not t.is_done for t in trained),
-        "default_choice": services.default_choice(),
+        "default_choice": services.default_choice(user),
     }
 
 
@@ -70,7 +70,8 @@ def render_page(request: HttpRequest, context: dict[str, Any], status: int = 200
         context["form"] = LabForm(data, user=request.user)
         context["lab"], context["lab_error"] = lab_for(context["form"], request.user)
     if "chat_form" not in context:
-        context["chat_form"] = ChatForm({"model": services.default_model_name(), **CHAT_EXAMPLE})
+        initial = {"model": services.default_model_name(request.user), **CHAT_EXAMPLE}
+        context["chat_form"] = ChatForm(initial, user=request.user)
         context["chat"], context["chat_error"] = chat_for(context["chat_form"])
     context.setdefault("train_form", TrainForm())
     form = context["form"]
@@ -99,7 +100,7 @@ def page(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def chat(request: HttpRequest) -> HttpResponse:
-    form = ChatForm(request.POST)
+    form = ChatForm(request.POST, user=request.user)
     rendering, error = chat_for(form)
     context = {"chat_form": form, "chat": rendering, "chat_error": error}
     if request.htmx:

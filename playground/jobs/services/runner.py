@@ -290,9 +290,10 @@ def finetune_config(method: str, job_params: dict[str, Any], base_dir: Path) -> 
 
 
 def _register(job: Job, out_dir: Path, report: dict[str, Any], extra: dict[str, Any]) -> None:
-    from playground.catalog.services import sync_catalog
+    from playground.catalog.services import owner_extra, sync_catalog
 
     lineage = {
+        **owner_extra(job.owner),  # the job owner's model, private to them until they share it
         "job": job.pk,
         "kind": job.kind,
         "dataset": job.dataset.name if job.dataset else None,

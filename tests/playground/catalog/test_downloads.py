@@ -13,6 +13,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from playground.catalog.services import owner_extra
+
 pytestmark = pytest.mark.django_db
 
 REPORT = {
@@ -37,11 +39,11 @@ def child_folder(tiny_model_dir: Path, tmp_path: Path) -> Path:
 
 
 def test_the_report_and_the_downloads_are_on_the_catalog_page(  # type: ignore[no-untyped-def]
-    client_in: Client, store, tiny_model, tiny_model_dir: Path, tmp_path: Path
+    client_in: Client, user, store, tiny_model, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     store.import_folder(
         child_folder(tiny_model_dir, tmp_path), "tiny-child", parent="tiny-llama", method="int8_weight",
-        extra={"job": 1, "quantize_report": REPORT},
+        extra={"job": 1, "quantize_report": REPORT, **owner_extra(user)},
     )  # fmt: skip
     assert not (store.path("tiny-child") / "adapter" / "train.py").exists(), "only safetensors and JSON"
 

@@ -6,6 +6,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from playground.catalog.services import owner_extra
 from playground.jobs.models import Dataset, Job
 from playground.jobs.services.jobs import cancel_job, choose_queue, reap_lost_jobs, resume_job
 from tests.playground.jobs.conftest import INSTRUCTIONS, worker_row
@@ -162,9 +163,10 @@ def test_a_job_whose_worker_is_gone_is_marked_failed_worker_lost(user, settings)
 
 # --- compare with the parent --------------------------------------------------------------------------
 def test_a_child_is_compared_with_its_parent_on_the_same_prompts(
-    client_in: Client, store, tiny_model, tiny_model_dir
+    client_in: Client, user, store, tiny_model, tiny_model_dir
 ) -> None:  # type: ignore[no-untyped-def]
-    store.import_folder(tiny_model_dir, "tiny-child", parent="tiny-llama", method="lora", extra={"job": 1})
+    extra = {"job": 1, **owner_extra(user)}  # alice's own fine-tune
+    store.import_folder(tiny_model_dir, "tiny-child", parent="tiny-llama", method="lora", extra=extra)
     page = client_in.get(reverse("jobs:compare", args=["tiny-child"])).content.decode()
     assert 'hx-trigger="load"' in page, "the page answers at once and fetches the numbers"
     html = client_in.get(

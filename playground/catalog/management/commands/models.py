@@ -4,7 +4,14 @@ from django.core.management.base import BaseCommand, CommandError
 
 from llmcore.pulls import DEFAULT_MODEL
 from playground.catalog import services
+from playground.catalog.models import ModelEntry
 from playground.catalog.templatetags.catalog import human_bytes, human_count
+
+
+def access(entry: ModelEntry) -> str:
+    if entry.shared:
+        return "shared"
+    return f"private:{entry.owner.get_username() if entry.owner else '(admins only)'}"
 
 
 class Command(BaseCommand):
@@ -46,7 +53,7 @@ class Command(BaseCommand):
                     self.stdout.write(
                         f"{e.name:28} {e.family:10} {human_count(e.parameters):>8} params "
                         f"{human_bytes(e.size_bytes):>9}  {e.dtype:9} "
-                        f"parent={e.parent.name if e.parent else '-'}"
+                        f"parent={e.parent.name if e.parent else '-'} {access(e)}"
                     )
             elif action == "remove":
                 services.remove_model(opts["name"])
