@@ -16,12 +16,15 @@ and by training (llmcore.finetune), so what the preview highlights is exactly wh
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from llmcore.text import JsonTooDeep, loads_json, text_problem
 
 FORMATS = ("text", "instruction", "chat", "preference")
 ROLES = ("system", "user", "assistant")
@@ -85,7 +88,7 @@ def parse_dataset(data: bytes, filename: str, max_rows: int = MAX_ROWS) -> Parse
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        return _fail(f"The file is not UTF-8 text (byte {exc.start} cannot be decoded). Save it as UTF-8.")
+        return _not_utf8(data, exc)
     if not text.strip():
         return _fail("The dataset is empty.")
     kind = _kind(text, filename)
@@ -95,24 +98,31 @@ def parse_dataset(data: bytes, filename: str, max_rows: int = MAX_ROWS) -> Parse
         for number, line in enumerate(text.splitlines(), start=1):
             if line.strip():
                 try:
-                    records.append((number, json.loads(line)))
+                    records.append((number, loads_json(line)))
+                except JsonTooDeep as exc:
+                    errors.append(DatasetError(number, str(exc)))
                 except json.JSONDecodeError as exc:
                     errors.append(DatasetError(number, f"not valid JSON ({exc.msg}, column {exc.colno})."))
     elif kind == "json":
         try:
-            value = json.loads(text)
+            value = loads_json(text)
+        except JsonTooDeep as exc:
+            return _fail(str(exc))
         except json.JSONDecodeError as exc:
             return _fail(f"Not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.")
         if not isinstance(value, list):
             return _fail("A JSON dataset must be an array of objects, one per example.")
         records = [(i, item) for i, item in enumerate(value, start=1)]
     elif kind == "csv":
-        reader = csv.DictReader(io.StringIO(text))
+        # strict: a quote that is never closed is an error, not a field that swallows every later row.
+        reader = csv.DictReader(io.StringIO(text), strict=True)
+        ended = 1  # the line the last row read ended on (the header's, at first)
         try:
             for csv_row in reader:
                 records.append((reader.line_num, {k: v for k, v in csv_row.items() if k is not None}))
+                ended = reader.line_num
         except csv.Error as exc:
-            errors.append(DatasetError(reader.line_num, f"not valid CSV ({exc})."))
+            errors.append(DatasetError(ended + 1, _csv_problem(exc)))
         if reader.fieldnames is None:
             return _fail("The CSV file has no header row.")
     else:
@@ -137,7 +147,10 @@ def parse_dataset(data: bytes, filename: str, max_rows: int = MAX_ROWS) -> Parse
     for number, record in records:
         if kind == "csv" and parsed.format == "chat" and isinstance(record.get("messages"), str):
             try:
-                record["messages"] = json.loads(record["messages"])
+                record["messages"] = loads_json(record["messages"])
+            except JsonTooDeep as exc:
+                parsed.errors.append(DatasetError(number, f"'messages': {exc}"))
+                continue
             except json.JSONDecodeError:
                 parsed.errors.append(DatasetError(number, "'messages' is not a JSON list of messages."))
                 continue
@@ -157,6 +170,28 @@ def load_sample(name: str, max_rows: int = MAX_ROWS) -> ParsedDataset:
 
 def _fail(message: str) -> ParsedDataset:
     return ParsedDataset(format=None, errors=[DatasetError(0, message)])
+
+
+def _not_utf8(data: bytes, exc: UnicodeDecodeError) -> ParsedDataset:
+    """Where the first byte that is not UTF-8 is, as a line and a byte in it a person can find."""
+    body = data[len(codecs.BOM_UTF8) :] if data.startswith(codecs.BOM_UTF8) else data  # offsets skip it
+    line_start = body.rfind(b"\n", 0, exc.start) + 1
+    return ParsedDataset(
+        format=None,
+        errors=[
+            DatasetError(
+                body.count(b"\n", 0, exc.start) + 1,
+                f"not UTF-8 text (byte {exc.start - line_start + 1} of the line, {body[exc.start]:#04x}, "
+                "cannot be decoded). Save the file as UTF-8.",
+            )
+        ],
+    )
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    if "unexpected end of data" in str(exc):
+        return 'not valid CSV: a quoted field starting on this line is never closed (a " is missing).'
+    return f"not valid CSV ({exc})."
 
 
 def _kind(text: str, filename: str) -> str:
@@ -229,11 +264,15 @@ def validate_row(record: Any, fmt: str) -> tuple[dict[str, Any] | None, str | No
             return None, f"'{key}' must be text, got {type(value).__name__}."
         if not value.strip():
             return None, f"'{key}' is empty."
+        if problem := text_problem(value, f"'{key}'"):
+            return None, problem
         row[key] = value
     if fmt == "instruction":
         extra = record.get("input") or ""
         if not isinstance(extra, str):
             return None, f"'input' must be text, got {type(extra).__name__}."
+        if problem := text_problem(extra, "'input'"):
+            return None, problem
         row["input"] = extra
     return row, None
 
@@ -252,6 +291,8 @@ def _validate_chat(messages: Any) -> tuple[dict[str, Any] | None, str | None]:
             return None, f"message {i}: a system message can only come first."
         if not isinstance(content, str) or not content.strip():
             return None, f"message {i} ({role}) has no text content."
+        if problem := text_problem(content, f"message {i} ({role})"):
+            return None, problem
         clean.append({"role": role, "content": content})
     if not any(m["role"] == "user" for m in clean):
         return None, "the conversation has no user message."

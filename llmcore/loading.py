@@ -11,6 +11,8 @@ import json
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,37 @@ from typing import Any
 import torch
 
 from llmcore.store import ModelStore, StoreError
+from llmcore.tokenize import TokenizeError
 
 # Tokens that end an assistant turn in common chat templates. Whichever of them a tokenizer has is added
 # to the model's stop tokens, so generation ends at the end of the turn, not at the length limit.
 END_OF_TURN_TOKENS = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "</s>")
+
+
+class TokenizerUnreadable(StoreError, TokenizeError):
+    """A model's tokenizer files do not parse; the message names the model and the reason, for the user.
+
+    Both a StoreError (the model cannot be loaded) and a TokenizeError (the tokenizer lab cannot use it).
+    """
+
+
+@contextmanager
+def reading_tokenizer(name: str) -> Iterator[None]:
+    """Turn any failure while a model's tokenizer files are parsed into TokenizerUnreadable.
+
+    transformers and tokenizers raise whatever the broken file makes them raise (JSONDecodeError, KeyError,
+    TypeError, the Rust parser's bare Exception...): a damaged file is the file's fault, never a 500.
+    """
+    try:
+        yield
+    except TokenizerUnreadable:
+        raise
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"[:300]
+        raise TokenizerUnreadable(
+            f"The tokenizer of {name} cannot be read ({reason}). Its tokenizer files in the model store are "
+            "damaged or in a format this version of transformers does not read; import the model again."
+        ) from exc
 
 
 def best_device(preference: str = "auto") -> torch.device:
@@ -152,7 +181,8 @@ def load_folder(
     started = time.perf_counter()
     auto = AutoModelForCausalLM if is_causal else AutoModel
     common = {"local_files_only": True, "trust_remote_code": False}
-    tokenizer = AutoTokenizer.from_pretrained(path, **common)
+    with reading_tokenizer(name or path.name):
+        tokenizer = AutoTokenizer.from_pretrained(path, **common)
     model = auto.from_pretrained(path, dtype=dtype, use_safetensors=True, **common)
     model.to(target)  # type: ignore[arg-type]
     model.eval()

@@ -61,6 +61,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before the CSRF check reads a body: /api/ answers a body over the size limit with JSON (413).
+    "playground.core.api.api_body_limit",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
@@ -118,11 +120,18 @@ if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
+        }
     }
 else:
     # Embedded defaults that need no server: kombu's SQLAlchemy transport and Celery's database
     # result backend, both on SQLite files under DATA_DIR; the in-memory channel layer.
+    # Every socket's consumer waits on Redis in a BZPOPMIN that blocks for 5 s (channels-redis's
+    # brpop_timeout); redis-py 8 gives up reading after its new default socket_timeout, also 5 s, and the
+    # TimeoutError closes the socket with 1011. A read timeout well above the block keeps idle sockets
+    # open, and still lets a Redis that stopped answering fail the socket instead of hanging it forever.
     CELERY_BROKER_URL = f"sqla+sqlite:///{DATA_DIR / 'celery-broker.sqlite3'}"
     CELERY_RESULT_BACKEND = f"db+sqlite:///{DATA_DIR / 'celery-results.sqlite3'}"
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

@@ -70,9 +70,12 @@ from django.conf import settings
 from playground.chat import services
 from playground.chat.forms import send_form
 from playground.core.consumers import CLOSE_UNAUTHENTICATED
+from playground.core.text import JsonTooDeep, loads_json
 
 logger = logging.getLogger(__name__)
 DISCONNECT_SAVE_TIMEOUT_S = 10.0
+MAX_ID = 2**63 - 1  # the largest id a database row can have: a larger number names nothing
+MAX_TOKEN = 2**31 - 1  # above any vocabulary size and any answer's length
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -106,13 +109,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if text_data is None:
             await self.send_error("Send JSON text frames, not binary ones.")
             return
-        if len(text_data.encode()) > settings.CHAT_MAX_FRAME_BYTES:
+        # surrogatepass: a lone surrogate is measured here and refused, with its position, by the form.
+        if len(text_data.encode("utf-8", "surrogatepass")) > settings.CHAT_MAX_FRAME_BYTES:
             await self.send_error(f"The message is too large (over {settings.CHAT_MAX_FRAME_BYTES} bytes).")
             return
         try:
-            frame = json.loads(text_data)
-        except ValueError:
-            await self.send_error("The frame is not valid JSON.")
+            frame = loads_json(text_data)
+        except ValueError as exc:  # JsonTooDeep says how deep is too deep; anything else is not JSON
+            await self.send_error(
+                str(exc) if isinstance(exc, JsonTooDeep) else "The frame is not valid JSON."
+            )
             return
         if not isinstance(frame, dict):
             await self.send_error('Send a JSON object with a "type".')
@@ -183,7 +189,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         saved = None
         conversation_id = frame.get("conversation")
         if conversation_id is not None:
-            if not isinstance(conversation_id, int) or isinstance(conversation_id, bool):
+            if not whole_number(conversation_id, 1, MAX_ID):
                 return None, "conversation must be an id or null."
             try:
                 conversation = services.get_conversation(self.user, conversation_id)
@@ -194,7 +200,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 "system": conversation.system_prompt,
                 **conversation.sampler_settings,
             }
-        form = send_form(frame, saved, self.user)
+        form = send_form(frame, saved)
         form.is_valid()  # here: the model choices read the catalog (the ORM), which async code may not
         if frame.get("action", "new") not in ("new", "edit"):
             form.errors.pop("content", None)  # these actions answer a saved message: no new text
@@ -285,9 +291,14 @@ def branch_fields(frame: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         return {"action": action}, None
     names = ("message", "at", "token") if action == "branch" else ("message",)
     for name in names:
-        value = frame.get(name)
-        if not isinstance(value, int) or isinstance(value, bool):
-            return {}, f'"{action}" needs "{name}": a whole number.'
-    if not isinstance(frame.get("conversation"), int):
+        low, high = (1, MAX_ID) if name == "message" else (0, MAX_TOKEN)
+        if not whole_number(frame.get(name), low, high):
+            return {}, f'"{action}" needs "{name}": a whole number from {low} to {high}.'
+    if not whole_number(frame.get("conversation"), 1, MAX_ID):
         return {}, f'"{action}" needs the "conversation" the message belongs to.'
     return {"action": action, **{name: frame[name] for name in names}}, None
+
+
+def whole_number(value: Any, low: int, high: int) -> bool:
+    """An int from the frame's JSON (true and false are ints in Python, not here) within [low, high]."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high

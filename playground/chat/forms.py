@@ -12,6 +12,7 @@ from django.core.validators import MaxLengthValidator
 
 from playground.chat import services
 from playground.chat.models import PromptTemplate, SamplerPreset
+from playground.core.text import TextField, TextValidator, check_text
 
 MAX_STOP_SEQUENCES = 4
 MAX_STOP_SEQUENCE_CHARS = 32
@@ -34,16 +35,21 @@ class StopSequencesField(forms.Field):
             raise forms.ValidationError(
                 f"Each stop sequence needs 1 to {MAX_STOP_SEQUENCE_CHARS} characters."
             )
-        return list(value)
+        return [check_text(s, "A stop sequence") for s in value]
 
 
 class SendForm(forms.Form):
     conversation = forms.IntegerField(min_value=1, required=False)
     model = forms.ChoiceField(choices=services.model_choices)
-    content = forms.CharField(
-        max_length=settings.CHAT_MAX_PROMPT_CHARS, strip=False, error_messages={"required": "Type a message."}
+    content = TextField(
+        what="The message",
+        max_length=settings.CHAT_MAX_PROMPT_CHARS,
+        strip=False,
+        error_messages={"required": "Type a message."},
     )
-    system = forms.CharField(max_length=settings.CHAT_MAX_SYSTEM_CHARS, strip=False, required=False)
+    system = TextField(
+        what="The system prompt", max_length=settings.CHAT_MAX_SYSTEM_CHARS, strip=False, required=False
+    )
     temperature = forms.FloatField(min_value=0, max_value=5)
     top_k = forms.IntegerField(min_value=0, max_value=1000)
     top_p = forms.FloatField(min_value=0.01, max_value=1)
@@ -55,10 +61,8 @@ class SendForm(forms.Form):
     best_of = forms.IntegerField(min_value=1, max_value=MAX_CANDIDATES, label="Best of N")
     num_beams = forms.IntegerField(min_value=1, max_value=MAX_CANDIDATES, label="Beams")
 
-    def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # The models this user may use (no user: the shared ones); another's private model reads as unknown.
-        self.fields["model"].choices = lambda: services.model_choices(user)
         self.fields["model"].error_messages["invalid_choice"] = (
             "Unknown model %(value)s: pick a text-generating model from the catalog."
         )
@@ -69,24 +73,13 @@ class SendForm(forms.Form):
             raise forms.ValidationError("Type a message.")
         return content
 
-    # The model a conversation was saved with, when the frame named none (see send_form).
-    conversation_model: str | None = None
-
     def clean(self) -> dict[str, Any]:
-        if "model" in self.errors and self.conversation_model:
-            # Regenerate, continue, replay...: the person chose no model, so say which one is gone.
-            self.errors["model"] = self.error_class(
-                [
-                    f"{self.conversation_model}, the model of this conversation, is no longer in the "
-                    "catalog (or no longer shared with you): pick another model to go on."
-                ]
-            )
         return check_best_of_or_beams(self)
 
 
-def send_form(frame: dict[str, Any], saved: dict[str, Any] | None = None, user: Any = None) -> SendForm:
+def send_form(frame: dict[str, Any], saved: dict[str, Any] | None = None) -> SendForm:
     """A bound SendForm from a "send" frame: the frame's settings over `saved` (the conversation's)
-    over the defaults, so a client may send only what changed. The model must be one `user` may use."""
+    over the defaults, so a client may send only what changed."""
     raw_settings = frame.get("settings") or {}
     data: dict[str, Any] = {**services.DEFAULT_SETTINGS, **(saved or {})}
     if isinstance(raw_settings, dict):
@@ -94,9 +87,7 @@ def send_form(frame: dict[str, Any], saved: dict[str, Any] | None = None, user: 
     for key in ("conversation", "model", "content", "system"):
         if key in frame:
             data[key] = frame[key]
-    form = SendForm(data={k: v for k, v in data.items() if v is not None}, user=user)
-    if "model" not in frame and saved:
-        form.conversation_model = saved.get("model")
+    form = SendForm(data={k: v for k, v in data.items() if v is not None})
     if not isinstance(raw_settings, dict):
         form.add_error(None, "settings must be an object.")
     return form
@@ -115,8 +106,11 @@ class PresetForm(forms.Form):
     """A name and the sampler settings of the chat panel, validated by SendForm's own fields, so a preset
     only ever holds what a "send" frame accepts."""
 
-    preset_name = forms.CharField(
-        max_length=60, label="Preset name", error_messages={"required": "Name the preset."}
+    preset_name = TextField(
+        what="The preset name",
+        max_length=60,
+        label="Preset name",
+        error_messages={"required": "Name the preset."},
     )
 
     def __init__(self, *args: Any, owner: Any, **kwargs: Any) -> None:
@@ -176,6 +170,8 @@ class PromptTemplateForm(forms.ModelForm):
         self.fields["template"].strip = False
         self.fields["template"].widget.attrs["maxlength"] = settings.CHAT_MAX_PROMPT_CHARS
         self.fields["system"].widget.attrs["maxlength"] = settings.CHAT_MAX_SYSTEM_CHARS
+        for name, field in self.fields.items():
+            field.validators.append(TextValidator(f"The {name}"))
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()
@@ -192,12 +188,14 @@ class PromptTemplateForm(forms.ModelForm):
 
 
 class ExampleForm(forms.Form):
-    input = forms.CharField(
-        max_length=MAX_EXAMPLE_CHARS, strip=False, widget=forms.Textarea(attrs={"rows": 2}),
+    input = TextField(
+        what="The input", max_length=MAX_EXAMPLE_CHARS, strip=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
         error_messages={"required": "Give the example an input (or tick Remove)."},
     )  # fmt: skip
-    output = forms.CharField(
-        max_length=MAX_EXAMPLE_CHARS, strip=False, widget=forms.Textarea(attrs={"rows": 2}),
+    output = TextField(
+        what="The output", max_length=MAX_EXAMPLE_CHARS, strip=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
         error_messages={"required": "Give the example an output (or tick Remove)."},
     )  # fmt: skip
 

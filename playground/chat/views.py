@@ -17,6 +17,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from playground.chat import library, services
 from playground.chat.models import Conversation
+from playground.core.text import TextField
 
 # Every sampler setting the consumer accepts, with the one line that explains it.
 PARAMETERS: list[dict[str, Any]] = [
@@ -49,7 +50,7 @@ PRESETS = [
 
 
 class RenameForm(forms.Form):
-    title = forms.CharField(max_length=200, error_messages={"required": "Give the chat a title."})
+    title = TextField(what="The title", max_length=200, error_messages={"required": "Give the chat a title."})
 
 
 def index(request: HttpRequest) -> HttpResponse:
@@ -177,7 +178,7 @@ def sidebar_context(
 
 
 def page_context(request: HttpRequest, current: Conversation | None) -> dict[str, Any]:
-    lengths = services.context_lengths(request.user)
+    lengths = services.context_lengths()
     saved = {**services.DEFAULT_SETTINGS, **(current.sampler_settings if current else {})}
     names = list(lengths)
     asked = request.GET.get("model")  # a link that opens a new chat on a model (a job's output, say)

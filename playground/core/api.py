@@ -2,17 +2,26 @@
 
 Endpoints sit behind login like every page; POSTs need the CSRF token (a script sends the `csrftoken`
 cookie's value in an X-CSRFToken header), so the same session that browses can script.
+
+Whatever a script sends is answered in JSON, {"error": "...", "fields": {...}}, with a 4xx: a body that is
+not JSON, nests too deeply (llmcore.text) or is over Django's DATA_UPLOAD_MAX_MEMORY_SIZE (413, from
+api_body_limit, before the CSRF check would read it and answer Django's HTML page).
 """
 
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from typing import Any
 
 from django import forms
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from playground.core.text import JsonTooDeep, loads_json
+
+API_PREFIX = "/api/"
 
 
 class ApiError(Exception):
@@ -23,7 +32,9 @@ class ApiError(Exception):
 
 def json_body(request: HttpRequest) -> dict[str, Any]:
     try:
-        data = json.loads(request.body or b"{}")
+        data = loads_json(request.body or b"{}")
+    except JsonTooDeep as exc:
+        raise ApiError(str(exc)) from None
     except (ValueError, UnicodeDecodeError):
         raise ApiError("The request body is not valid JSON.") from None
     if not isinstance(data, dict):
@@ -31,10 +42,9 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
     return data
 
 
-def validated(form_class: type[forms.Form], data: Any, **form_kwargs: Any) -> dict[str, Any]:
-    """The form's cleaned data, or an ApiError listing what is wrong with each field. `form_kwargs` go
-    to the form (user=..., for the models that user may pick)."""
-    form = form_class(data, **form_kwargs)
+def validated(form_class: type[forms.Form], data: Any) -> dict[str, Any]:
+    """The form's cleaned data, or an ApiError listing what is wrong with each field."""
+    form = form_class(data)
     if not form.is_valid():
         fields = {name: [str(e) for e in errors] for name, errors in form.errors.items()}
         first = next(iter(fields.values()))[0] if fields else "Invalid input."
@@ -50,7 +60,34 @@ def api_view(view: Callable[..., Any]) -> Callable[..., HttpResponse]:
         try:
             result = view(request, *args, **kwargs)
         except ApiError as exc:
-            return JsonResponse({"error": exc.message, "fields": exc.fields}, status=exc.status)
+            return error_response(exc)
         return JsonResponse(result) if isinstance(result, dict) else result
 
     return wrapper
+
+
+def error_response(exc: ApiError) -> JsonResponse:
+    return JsonResponse({"error": exc.message, "fields": exc.fields}, status=exc.status)
+
+
+def api_body_limit(
+    get_response: Callable[[HttpRequest], HttpResponse],
+) -> Callable[[HttpRequest], HttpResponse]:
+    """Middleware: a body over DATA_UPLOAD_MAX_MEMORY_SIZE sent to /api/ is answered 413 in JSON.
+
+    Django refuses such a body when something first reads it, with its HTML 400 page (the debug page in
+    development); reading it here, before the CSRF check does, keeps the endpoints' documented answer.
+    Forms keep Django's page.
+    """
+
+    def middleware(request: HttpRequest) -> HttpResponse:
+        if request.path.startswith(API_PREFIX):
+            try:
+                request.body  # noqa: B018 - read (and keep) the body now, where its size can be answered
+            except RequestDataTooBig:
+                limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0
+                message = f"The request body is over the limit of {limit:,} bytes; send less."
+                return error_response(ApiError(message, status=413))
+        return get_response(request)
+
+    return middleware

@@ -8,7 +8,8 @@ from django import forms
 from django.conf import settings
 
 from llmcore.sampling import STAGES
-from playground.inspect.forms import ModelNameField, UserModelsForm
+from playground.core.text import TextField
+from playground.inspect.forms import ModelNameField
 
 STAGE_LABELS = {"temperature": "temperature", "top_k": "top-k", "top_p": "top-p", "min_p": "min-p"}
 # The orders people meet in practice first (transformers' warpers; llama.cpp's sampler chain), then the rest.
@@ -22,7 +23,8 @@ LENS_MAX_TOKENS = 48  # the grid shows every layer for every position; more colu
 
 class PromptForm(UserModelsForm):
     model = ModelNameField(causal_only=True, widget=forms.Select(attrs={"class": "live"}))
-    text = forms.CharField(
+    text = TextField(
+        what="The prompt",
         max_length=settings.INSPECT_MAX_CHARS,
         strip=False,
         widget=forms.Textarea(attrs={"rows": 3}),  # a new prompt runs on submit, not on every keystroke

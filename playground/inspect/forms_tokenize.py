@@ -12,7 +12,8 @@ from django.core.files.uploadedfile import UploadedFile
 from django.core.validators import MaxLengthValidator
 from django.template.defaultfilters import filesizeformat
 
-from playground.inspect.forms import ModelNameField, UserModelsForm
+from playground.core.text import TextField, check_text
+from playground.inspect.forms import ModelNameField
 from playground.inspect.services import tokenize as services
 
 MAX_COMPARE = 4  # tokenizers side by side
@@ -35,16 +36,6 @@ def browser_newlines(text: str) -> str:
     return text.replace("\r\n", "\n")
 
 
-def check_unicode(text: str) -> str:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise forms.ValidationError(
-            "The text is not valid Unicode: it holds half of a surrogate pair."
-        ) from None
-    return text
-
-
 class TokenizerChoiceField(forms.MultipleChoiceField):
     """Catalog models ("model:<name>") and the person's own trained tokenizers ("trained:<id>").
     A bare model name is read as "model:<name>", which is handy in the JSON API."""
@@ -63,7 +54,7 @@ class TokenizerChoiceField(forms.MultipleChoiceField):
 
 
 class LabForm(forms.Form):
-    text = forms.CharField(
+    text = TextField(
         strip=False,  # leading and trailing spaces are tokens too
         widget=forms.Textarea(attrs={"rows": 5, "spellcheck": "false"}),
         error_messages={"required": "Type or paste some text to see its tokens."},
@@ -72,7 +63,6 @@ class LabForm(forms.Form):
     def __init__(self, *args: Any, user: Any = None, browser: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.browser = browser
-        self.user = user
         max_chars = limits()["text_chars"]
         self.fields["text"].validators.append(MaxLengthValidator(max_chars))
         self.fields["text"].error_messages["max_length"] = (
@@ -87,12 +77,12 @@ class LabForm(forms.Form):
 
     def clean_text(self) -> str:
         text = self.cleaned_data["text"]
-        return check_unicode(browser_newlines(text) if self.browser else text)
+        return browser_newlines(text) if self.browser else text
 
     def clean_models(self) -> list[str]:
         chosen = list(dict.fromkeys(self.cleaned_data["models"]))  # keep order, drop repeats
         if not chosen:
-            default = services.default_choice(self.user)
+            default = services.default_choice()
             if default is None:
                 raise forms.ValidationError("There is no tokenizer yet: pull a model or train a tokenizer.")
             chosen = [default]
@@ -116,13 +106,13 @@ CHAT_EXAMPLE = {
 }
 
 
-class ChatForm(UserModelsForm):
+class ChatForm(forms.Form):
     model = ModelNameField(
         label="Model", error_messages={"required": "There is no model to render with yet: pull one first."}
     )
-    system = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=4000)
-    user = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=4000)
-    assistant = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=4000)
+    system = TextField(required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=4000)
+    user = TextField(required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=4000)
+    assistant = TextField(required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=4000)
     generation_prompt = forms.BooleanField(
         required=False, label="End with the prompt for the assistant's next turn (add_generation_prompt)"
     )
@@ -144,7 +134,7 @@ class ChatForm(UserModelsForm):
 
 
 class TrainForm(forms.Form):
-    name = forms.CharField(max_length=80, required=False, help_text="Optional; a name is made up if empty.")
+    name = TextField(max_length=80, required=False, help_text="Optional; a name is made up if empty.")
     kind = forms.ChoiceField(
         choices=services.TRAIN_KIND_CHOICES,
         initial="bpe",
@@ -161,7 +151,8 @@ class TrainForm(forms.Form):
     )
     lowercase = forms.BooleanField(required=False)
     strip_accents = forms.BooleanField(required=False, label="Strip accents")
-    text = forms.CharField(
+    text = TextField(
+        what="The training text",
         required=False,
         strip=False,
         widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
@@ -197,7 +188,7 @@ class TrainForm(forms.Form):
         corpus = uploaded if uploaded is not None else browser_newlines(text)
         if not corpus.strip():
             raise forms.ValidationError("The training text is empty: paste some text or upload a .txt file.")
-        data["corpus"] = check_unicode(corpus)
+        data["corpus"] = check_text(corpus, "The training text")
         data["source"] = self.files["file"].name[:255] if uploaded is not None else "pasted text"
         return data
 

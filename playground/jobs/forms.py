@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 
+from playground.core.text import TextField
 from playground.jobs.models import Dataset
 
 SCHEDULERS = [
@@ -30,7 +31,8 @@ def _float(label: str, help_text: str, lo: float, hi: float, initial: float | No
 
 
 class OutputNameMixin(forms.Form):
-    output_name = forms.CharField(
+    output_name = TextField(
+        what="The name",
         label="Name of the result",
         required=False,
         max_length=64,
@@ -103,7 +105,8 @@ class FinetuneForm(OutputNameMixin):
     lora_rank = _int("LoRA rank", "LoRA/QLoRA: rank r of the low-rank update matrices.", 1, 512, None)
     lora_alpha = _int("LoRA alpha", "LoRA/QLoRA: the update is scaled by alpha / r.", 1, 1024, None)
     lora_dropout = _float("LoRA dropout", "LoRA/QLoRA: dropout on the adapter's input.", 0, 0.9, None)
-    target_modules = forms.CharField(
+    target_modules = TextField(
+        what="Target modules",
         label="Target modules",
         required=False,
         max_length=300,
@@ -125,7 +128,8 @@ class FinetuneForm(OutputNameMixin):
     sample_every = _int(
         "Sample every", "Generate from the sample prompts every n steps (0: never).", 0, 100_000, None
     )
-    sample_prompts = forms.CharField(
+    sample_prompts = TextField(
+        what="The sample prompts",
         label="Sample prompts",
         required=False,
         max_length=4000,
@@ -201,13 +205,16 @@ class DatasetForm(forms.Form):
         help_text=f"JSONL, JSON, CSV or TXT, up to {settings.DATASET_MAX_BYTES // 1024 // 1024} MB "
         f"and {settings.DATASET_MAX_ROWS:,} rows.",
     )
-    text = forms.CharField(
+    text = TextField(
+        what="The pasted text",
         required=False,
         label="Or paste",
         widget=forms.Textarea(attrs={"rows": 6}),
         help_text="JSONL (one JSON object a line) or plain text (rows split at blank lines).",
     )
-    name = forms.CharField(required=False, max_length=100, label="Name", help_text="For the list (optional).")
+    name = TextField(
+        what="The name", required=False, max_length=100, label="Name", help_text="For the list (optional)."
+    )
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

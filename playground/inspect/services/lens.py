@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from llmcore.lens import LensError, encode_prompt, logit_lens
+from llmcore.store import StoreError
 from llmcore.tokenize import token_display
 from playground.inspect.forms_sampling import LENS_MAX_TOKENS
 from playground.inspect.services.common import InspectError, get_loaded
 
 
-def run_lens(model: str, text: str, as_chat: bool, user: Any = None) -> dict[str, Any]:
+def run_lens(model: str, text: str, as_chat: bool) -> dict[str, Any]:
     try:
-        loaded = get_loaded(model, user)
+        loaded = get_loaded(model)
         ids = encode_prompt(loaded, text, as_chat)
         if len(ids) > LENS_MAX_TOKENS:
             raise InspectError(
@@ -20,7 +21,7 @@ def run_lens(model: str, text: str, as_chat: bool, user: Any = None) -> dict[str
                 f"the logit lens shows at most {LENS_MAX_TOKENS} positions."
             )
         result = logit_lens(loaded, ids)
-    except (LensError, LookupError) as exc:
+    except (LensError, LookupError, StoreError) as exc:  # StoreError: a model whose files do not load
         raise InspectError(str(exc)) from None
     tok = loaded.tokenizer
     rows = []

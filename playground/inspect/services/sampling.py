@@ -14,6 +14,7 @@ from django.conf import settings
 
 from llmcore.lens import LensError, encode_prompt, next_token_logits
 from llmcore.sampling import SamplingConfig, explain, generator_for, sample
+from llmcore.store import StoreError
 from llmcore.tokenize import token_display
 from playground.inspect.services.common import InspectError, get_loaded
 
@@ -39,10 +40,10 @@ class Prompt:
     tokenizer: Any
 
 
-def prompt_logits(model: str, text: str, as_chat: bool, user: Any = None) -> Prompt:
+def prompt_logits(model: str, text: str, as_chat: bool) -> Prompt:
     """Next-token logits for a prompt; the same prompt again reuses them (sliders never recompute)."""
     try:
-        loaded = get_loaded(model, user)
+        loaded = get_loaded(model)
         key = (model, as_chat, text)
         with _lock:
             hit = _cache.get(key)
@@ -59,7 +60,7 @@ def prompt_logits(model: str, text: str, as_chat: bool, user: Any = None) -> Pro
                 _cache[key] = hit
                 while len(_cache) > _CACHE_SIZE:
                     _cache.popitem(last=False)
-    except (LensError, LookupError) as exc:
+    except (LensError, LookupError, StoreError) as exc:  # StoreError: a model whose files do not load
         raise InspectError(str(exc)) from None
     return Prompt(model=model, ids=hit[0], logits=hit[1], tokenizer=loaded.tokenizer)
 

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from llmcore import tokenize as core
+from llmcore.loading import reading_tokenizer
 from llmcore.tokenize import (  # noqa: F401  (re-exported for forms and views)
     TRAIN_KINDS,
     UNICODE_FORMS,
@@ -51,8 +52,14 @@ def tokenizer_choices(user: Any) -> list[tuple[str, list[tuple[str, str]]]]:
     ]
 
 
-def default_choice(user: Any = None) -> str | None:
-    name = default_model_name(user)
+def pretrained_tokenizer(model_name: str) -> Any:
+    """A store model's tokenizer; files that do not parse raise a TokenizeError saying why (a 400)."""
+    with reading_tokenizer(model_name):
+        return core.load_pretrained_tokenizer(model_store().path(model_name))
+
+
+def default_choice() -> str | None:
+    name = default_model_name()
     return f"model:{name}" if name else None
 
 
@@ -68,8 +75,10 @@ class Source:
 def resolve(choice: str, user: Any) -> Source:
     kind, _, ref = choice.partition(":")
     if kind == "model":
-        get_visible_model(user, ref)  # LookupError, worded alike, for a model this user may not see
-        return Source(choice, ref, core.load_pretrained_tokenizer(model_store().path(ref)), ref)
+        store = model_store()
+        if not store.exists(ref):
+            raise LookupError(f"No model named {ref!r} in the catalog.")
+        return Source(choice, ref, pretrained_tokenizer(ref), ref)
     row = next((t for t in ready_trained(user) if kind == "trained" and str(t.pk) == ref), None)
     if row is None:
         raise LookupError(f"No tokenizer {choice!r} among yours.")
@@ -175,7 +184,7 @@ def rope_view(rope: core.Rope, height: float = 32) -> RopeView:
 
 
 def chat(model_name: str, messages: list[dict[str, str]], generation_prompt: bool) -> core.ChatRendering:
-    tokenizer = core.load_pretrained_tokenizer(model_store().path(model_name))
+    tokenizer = pretrained_tokenizer(model_name)
     return core.render_chat(tokenizer, messages, generation_prompt=generation_prompt)
 
 

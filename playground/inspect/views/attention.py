@@ -13,13 +13,14 @@ from django.urls import path
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from playground.core.api import ApiError, api_view, json_body, validated
-from playground.inspect.forms import ModelNameField, UserModelsForm
+from playground.core.text import TextField
+from playground.inspect.forms import ModelNameField
 from playground.inspect.services import attention as services
 from playground.inspect.services.common import default_model_name, model_choices
 
 
-class AttentionForm(UserModelsForm):
-    text = forms.CharField(strip=False, widget=forms.Textarea)
+class AttentionForm(forms.Form):
+    text = TextField(strip=False, widget=forms.Textarea)
     model = ModelNameField()
     as_chat = forms.BooleanField(required=False)
 

@@ -1,0 +1,54 @@
+"""The one check every text entry point of the site uses: forms, the JSON endpoints and the chat socket.
+
+A JSON body or a socket frame can carry what no browser form can: a number or a list where text belongs,
+or a lone surrogate ("\\ud800") that no tokenizer can encode. TextField refuses both with a sentence
+beside the field, where a plain CharField would turn a list into "['a']" and let the surrogate through to
+a 500. What counts as text is decided in llmcore.text, which the dataset parser shares.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from llmcore.text import JsonTooDeep, json_type, loads_json, text_problem
+
+__all__ = ["JsonTooDeep", "TextField", "TextValidator", "check_text", "loads_json"]
+
+
+def check_text(text: str, what: str = "The text") -> str:
+    """`text` itself, or a ValidationError saying where it is not valid Unicode text (or holds a NUL)."""
+    problem = text_problem(text, what)
+    if problem:
+        raise forms.ValidationError(problem, code="invalid_text")
+    return text
+
+
+class TextValidator:
+    """check_text as a field validator, for fields a ModelForm makes (the prompt library's)."""
+
+    def __init__(self, what: str = "The text") -> None:
+        self.what = what
+
+    def __call__(self, value: Any) -> None:
+        if isinstance(value, str):
+            check_text(value, self.what)
+
+    def __eq__(self, other: object) -> bool:  # validators are compared when migrations are made
+        return isinstance(other, TextValidator) and other.what == self.what
+
+
+class TextField(forms.CharField):
+    """A CharField that takes only a string of valid text; `what` names it in the error ("The message")."""
+
+    def __init__(self, *, what: str = "The text", **kwargs: Any) -> None:
+        self.what = what
+        super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> str:
+        if value not in self.empty_values and not isinstance(value, str):
+            raise forms.ValidationError(
+                f"{self.what} must be a string, not {json_type(value)}.", code="invalid"
+            )
+        return check_text(super().to_python(value), self.what)
