@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from celery.signals import celeryd_after_setup, worker_process_init, worker_ready, worker_shutdown
+from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "playground.settings")
@@ -47,10 +47,3 @@ def stop_heartbeat(sender, **kwargs) -> None:  # type: ignore[no-untyped-def]
     from playground.core.workers import stop_heartbeat as stop
 
     stop()
-
-
-@worker_process_init.connect
-def remember_pool_parent(**kwargs) -> None:  # type: ignore[no-untyped-def]
-    from playground.core.workers import remember_pool_parent as remember
-
-    remember()

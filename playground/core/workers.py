@@ -9,32 +9,27 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 log = logging.getLogger(__name__)
 _stop = threading.Event()
 _hostname: str | None = None
 _beat_hooks: list[Callable[[str], None]] = []
-_pool_parent: int | None = None  # in a prefork pool process: the worker's main process
+# The worker's main process forks its pool processes. A pool process forked while the heartbeat thread is
+# inside a SQLite statement inherits SQLite's in-process record of that lock, held by a thread it does
+# not have, and can never write again ("database is locked" on every job). So a fork waits until the
+# heartbeat's database work is done (the main thread's own queries never overlap its forks).
+_db_work = threading.Lock()
+os.register_at_fork(
+    before=_db_work.acquire, after_in_parent=_db_work.release, after_in_child=_db_work.release
+)
 
 
 def on_beat(hook: Callable[[str], None]) -> Callable[[str], None]:
     """Run `hook(hostname)` after every heartbeat of a worker (the jobs app checks for stuck jobs)."""
     _beat_hooks.append(hook)
     return hook
-
-
-def remember_pool_parent() -> None:
-    """Called in each prefork pool process as it starts."""
-    global _pool_parent
-    _pool_parent = os.getppid()
-
-
-def pool_parent_gone() -> bool:
-    """True in a pool process whose worker's main process died (kill -9): nobody will ack its task or
-    hear its result, so a job it runs should stop and say so rather than carry on unseen."""
-    return _pool_parent is not None and os.getppid() != _pool_parent
 
 
 def worker_device() -> dict[str, str]:
@@ -70,16 +65,19 @@ def start_heartbeat(hostname: str, queues: list[str]) -> None:
         # The first beat may come before the web container has migrated, or while the database
         # restarts: log and keep trying rather than going silent for good.
         while True:
-            try:
-                close_old_connections()
-                beat(hostname, queues, started)
-            except Exception:
-                log.exception("worker heartbeat failed; retrying")
-            for hook in _beat_hooks:
+            with _db_work:
                 try:
-                    hook(hostname)
+                    close_old_connections()
+                    beat(hostname, queues, started)
                 except Exception:
-                    log.exception("a heartbeat check failed")
+                    log.exception("worker heartbeat failed; retrying")
+                for hook in _beat_hooks:
+                    try:
+                        hook(hostname)
+                    except Exception:
+                        log.exception("a heartbeat check failed")
+                if connection.vendor == "sqlite":
+                    connection.close()  # no SQLite connection of this thread is open across a fork
             if _stop.wait(settings.WORKER_HEARTBEAT_SECONDS):
                 return
 

@@ -23,7 +23,6 @@ from django.utils import timezone
 from llmcore.jobs import JobCancelled, JobContext, JobFailed, Update
 from llmcore.loading import best_device
 from playground.core.services import model_store
-from playground.core.workers import pool_parent_gone
 from playground.jobs.models import Job
 
 log = logging.getLogger(__name__)
@@ -87,7 +86,6 @@ class RowWriter:
         self.last_write = 0.0
         self.last_poll = 0.0
         self.cancelled = False
-        self.orphaned = False  # the worker's main process died: stop and say so
         self.lock = threading.Lock()
 
     def update(self, u: Update) -> None:
@@ -130,9 +128,7 @@ class RowWriter:
     def is_cancelled(self) -> bool:
         if not self.cancelled and time.monotonic() - self.last_poll >= CANCEL_POLL_SECONDS:
             self.last_poll = time.monotonic()
-            self.orphaned = pool_parent_gone()
-            asked = Job.objects.filter(pk=self.job_id, cancel_requested=True)
-            self.cancelled = self.orphaned or asked.exists()
+            self.cancelled = Job.objects.filter(pk=self.job_id, cancel_requested=True).exists()
         return self.cancelled
 
 
@@ -200,12 +196,6 @@ def run_job(job_id: int, task_id: str | None, hostname: str) -> str:
             shutil.rmtree(job.work_dir / leftover, ignore_errors=True)
         return _finish(writer, Job.Status.SUCCEEDED, report=report, output_model=job.output_name)
     except JobCancelled:
-        if writer.orphaned:
-            from playground.jobs.services.jobs import WORKER_LOST
-
-            checkpoint = " from its last checkpoint" if job.has_checkpoints else ""
-            lost = WORKER_LOST.format(worker=hostname, checkpoint=checkpoint)
-            return _finish(writer, Job.Status.FAILED, error=lost)
         return _finish(writer, Job.Status.CANCELLED, error="Cancelled by the user.")
     except JobFailed as exc:
         return _finish(writer, Job.Status.FAILED, error=str(exc) or "The job failed.")

@@ -54,7 +54,8 @@ class Stack:
         """The worker's pool processes (the ones that run the jobs)."""
         import psutil
 
-        return [child.pid for child in psutil.Process(self.worker.pid).children()]
+        children = psutil.Process(self.worker.pid).children()
+        return [child.pid for child in children if child.status() != psutil.STATUS_ZOMBIE]
 
     def wait_for_worker(self) -> None:
         alive = lambda: "none connected" not in self.http.get(f"{self.url}/jobs/").text  # noqa: E731

@@ -2,7 +2,8 @@
 
 Driven over HTTP like a user (the forms, Cancel, Resume, the pages); the tiny model keeps it fast. One
 site and worker serve the whole module, in order: quantize, a few LoRA steps, cancel (queued and running)
-and resume, then a worker killed with SIGKILL in the middle of a job.
+and resume, then SIGKILL in the middle of a job: the worker with its pool process, the pool process alone
+(the job restarts, up to JOB_MAX_ATTEMPTS), and the worker's main process alone.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TINY_NAME, redis_available, redis_url_for_tests, require
+from tests.conftest import TINY_NAME, redis_available, redis_url_for_tests, require, wait_for
 from tests.playground.jobs.sites import Stack, jobs_site, lora_form
 
 pytestmark = pytest.mark.integration
@@ -144,5 +145,60 @@ def test_a_worker_killed_mid_job_leaves_the_job_failed_worker_lost(stack: Stack)
     stack.start_worker()  # a new worker; the killed one's unacked message must not revive the job
     stack.post(f"/jobs/{job_id}/resume/")
     job = stack.wait(job_id, lambda j: j["status"] == "running" and j["attempt"] >= 1, 300, "the resumed job")
+    stack.post(f"/jobs/{job_id}/cancel/")
+    assert stack.wait(job_id, lambda j: j["status"] != "running", 60, "the cancel")["status"] == "cancelled"
+
+
+def test_a_killed_pool_process_restarts_the_job_and_a_second_kill_fails_it_worker_lost(stack: Stack) -> None:
+    job_id = stack.submit("/jobs/new/finetune/", lora_form(stack, 5000))
+    stack.wait(job_id, lambda j: j["status"] == "running" and j["step"] >= 1, 300, "the job to run")
+    os.kill(stack.pool_pids()[0], signal.SIGKILL)  # the process running the job; the worker lives on
+    # Late acks and reject-on-worker-lost put the message back; a new pool process restarts the job.
+    restarted = lambda j: j["attempt"] == 2 and "attempt 2 on jobs-test@" in stack.page(job_id)  # noqa: E731
+    job = stack.wait(job_id, restarted, 300, "the job to restart")
+    assert job["status"] == "running"
+    assert stack.worker.poll() is None
+
+    os.kill(stack.pool_pids()[0], signal.SIGKILL)  # JOB_MAX_ATTEMPTS (2) is reached: no third start
+    job = stack.wait(job_id, lambda j: j["status"] != "running", 120, "the job to be marked lost")
+    assert job["status"] == "failed"
+    assert job["error"].startswith("Worker lost"), job
+    stack.post(f"/jobs/{job_id}/resume/")
+    job = stack.wait(job_id, lambda j: j["status"] == "running" and j["step"] >= 1, 300, "the resumed job")
+    assert job["attempt"] == 1, "a resumed job counts its attempts afresh"
+    stack.post(f"/jobs/{job_id}/cancel/")
+    assert stack.wait(job_id, lambda j: j["status"] != "running", 60, "the cancel")["status"] == "cancelled"
+
+
+def alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_a_killed_worker_main_process_takes_its_pool_with_it_and_the_restarted_worker_marks_the_job_lost(
+    stack: Stack,
+) -> None:
+    job_id = stack.submit("/jobs/new/finetune/", lora_form(stack, 5000))
+    stack.wait(job_id, lambda j: j["status"] == "running" and j["step"] >= 6, 300, "a checkpoint at step 5")
+    pool = stack.pool_pids()
+    os.kill(stack.worker.pid, signal.SIGKILL)  # the main process only
+    stack.worker.wait()
+    # Celery gives its pool processes a parent-death signal: nothing goes on running the job unseen.
+    wait_for(lambda: not any(alive(pid) for pid in pool), 60, "the pool process to die with its worker")
+    assert stack.job(job_id)["status"] == "running", "nobody has looked yet"
+
+    stack.start_worker()  # the same worker name: what it was running when it stopped is lost
+    job = stack.wait(job_id, lambda j: j["status"] != "running", 120, "the restarted worker's check")
+    assert job["status"] == "failed"
+    assert job["error"].startswith("Worker lost"), job
+    assert "from its last checkpoint" in job["error"]
+    stopped_at = job["step"]
+    stack.post(f"/jobs/{job_id}/resume/")
+    stack.wait(job_id, lambda j: j["status"] == "running" and j["step"] > stopped_at, 300, "the resumed run")
+    assert "Resuming from checkpoint-" in stack.page(job_id)
     stack.post(f"/jobs/{job_id}/cancel/")
     assert stack.wait(job_id, lambda j: j["status"] != "running", 60, "the cancel")["status"] == "cancelled"
