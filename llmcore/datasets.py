@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmcore.encoding import encode_chat, encode_text
 from llmcore.text import JsonTooDeep, loads_json, text_problem
 
 FORMATS = ("text", "instruction", "chat", "preference")
@@ -345,15 +346,9 @@ def ensure_chat_template(tokenizer: Any) -> None:
         tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
 
 
-def render(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool = False) -> str:
-    return str(
-        tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
-    )
-
-
 def encode_row(tokenizer: Any, row: dict[str, Any], fmt: str, max_seq_len: int) -> Encoded:
     if fmt == "text":
-        ids = tokenizer(row["text"], add_special_tokens=False)["input_ids"]
+        ids = encode_text(tokenizer, row["text"], add_special_tokens=False)
         if tokenizer.eos_token_id is not None:
             ids = [*ids, tokenizer.eos_token_id]
         return _truncate(ids, [True] * len(ids), max_seq_len)
@@ -362,27 +357,28 @@ def encode_row(tokenizer: Any, row: dict[str, Any], fmt: str, max_seq_len: int) 
 
 def encode_messages(tokenizer: Any, messages: list[dict[str, str]], max_seq_len: int) -> Encoded:
     """Token ids of the rendered conversation and which of them count for the loss: the assistant turns
-    (their text and the end-of-turn marker), never the prompt. Character spans of each assistant turn come
-    from rendering the conversation up to it with and without that turn; tokens starting inside a span count.
+    (their text and the end-of-turn marker), never the prompt. Each assistant turn's tokens are found by
+    encoding the conversation up to it with and without that turn: the tokens between the two count.
+    Special-token characters inside messages stay text (llmcore.encoding), as they do in chat.
     """
     ensure_chat_template(tokenizer)
-    full = render(tokenizer, messages)
+    full = encode_chat(tokenizer, messages, add_generation_prompt=False)
     spans: list[tuple[int, int]] = []
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        before = render(tokenizer, messages[:i], add_generation_prompt=True) if i else ""
-        through = render(tokenizer, messages[: i + 1])
-        if full.startswith(through) and through.startswith(before):
+        before = encode_chat(tokenizer, messages[:i], add_generation_prompt=True) if i else []
+        through = encode_chat(tokenizer, messages[: i + 1], add_generation_prompt=False)
+        if full[: len(through)] == through and through[: len(before)] == before:
             spans.append((len(before), len(through)))
-    if not spans:  # a template that rewrites earlier turns: fall back to the text of the last answer
-        answer = messages[-1]["content"]
-        start = full.rfind(answer)
-        spans = [(start, len(full))] if start >= 0 else [(0, len(full))]
-    encoding = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
-    ids = encoding["input_ids"]
-    mask = [any(a <= start < b for a, b in spans) for start, _ in encoding["offset_mapping"]]
-    return _truncate(ids, mask, max_seq_len)
+    if not spans:  # a template that rewrites earlier turns: count what follows the prompt of the last answer
+        prompt = (
+            encode_chat(tokenizer, messages[:-1], add_generation_prompt=True) if len(messages) > 1 else []
+        )
+        start = len(prompt) if full[: len(prompt)] == prompt else 0
+        spans = [(start, len(full))]
+    mask = [any(a <= i < b for a, b in spans) for i in range(len(full))]
+    return _truncate(full, mask, max_seq_len)
 
 
 def _truncate(ids: list[int], mask: list[bool], max_seq_len: int) -> Encoded:

@@ -13,6 +13,7 @@ from django.conf import settings as django_settings
 from django.db import transaction
 from django.db.models import Q, QuerySet
 
+from llmcore.encoding import encode_chat, encode_text
 from llmcore.engine import Candidate, DoneEvent, Engine, GenerationRequest, GenerationStream, StatsEvent
 from llmcore.sampling import SamplingConfig
 from playground.catalog.services import visible_models
@@ -468,9 +469,7 @@ def start_turn(owner, data: dict[str, Any]) -> Turn:  # type: ignore[no-untyped-
 
 def render_prompt(engine: Engine, messages: list[dict[str, str]]) -> list[int]:
     """Exactly what the engine would render from `messages` (chat template, generation prompt)."""
-    tokenizer = engine.tokenizer
-    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return list(tokenizer.encode(rendered, add_special_tokens=False))
+    return encode_chat(engine.tokenizer, messages)
 
 
 STATUS_FOR_REASON = {"cancelled": Message.Status.STOPPED, "error": Message.Status.ERROR}
@@ -633,7 +632,7 @@ def answer_tokens(engine: Engine, answer: Message) -> tuple[list[int], list[list
     ids = [int(t[0]) for t in answer.tokens]
     if ids and engine.tokenizer.decode(ids, skip_special_tokens=False) == answer.content:
         return ids, [list(t) for t in answer.tokens]
-    ids = list(engine.tokenizer.encode(answer.content, add_special_tokens=False))
+    ids = encode_text(engine.tokenizer, answer.content, add_special_tokens=False)
     entries, shown = [], ""
     for i, token_id in enumerate(ids):  # each token's text as the stream would have shown it
         full = engine.tokenizer.decode(ids[: i + 1], skip_special_tokens=False)

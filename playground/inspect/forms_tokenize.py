@@ -59,6 +59,8 @@ class LabForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 5, "spellcheck": "false"}),
         error_messages={"required": "Type or paste some text to see its tokens."},
     )
+    # Off by default, as everywhere on the site: typed `<|im_end|>` is text, not the end-of-turn token.
+    parse_special = forms.BooleanField(required=False, label="Parse special tokens in my text")
 
     def __init__(self, *args: Any, user: Any = None, browser: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

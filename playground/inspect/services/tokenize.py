@@ -125,18 +125,25 @@ class Lab:
 
 
 def analyse(
-    text: str, choices: list[str], user: Any, *, pipelines: str = "first", embeddings: bool = True
+    text: str,
+    choices: list[str],
+    user: Any,
+    *,
+    pipelines: str = "first",
+    embeddings: bool = True,
+    parse_special: bool = False,
 ) -> Lab:
     """Tokenize the text with each chosen tokenizer; the pipeline for the first (or all), and the first
-    one's embeddings and positions when it belongs to a model. Raises LookupError or TokenizeError."""
+    one's embeddings and positions when it belongs to a model. Special-token characters in the text stay
+    text unless `parse_special`. Raises LookupError or TokenizeError."""
     columns = []
     for n, choice in enumerate(choices):
         source = resolve(choice, user)
         if pipelines == "all" or (pipelines == "first" and n == 0):
-            steps = core.pipeline(source.tokenizer, text)
+            steps = core.pipeline(source.tokenizer, text, parse_special=parse_special)
             columns.append(Column(source, steps.tokenization, steps))
         else:
-            columns.append(Column(source, core.tokenize(source.tokenizer, text)))
+            columns.append(Column(source, core.tokenize(source.tokenizer, text, parse_special=parse_special)))
     lab = Lab(text, columns)
     if embeddings:
         add_embeddings(lab)

@@ -39,7 +39,8 @@ def lab_for(form: LabForm, user: Any) -> tuple[services.Lab | None, str]:
     if not form.is_valid():
         return None, next(iter(form.errors.values()))[0]
     try:
-        return services.analyse(form.cleaned_data["text"], form.cleaned_data["models"], user), ""
+        data = form.cleaned_data
+        return services.analyse(data["text"], data["models"], user, parse_special=data["parse_special"]), ""
     except (LookupError, services.TokenizeError) as exc:
         return None, str(exc).strip("'\"")
 
@@ -89,7 +90,11 @@ def page(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         data: Any = request.POST
     else:  # GET takes ?text=&models= so a comparison can be linked to
-        data = {"text": request.GET.get("text", DEFAULT_TEXT), "models": request.GET.getlist("models")}
+        data = {
+            "text": request.GET.get("text", DEFAULT_TEXT),
+            "models": request.GET.getlist("models"),
+            "parse_special": request.GET.get("parse_special"),
+        }
     form = LabForm(data, user=request.user, browser=True)
     lab, error = lab_for(form, request.user)
     context = {"form": form, "lab": lab, "lab_error": error}
@@ -169,6 +174,7 @@ def api(request: HttpRequest) -> dict[str, Any]:
             request.user,
             pipelines="all" if "pipeline" in include else "none",
             embeddings="embeddings" in include,
+            parse_special=data["parse_special"],
         )
     except (LookupError, services.TokenizeError) as exc:
         raise ApiError(str(exc).strip("'\"")) from None
