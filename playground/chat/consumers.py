@@ -200,7 +200,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 "system": conversation.system_prompt,
                 **conversation.sampler_settings,
             }
-        form = send_form(frame, saved)
+        form = send_form(frame, saved, self.user)
         form.is_valid()  # here: the model choices read the catalog (the ORM), which async code may not
         if frame.get("action", "new") not in ("new", "edit"):
             form.errors.pop("content", None)  # these actions answer a saved message: no new text

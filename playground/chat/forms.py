@@ -61,8 +61,10 @@ class SendForm(forms.Form):
     best_of = forms.IntegerField(min_value=1, max_value=MAX_CANDIDATES, label="Best of N")
     num_beams = forms.IntegerField(min_value=1, max_value=MAX_CANDIDATES, label="Beams")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # The models this user may use (no user: the shared ones); another's private model reads as unknown.
+        self.fields["model"].choices = lambda: services.model_choices(user)
         self.fields["model"].error_messages["invalid_choice"] = (
             "Unknown model %(value)s: pick a text-generating model from the catalog."
         )
@@ -73,13 +75,24 @@ class SendForm(forms.Form):
             raise forms.ValidationError("Type a message.")
         return content
 
+    # The model a conversation was saved with, when the frame named none (see send_form).
+    conversation_model: str | None = None
+
     def clean(self) -> dict[str, Any]:
+        if "model" in self.errors and self.conversation_model:
+            # Regenerate, continue, replay...: the person chose no model, so say which one is gone.
+            self.errors["model"] = self.error_class(
+                [
+                    f"{self.conversation_model}, the model of this conversation, is no longer in the "
+                    "catalog (or no longer shared with you): pick another model to go on."
+                ]
+            )
         return check_best_of_or_beams(self)
 
 
-def send_form(frame: dict[str, Any], saved: dict[str, Any] | None = None) -> SendForm:
+def send_form(frame: dict[str, Any], saved: dict[str, Any] | None = None, user: Any = None) -> SendForm:
     """A bound SendForm from a "send" frame: the frame's settings over `saved` (the conversation's)
-    over the defaults, so a client may send only what changed."""
+    over the defaults, so a client may send only what changed. The model must be one `user` may use."""
     raw_settings = frame.get("settings") or {}
     data: dict[str, Any] = {**services.DEFAULT_SETTINGS, **(saved or {})}
     if isinstance(raw_settings, dict):
@@ -87,7 +100,9 @@ def send_form(frame: dict[str, Any], saved: dict[str, Any] | None = None) -> Sen
     for key in ("conversation", "model", "content", "system"):
         if key in frame:
             data[key] = frame[key]
-    form = SendForm(data={k: v for k, v in data.items() if v is not None})
+    form = SendForm(data={k: v for k, v in data.items() if v is not None}, user=user)
+    if "model" not in frame and saved:
+        form.conversation_model = saved.get("model")
     if not isinstance(raw_settings, dict):
         form.add_error(None, "settings must be an object.")
     return form

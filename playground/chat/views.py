@@ -178,7 +178,7 @@ def sidebar_context(
 
 
 def page_context(request: HttpRequest, current: Conversation | None) -> dict[str, Any]:
-    lengths = services.context_lengths()
+    lengths = services.context_lengths(request.user)
     saved = {**services.DEFAULT_SETTINGS, **(current.sampler_settings if current else {})}
     names = list(lengths)
     asked = request.GET.get("model")  # a link that opens a new chat on a model (a job's output, say)

@@ -42,9 +42,10 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
     return data
 
 
-def validated(form_class: type[forms.Form], data: Any) -> dict[str, Any]:
-    """The form's cleaned data, or an ApiError listing what is wrong with each field."""
-    form = form_class(data)
+def validated(form_class: type[forms.Form], data: Any, **form_kwargs: Any) -> dict[str, Any]:
+    """The form's cleaned data, or an ApiError listing what is wrong with each field. `form_kwargs` go
+    to the form (user=..., for the models that user may pick)."""
+    form = form_class(data, **form_kwargs)
     if not form.is_valid():
         fields = {name: [str(e) for e in errors] for name, errors in form.errors.items()}
         first = next(iter(fields.values()))[0] if fields else "Invalid input."

@@ -13,7 +13,7 @@ from django.core.validators import MaxLengthValidator
 from django.template.defaultfilters import filesizeformat
 
 from playground.core.text import TextField, check_text
-from playground.inspect.forms import ModelNameField
+from playground.inspect.forms import ModelNameField, UserModelsForm
 from playground.inspect.services import tokenize as services
 
 MAX_COMPARE = 4  # tokenizers side by side
@@ -65,6 +65,7 @@ class LabForm(forms.Form):
     def __init__(self, *args: Any, user: Any = None, browser: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.browser = browser
+        self.user = user
         max_chars = limits()["text_chars"]
         self.fields["text"].validators.append(MaxLengthValidator(max_chars))
         self.fields["text"].error_messages["max_length"] = (
@@ -84,7 +85,7 @@ class LabForm(forms.Form):
     def clean_models(self) -> list[str]:
         chosen = list(dict.fromkeys(self.cleaned_data["models"]))  # keep order, drop repeats
         if not chosen:
-            default = services.default_choice()
+            default = services.default_choice(self.user)
             if default is None:
                 raise forms.ValidationError("There is no tokenizer yet: pull a model or train a tokenizer.")
             chosen = [default]
@@ -108,7 +109,7 @@ CHAT_EXAMPLE = {
 }
 
 
-class ChatForm(forms.Form):
+class ChatForm(UserModelsForm):
     model = ModelNameField(
         label="Model", error_messages={"required": "There is no model to render with yet: pull one first."}
     )

@@ -11,9 +11,9 @@ from playground.inspect.forms_sampling import LENS_MAX_TOKENS
 from playground.inspect.services.common import InspectError, get_loaded
 
 
-def run_lens(model: str, text: str, as_chat: bool) -> dict[str, Any]:
+def run_lens(model: str, text: str, as_chat: bool, user: Any = None) -> dict[str, Any]:
     try:
-        loaded = get_loaded(model)
+        loaded = get_loaded(model, user)
         ids = encode_prompt(loaded, text, as_chat)
         if len(ids) > LENS_MAX_TOKENS:
             raise InspectError(

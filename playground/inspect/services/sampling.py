@@ -40,10 +40,10 @@ class Prompt:
     tokenizer: Any
 
 
-def prompt_logits(model: str, text: str, as_chat: bool) -> Prompt:
+def prompt_logits(model: str, text: str, as_chat: bool, user: Any = None) -> Prompt:
     """Next-token logits for a prompt; the same prompt again reuses them (sliders never recompute)."""
     try:
-        loaded = get_loaded(model)
+        loaded = get_loaded(model, user)
         key = (model, as_chat, text)
         with _lock:
             hit = _cache.get(key)

@@ -58,8 +58,8 @@ def pretrained_tokenizer(model_name: str) -> Any:
         return core.load_pretrained_tokenizer(model_store().path(model_name))
 
 
-def default_choice() -> str | None:
-    name = default_model_name()
+def default_choice(user: Any = None) -> str | None:
+    name = default_model_name(user)
     return f"model:{name}" if name else None
 
 
@@ -75,9 +75,7 @@ class Source:
 def resolve(choice: str, user: Any) -> Source:
     kind, _, ref = choice.partition(":")
     if kind == "model":
-        store = model_store()
-        if not store.exists(ref):
-            raise LookupError(f"No model named {ref!r} in the catalog.")
+        get_visible_model(user, ref)  # LookupError, worded alike, for a model this user may not see
         return Source(choice, ref, pretrained_tokenizer(ref), ref)
     row = next((t for t in ready_trained(user) if kind == "trained" and str(t.pk) == ref), None)
     if row is None:

@@ -14,12 +14,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from playground.core.api import ApiError, api_view, json_body, validated
 from playground.core.text import TextField
-from playground.inspect.forms import ModelNameField
+from playground.inspect.forms import ModelNameField, UserModelsForm
 from playground.inspect.services import attention as services
 from playground.inspect.services.common import default_model_name, model_choices
 
 
-class AttentionForm(forms.Form):
+class AttentionForm(UserModelsForm):
     text = TextField(strip=False, widget=forms.Textarea)
     model = ModelNameField()
     as_chat = forms.BooleanField(required=False)
