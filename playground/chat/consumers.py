@@ -79,6 +79,12 @@ MAX_TOKEN = 2**31 - 1  # above any vocabulary size and any answer's length
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
+    # No channel layer: every frame a chat socket gets comes from this process's engine, never from
+    # another process. With the default layer each consumer would wait on Redis all its life, and a
+    # Redis restart would end every open chat with 1011 and leave an answer streaming on unseen, with
+    # no socket to stop it. get_channel_layer() gives None for an alias CHANNEL_LAYERS does not name.
+    channel_layer_alias = "no-channel-layer"
+
     async def connect(self) -> None:
         self.user = self.scope.get("user")
         self.task: asyncio.Task[None] | None = None
