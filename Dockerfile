@@ -63,5 +63,6 @@ USER app
 
 EXPOSE 8000
 
-# `exec` puts daphne in the shell's place, so the SIGTERM of `docker stop` reaches the server itself.
-CMD ["sh", "-c", "python manage.py migrate --noinput && python manage.py models pull-default && python manage.py ensure_admin && exec daphne -b 0.0.0.0 -p 8000 playground.asgi:application"]
+# `exec` puts daphne in the shell's place, so the SIGTERM of `docker stop` reaches the server itself;
+# playground.core.logsafe.daphne is Daphne with login tokens masked in its access log.
+CMD ["sh", "-c", "python manage.py migrate --noinput && python manage.py models pull-default && python manage.py ensure_admin && exec python -m playground.core.logsafe.daphne -b 0.0.0.0 -p 8000 playground.asgi:application"]

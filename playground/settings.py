@@ -8,6 +8,7 @@ switch to Redis and PostgreSQL. Every variable is listed in README.md and .env.e
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -54,6 +55,8 @@ INSTALLED_APPS = [
     "playground.inspect",
     "playground.chat",
     "playground.jobs",
+    "axes",  # login throttling (see Auth below)
+    "csp",  # the Content-Security-Policy header (see Security below)
 ]
 
 MIDDLEWARE = [
@@ -69,6 +72,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "playground.core.security.SiteCSPMiddleware",
+    # Last, as django-axes asks: it turns a login refused for too many failures into the 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "playground.urls"
@@ -188,9 +194,15 @@ if ENGINE_THREADS < 0:
 INSPECT_MAX_CHARS = 20_000  # text typed or pasted into a tool
 INSPECT_MAX_TOKENS = 1024  # tokens a forward pass looks at (attention, logit lens, next token)
 # Attention captures kept in each web process for the page to fetch heads from (about 570 MB each at
-# 1024 tokens on the default model); the least recently used go first.
+# 1024 tokens on the default model); the least recently used go first. The MB bound counts every byte a
+# capture keeps plus the float32 scratch of the ones running, so it is what the process really spends on
+# them; a single capture bigger than it is refused. At most INSPECT_ATTENTION_CONCURRENT captures run at
+# once in a process; a request that gets no slot (or no room) within INSPECT_ATTENTION_WAIT_SECONDS is
+# answered "busy, try again" (503).
 INSPECT_ATTENTION_CACHE_CAPTURES = 6
-INSPECT_ATTENTION_CACHE_MB = 2048
+INSPECT_ATTENTION_CACHE_MB = envint("INSPECT_ATTENTION_CACHE_MB", 2048)
+INSPECT_ATTENTION_CONCURRENT = envint("INSPECT_ATTENTION_CONCURRENT", 2)
+INSPECT_ATTENTION_WAIT_SECONDS = 5
 # Training your own tokenizer: pasted text, text trained inside the request, and the largest upload
 # (anything above the inline size is trained by a Celery worker).
 TOKENIZER_TRAIN_MAX_PASTE_CHARS = 500_000
@@ -215,6 +227,24 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Login throttling (django-axes): after LOGIN_FAILURE_LIMIT failures from one client address, or for one
+# account, further logins from that address or to that account are refused with a 429 page until
+# LOGIN_COOLOFF_MINUTES have passed since the last failure. The login page, the admin login and one-time
+# login links (a bad token counts against the address) are all covered. `manage.py axes_reset` (or
+# deleting the attempt under "Axes" in the admin) lifts a lockout at once.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses locked-out logins before any password is checked
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = "playground.core.security.lockout_parameters"
+AXES_CLIENT_IP_CALLABLE = "playground.core.security.client_ip"
+AXES_LOCKOUT_CALLABLE = "playground.core.security.lockout_response"
+AXES_VERBOSE = False
+# /healthz answers everyone with the overall status and each check's ok flag; the details (worker hosts,
+# devices, database, loaded models) need a logged-in user or this token (`Authorization: Bearer ...`).
+HEALTHZ_TOKEN = envstr("HEALTHZ_TOKEN")
 
 # --- Security -------------------------------------------------------------------------------------
 # HTTPS=1 (the production default) assumes TLS in front of the site: secure cookies, HSTS, redirects.
@@ -228,13 +258,34 @@ SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
 # Joining the browsers' HSTS preload list is a deliberate, hard-to-undo choice for a site's owner
 # (SECURE_HSTS_PRELOAD=1), so its absence is not reported as a problem.
 SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
-if envbool("BEHIND_PROXY", False):
+BEHIND_PROXY = envbool("BEHIND_PROXY", False)
+if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Behind a proxy the client's address is the one the proxies add to X-Forwarded-For: PROXY_COUNT
+# entries from the right (an entry further left is whatever the client sent, so it is never trusted).
+PROXY_COUNT = envint("PROXY_COUNT", 1)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# Only this site's own scripts, styles and connections (SiteCSPMiddleware adds the site's own ws:/wss:
+# origin to connect-src, which 'self' covers in current browsers but not in every older one). No inline
+# script, style or handler anywhere: page scripts read data-* attributes instead.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 # --- Static files ---------------------------------------------------------------------------------
 STATIC_URL = "/static/"
@@ -260,7 +311,9 @@ USE_TZ = True
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # Login-link and /healthz tokens in a logged URL are masked (playground/core/logmask.py).
+    "filters": {"mask_secrets": {"()": "playground.core.logmask.MaskSecretsFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["mask_secrets"]}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
     "loggers": {"django": {"handlers": ["console"], "level": "INFO", "propagate": False}},
 }

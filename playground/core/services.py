@@ -12,6 +12,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core import signing
 from django.db import connection
+from django.http import HttpRequest
 from django.urls import reverse
 
 from llmcore.loading import ModelCache, best_device
@@ -127,6 +128,26 @@ def health() -> tuple[bool, dict[str, Any]]:
     ok = all(c["ok"] for c in checks.values())
     loaded = [m.describe() for m in model_cache().loaded()]
     return ok, {"status": "ok" if ok else "down", "checks": checks, "loaded_models": loaded}
+
+
+def health_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """What anyone may see: the overall status and each check's ok flag, nothing about hosts or models."""
+    return {
+        "status": report["status"],
+        "checks": {name: {"ok": check["ok"]} for name, check in report["checks"].items()},
+    }
+
+
+def may_see_health_details(request: HttpRequest) -> bool:
+    """A logged-in user, or a caller with HEALTHZ_TOKEN as `Authorization: Bearer <token>` or `?token=`."""
+    if request.user.is_authenticated:
+        return True
+    expected = settings.HEALTHZ_TOKEN
+    if not expected:
+        return False
+    header = request.headers.get("Authorization", "")
+    given = header[7:].strip() if header[:7].lower() == "bearer " else request.GET.get("token", "")
+    return bool(given) and secrets.compare_digest(given.encode(), expected.encode())
 
 
 # --- accounts -------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from playground.core import services
+from playground.core import security, services
 from playground.core.context_processors import NAV_ITEMS
 
 
@@ -16,7 +16,10 @@ from playground.core.context_processors import NAV_ITEMS
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
+    """Every part's state for monitors; the details only for a logged-in user or the HEALTHZ_TOKEN."""
     ok, report = services.health()
+    if not services.may_see_health_details(request):
+        report = services.health_summary(report)
     return JsonResponse(report, status=200 if ok else 503)
 
 
@@ -24,13 +27,18 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @never_cache
 def login_link(request: HttpRequest, token: str) -> HttpResponse:
     """Log in with a one-time link, as printed by `make run` or `manage.py login_link`."""
+    if request.method not in ("GET", "POST"):
+        return HttpResponse(status=405)
+    # Tokens cannot be guessed, but an address that keeps trying bad ones is throttled like bad passwords.
+    if not security.login_link_allowed(request):
+        return security.lockout_response(request)
+    user = services.user_for_login_link(token)
+    if user is None:
+        security.record_bad_login_link(request)
     if request.method == "GET":
         # A GET only shows a button: link previewers and prefetchers must not spend the link.
-        valid = services.user_for_login_link(token) is not None
+        valid = user is not None
         return render(request, "core/login_link.html", {"valid": valid}, status=200 if valid else 400)
-    if request.method != "POST":
-        return HttpResponse(status=405)
-    user = services.user_for_login_link(token)
     if user is None:
         messages.error(request, "This login link has expired or was already used. Ask for a new one.")
         return redirect("login")

@@ -3,10 +3,12 @@ its own data folder and the real default model in its store."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -74,13 +76,22 @@ def logged_in_page(site: Site, browser, path: str = "/models/"):  # type: ignore
     return page
 
 
+# Sites started here show /healthz details to this token (strangers get the ok flags only).
+HEALTHZ_TOKEN = "e2e-healthz-token"
+
+
 def healthz(url: str) -> dict:  # type: ignore[type-arg]
-    return json.loads(get(f"{url}/healthz")[2])
+    request = urllib.request.Request(f"{url}/healthz", headers={"Authorization": f"Bearer {HEALTHZ_TOKEN}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return json.loads(exc.read())
 
 
 def start_site(data_dir: Path, **env_extra: str) -> Site:
     port = free_port()
-    env = site_env(data_dir, MODEL_DIR=str(REAL_MODEL_STORE), **env_extra)
+    env = site_env(data_dir, MODEL_DIR=str(REAL_MODEL_STORE), **{"HEALTHZ_TOKEN": HEALTHZ_TOKEN, **env_extra})
     manage(env, "migrate", "--noinput")
     manage(env, "ensure_admin")
     log_path = data_dir / "serve.log"
@@ -107,12 +118,75 @@ def site(real_model_store, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     stop_process(running.process)
 
 
+def wait_for_function(  # type: ignore[no-untyped-def]
+    page, expression: str, *, arg=None, timeout: float | None = None, polling: float | str | None = None
+):
+    """page.wait_for_function's contract (a truthy value of `expression`, called with `arg` when it is a
+    function, within `timeout` ms) without eval in the page."""
+    from playwright.sync_api import Error, TimeoutError
+
+    deadline = time.monotonic() + (30_000 if timeout is None else timeout) / 1000
+    interval = polling / 1000 if isinstance(polling, int | float) else 0.1
+    while True:
+        try:
+            value = page.evaluate(expression, arg)
+            if value:
+                return value
+        except Error as exc:  # a navigation destroyed the context mid-evaluate: try again on the next page
+            if "context was destroyed" not in str(exc) and "navigat" not in str(exc):
+                raise
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Timeout {timeout}ms exceeded waiting for {expression[:200]}")
+        time.sleep(interval)
+
+
+class CheckedBrowser:
+    """A Playwright browser whose every page records console messages and page errors, so that a test
+    fails when the site breaks its own Content-Security-Policy (an inline style, script or handler that
+    the browser refused: the page looks fine in the test and is broken for a user)."""
+
+    def __init__(self, browser) -> None:  # type: ignore[no-untyped-def]
+        self._browser = browser
+        self.violations: list[str] = []
+
+    def watch(self, page):  # type: ignore[no-untyped-def]
+        def on_console(message) -> None:  # type: ignore[no-untyped-def]
+            if "Content Security Policy" in message.text:
+                self.violations.append(f"{page.url}: {message.text}")
+
+        def on_error(error) -> None:  # type: ignore[no-untyped-def]
+            if "Content Security Policy" in str(error):
+                self.violations.append(f"{page.url}: {error}")
+
+        page.on("console", on_console)
+        page.on("pageerror", on_error)
+        # Playwright's own wait_for_function evals its predicate inside the page, which the policy
+        # (rightly) forbids; this one polls through page.evaluate, which the policy does not govern.
+        page.wait_for_function = functools.partial(wait_for_function, page)
+        return page
+
+    def new_page(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return self.watch(self._browser.new_page(*args, **kwargs))
+
+    def new_context(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        context = self._browser.new_context(*args, **kwargs)
+        context.on("page", self.watch)
+        return context
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._browser, name)
+
+
 @pytest.fixture
 def browser():  # type: ignore[no-untyped-def]
     require(Path(CHROMIUM).exists(), f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
+        checked = CheckedBrowser(
+            p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        )
+        yield checked
+        checked.close()
+    if checked.violations:
+        pytest.fail("the site broke its Content-Security-Policy:\n" + "\n".join(checked.violations))

@@ -40,7 +40,8 @@ class Command(BaseCommand):
             "web": [
                 sys.executable,
                 "-m",
-                "daphne",
+                # Daphne with login tokens masked in its access log (see that module).
+                "playground.core.logsafe.daphne",
                 "-b",
                 opts["host"],
                 "-p",

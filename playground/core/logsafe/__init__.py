@@ -1,0 +1,1 @@
+"""Servers started with secrets kept out of their logs (see logsafe.daphne)."""
