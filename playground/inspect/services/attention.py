@@ -2,8 +2,10 @@
 out its meta and binary pieces. The only module of this tool that imports llmcore.
 
 Captures live in memory in the web process that ran them (float16, about 570 MB for 1024 tokens on the
-default model), so the cache is small: a few captures, least recently used first out. A page whose capture
-was evicted is told so and offers to run again.
+default model), so the cache is small: a few captures, least recently used first out, within
+INSPECT_ATTENTION_CACHE_MB counting every byte they hold. A page whose capture was evicted is told so and
+offers to run again. The same cache admits new captures: a few at a time, each with its memory reserved
+before its forward pass (CaptureBusy when the server is busy: a 503, try again).
 """
 
 from __future__ import annotations
@@ -18,14 +20,24 @@ from llmcore.attention import (
     AttentionCapture,
     AttentionInputError,
     AttentionUnsupported,
+    CaptureBusy,
     CaptureCache,
     capture_attention,
+    capture_size,
     prepare_input,
 )
 from llmcore.store import StoreError
 from playground.inspect.services.common import get_loaded
 
-__all__ = ["AttentionCapture", "CaptureGone", "USER_ERRORS", "capture_meta", "find_capture", "run_attention"]
+__all__ = [
+    "AttentionCapture",
+    "CaptureBusy",
+    "CaptureGone",
+    "USER_ERRORS",
+    "capture_meta",
+    "find_capture",
+    "run_attention",
+]
 
 _cache: CaptureCache | None = None
 _cache_lock = threading.Lock()
@@ -43,8 +55,9 @@ class UnknownModel(ValueError):
     """The model is not in the catalog (any more)."""
 
 
-# What a user's input can go wrong with; the message of each says why, for the user.
-USER_ERRORS = (UnknownModel, StoreError, AttentionInputError, AttentionUnsupported)
+# What a user's request can go wrong with; the message of each says why, for the user. CaptureBusy is the
+# server's state rather than the input's: the JSON API answers it with 503 instead of 400.
+USER_ERRORS = (UnknownModel, StoreError, AttentionInputError, AttentionUnsupported, CaptureBusy)
 
 
 def capture_cache() -> CaptureCache:
@@ -54,6 +67,7 @@ def capture_cache() -> CaptureCache:
             _cache = CaptureCache(
                 max_captures=settings.INSPECT_ATTENTION_CACHE_CAPTURES,
                 max_bytes=settings.INSPECT_ATTENTION_CACHE_MB << 20,
+                max_running=settings.INSPECT_ATTENTION_CONCURRENT,
             )
         return _cache
 
@@ -78,8 +92,10 @@ def run_attention(user: Any, model_name: str, text: str, as_chat: bool) -> dict[
         context_length=context,
         model_name=model_name,
     )
-    capture = capture_attention(loaded.model, inp, model_name=model_name, is_causal=loaded.is_causal)
-    capture_cache().put(capture, user.pk)
+    size = capture_size(loaded.model, len(inp.token_ids))
+    with capture_cache().reserve(size.peak, timeout=settings.INSPECT_ATTENTION_WAIT_SECONDS) as room:
+        capture = capture_attention(loaded.model, inp, model_name=model_name, is_causal=loaded.is_causal)
+        room.keep(capture, user.pk)
     return capture_meta(capture)
 
 

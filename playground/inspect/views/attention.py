@@ -93,6 +93,8 @@ def api_run(request: HttpRequest) -> dict[str, Any]:
     data = validated(AttentionForm, json_body(request), user=request.user)
     try:
         return services.run_attention(request.user, data["model"], data["text"], data["as_chat"])
+    except services.CaptureBusy as exc:
+        raise ApiError(str(exc), status=503) from None
     except services.USER_ERRORS as exc:
         raise ApiError(str(exc)) from None
 
