@@ -186,6 +186,11 @@ def lose_messages(stack: Stack, queue: str = "cpu") -> None:
         connection.default_channel.queue_purge(queue)
 
 
+def waiting_messages(stack: Stack, queue: str = "cpu") -> int:
+    with Connection(broker_url(stack)) as connection:
+        return int(connection.default_channel.queue_declare(queue=queue).message_count)
+
+
 def quantize(stack: Stack) -> int:
     return stack.submit("/jobs/new/quantize/", {"base_model": TINY_NAME, "method": "bf16"})
 
@@ -241,6 +246,7 @@ def test_a_job_whose_messages_keep_getting_lost_fails_with_the_reason_and_resume
     waiting = quantize(stack)
     lose_messages(stack)
     stack.wait(waiting, lambda j: j["resends"] == 1, 60, "the lost message to be sent again")
+    wait_for(lambda: waiting_messages(stack) == 1, 30, "the new message in the broker")  # sent after commit
     lose_messages(stack)  # lost again: JOB_MAX_RESENDS is 1 here
     job = stack.wait(waiting, lambda j: j["status"] != "queued", 60, "the job to be failed")
     assert job["status"] == "failed"
