@@ -16,7 +16,8 @@ the pieces a page draws.
   were carved from glibc's heaps among the forward's float32 scratch, and those heaps only grew. After each
   forward, the scratch's freed pages are handed back too (malloc_trim). Eight 961-token captures under a
   2 GB cache (4 kept, 1.9 GB counted), default model, one process, on a worker thread as Django runs views:
-  RSS 0.8 GB -> 4.2 GB before (1.5 GB more than the cache counted), 0.8 GB -> 2.7 GB now (0.04 GB more).
+  RSS 0.8 GB -> 4.2 GB before (1.5 GB more than the cache counted), 0.8 GB -> 2.7 GB now (0.04 GB more;
+  `python -m bench attention_memory`).
 - Pieces: a uint8 overview (every head max-pooled to at most 64x64 bins) for the model view, and float16
   bytes of one head or of a layer's mean over heads, on demand. Never JSON arrays of numbers.
 
