@@ -4,6 +4,9 @@ A JSON body or a socket frame can carry what no browser form can: a number or a 
 or a lone surrogate ("\\ud800") that no tokenizer can encode. TextField refuses both with a sentence
 beside the field, where a plain CharField would turn a list into "['a']" and let the surrogate through to
 a 500. What counts as text is decided in llmcore.text, which the dataset parser shares.
+
+FloatField is Django's, except that a JSON integer too large for a float (10**400) is "Enter a number."
+instead of an OverflowError: every number field of a JSON endpoint or a socket frame uses it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from django import forms
 
 from llmcore.text import JsonTooDeep, json_type, loads_json, text_problem
 
-__all__ = ["JsonTooDeep", "TextField", "TextValidator", "check_text", "loads_json"]
+__all__ = ["FloatField", "JsonTooDeep", "TextField", "TextValidator", "check_text", "loads_json"]
 
 
 def check_text(text: str, what: str = "The text") -> str:
@@ -52,3 +55,11 @@ class TextField(forms.CharField):
                 f"{self.what} must be a string, not {json_type(value)}.", code="invalid"
             )
         return check_text(super().to_python(value), self.what)
+
+
+class FloatField(forms.FloatField):
+    def to_python(self, value: Any) -> float | None:
+        try:
+            return super().to_python(value)
+        except OverflowError:  # float(10**400): Django catches only ValueError and TypeError
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None

@@ -8,7 +8,7 @@ from django import forms
 from django.conf import settings
 
 from llmcore.sampling import STAGES
-from playground.core.text import TextField
+from playground.core.text import FloatField, TextField
 from playground.inspect.forms import ModelNameField, UserModelsForm
 
 STAGE_LABELS = {"temperature": "temperature", "top_k": "top-k", "top_p": "top-p", "min_p": "min-p"}
@@ -42,11 +42,11 @@ class PromptForm(UserModelsForm):
 
 
 class NextTokenForm(PromptForm):
-    temperature = forms.FloatField(min_value=0, max_value=5, initial=1.0)
+    temperature = FloatField(min_value=0, max_value=5, initial=1.0)
     top_k = forms.IntegerField(label="Top-k", min_value=0, max_value=1000, initial=0)
-    top_p = forms.FloatField(label="Top-p", min_value=0.01, max_value=1, initial=1.0)
-    min_p = forms.FloatField(label="Min-p", min_value=0, max_value=0.99, initial=0.0)
-    repetition_penalty = forms.FloatField(min_value=0.5, max_value=3, initial=1.0)
+    top_p = FloatField(label="Top-p", min_value=0.01, max_value=1, initial=1.0)
+    min_p = FloatField(label="Min-p", min_value=0, max_value=0.99, initial=0.0)
+    repetition_penalty = FloatField(min_value=0.5, max_value=3, initial=1.0)
     order = forms.ChoiceField(
         choices=ORDER_CHOICES, initial=ORDER_CHOICES[0][0], widget=forms.Select(attrs={"class": "live"})
     )

@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 
-from playground.core.text import TextField
+from playground.core.text import FloatField, TextField
 from playground.jobs.models import Dataset
 
 SCHEDULERS = [
@@ -25,7 +25,7 @@ def _int(label: str, help_text: str, lo: int, hi: int, initial: int | None, requ
 
 
 def _float(label: str, help_text: str, lo: float, hi: float, initial: float | None) -> Any:
-    return forms.FloatField(
+    return FloatField(
         label=label, help_text=help_text, min_value=lo, max_value=hi, initial=initial, required=False
     )
 

@@ -238,3 +238,19 @@ def test_a_raw_surrogate_in_a_frame_is_measured_not_crashed_on(user, tiny_model)
     (reply, pong) = socket_replies(user, frame_with(content="x").replace('"x"', '"a\ud800b"'))
     assert pong == {"type": "pong"}
     assert "lone surrogate at character 2" in reply["error"]
+
+
+# --- numbers too large for a float (found by tests/playground/test_fuzz.py) ------------------------
+@pytest.mark.django_db
+def test_a_number_too_large_for_a_float_is_refused_by_the_api(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+    body = '{"text": "Hello", "model": "tiny-llama", "temperature": 1' + "0" * 400 + "}"
+    response = post(client_in, "/api/next-token", body)
+    assert response.status_code == 400
+    assert response.json()["fields"]["temperature"] == ["Enter a number."]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_number_too_large_for_a_float_is_refused_by_the_socket(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+    reply, pong = socket_replies(user, json.dumps(send_frame(temperature=10**400)))
+    assert pong == {"type": "pong"}
+    assert reply["fields"]["temperature"] == ["Enter a number."]
