@@ -125,6 +125,10 @@ REDIS_URL = envstr("REDIS_URL")
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
+    # Every socket's consumer waits on Redis in a BZPOPMIN that blocks for 5 s (channels-redis's
+    # brpop_timeout); redis-py 8 gives up reading after its new default socket_timeout, also 5 s, and the
+    # TimeoutError closes the socket with 1011. A read timeout well above the block keeps idle sockets
+    # open, and still lets a Redis that stopped answering fail the socket instead of hanging it forever.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -134,10 +138,6 @@ if REDIS_URL:
 else:
     # Embedded defaults that need no server: kombu's SQLAlchemy transport and Celery's database
     # result backend, both on SQLite files under DATA_DIR; the in-memory channel layer.
-    # Every socket's consumer waits on Redis in a BZPOPMIN that blocks for 5 s (channels-redis's
-    # brpop_timeout); redis-py 8 gives up reading after its new default socket_timeout, also 5 s, and the
-    # TimeoutError closes the socket with 1011. A read timeout well above the block keeps idle sockets
-    # open, and still lets a Redis that stopped answering fail the socket instead of hanging it forever.
     CELERY_BROKER_URL = f"sqla+sqlite:///{DATA_DIR / 'celery-broker.sqlite3'}"
     CELERY_RESULT_BACKEND = f"db+sqlite:///{DATA_DIR / 'celery-results.sqlite3'}"
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

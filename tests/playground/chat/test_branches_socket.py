@@ -177,9 +177,9 @@ def test_branch_keeps_the_first_tokens_then_the_chosen_one(user, tiny_model) -> 
     ("extra", "expected"),
     [
         ({"at": 99, "token": 5}, "Token index 99 is out of range"),
-        ({"at": -1, "token": 5}, "Token index -1 is out of range"),
+        ({"at": -1, "token": 5}, '"branch" needs "at": a whole number from 0 to'),
         ({"at": 0, "token": 10**6}, "not in the model's vocabulary"),
-        ({"at": 0, "token": -3}, "not in the model's vocabulary"),
+        ({"at": 0, "token": -3}, '"branch" needs "token": a whole number from 0 to'),
         ({"at": True, "token": 5}, '"branch" needs "at"'),
         ({"at": 0}, '"branch" needs "token"'),
         ({"at": 0, "token": "the"}, '"branch" needs "token"'),
