@@ -1,8 +1,9 @@
 """The chat WebSocket (ws/chat/): validates what the page sends, streams the engine's events back, and
 saves every answer - whole, stopped or failed - with its provenance.
 
-asgi.py wraps the route in AllowedHostsOriginValidator (a foreign origin is refused with 403 before this
-consumer runs) and AuthMiddlewareStack. An anonymous socket is accepted, then closed with 4401, so the
+asgi.py wraps the route in the origin check of playground/core/origin.py (an origin other than the site's
+own scheme, host and port, or a CSRF trusted origin, is refused with 403 before this consumer runs) and
+AuthMiddlewareStack. An anonymous socket is accepted, then closed with 4401, so the
 page can tell "log in again" apart from a network failure.
 
 Protocol: one JSON object per text frame, each with a "type".
