@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_not_required
@@ -8,6 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from playground.catalog.services import ModelNotFound, get_visible_model
 from playground.core import security, services
 from playground.core.context_processors import NAV_ITEMS
 
@@ -20,6 +23,10 @@ def healthz(request: HttpRequest) -> JsonResponse:
     ok, report = services.health()
     if not services.may_see_health_details(request):
         report = services.health_summary(report)
+    elif request.user.is_authenticated:  # a private model's name is its owner's, like the model
+        report["loaded_models"] = [
+            m for m in report["loaded_models"] if may_see_model(request.user, m["name"])
+        ]
     return JsonResponse(report, status=200 if ok else 503)
 
 
@@ -53,3 +60,11 @@ def home(request: HttpRequest) -> HttpResponse:
 def coming_soon(request: HttpRequest, section: str) -> HttpResponse:
     item = next((i for i in NAV_ITEMS if i["key"] == section), None)
     return render(request, "core/coming_soon.html", {"item": item})
+
+
+def may_see_model(user: Any, name: str) -> bool:
+    try:
+        get_visible_model(user, name)
+    except ModelNotFound:
+        return False
+    return True

@@ -411,3 +411,19 @@ def test_a_fine_tune_jobs_model_belongs_to_the_jobs_owner(
         "alice",
         False,
     )
+
+
+def test_healthz_names_a_loaded_private_model_only_to_those_who_may_see_it(  # type: ignore[no-untyped-def]
+    client_in: Client, stranger_in: Client, admin_in: Client, private: str
+) -> None:
+    from playground.core.services import model_cache
+
+    model_cache().get(private)
+    try:
+        seen = {
+            who: [m["name"] for m in client.get("/healthz").json()["loaded_models"]]
+            for who, client in (("owner", client_in), ("stranger", stranger_in), ("admin", admin_in))
+        }
+    finally:
+        model_cache().clear()
+    assert seen == {"owner": [private], "stranger": [], "admin": [private]}
