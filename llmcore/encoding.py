@@ -102,4 +102,3 @@ def encode_text(tokenizer: Any, text: str, *, add_special_tokens: bool = True) -
     if backend is None:  # a slow (pure Python) tokenizer keeps no shared flag to race on
         return list(tokenizer.encode(text, add_special_tokens=add_special_tokens, split_special_tokens=True))
     return list(plain_backend(backend).encode(text, add_special_tokens=add_special_tokens).ids)
-
