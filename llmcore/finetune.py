@@ -24,6 +24,7 @@ which of these applies.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import random
 import shutil
@@ -184,6 +185,29 @@ def _check_distill(config: FinetuneConfig) -> list[str]:
     return []
 
 
+def last_complete_checkpoint(checkpoint_dir: Path, ctx: JobContext) -> str | None:
+    """The newest checkpoint the Trainer finished writing, to resume from.
+
+    The Trainer writes trainer_state.json after the weights, optimizer and RNG state, so a worker killed
+    while saving leaves a folder without it (or with a cut one); transformers' get_last_checkpoint would
+    pick that folder and the resumed job would fail. Such a folder is removed instead.
+    """
+    steps = []
+    for path in checkpoint_dir.glob("checkpoint-*"):
+        suffix = path.name.removeprefix("checkpoint-")
+        if path.is_dir() and suffix.isdigit():
+            steps.append((int(suffix), path))
+    for _, path in sorted(steps, reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            ctx.log(f"{path.name} was not saved completely (its worker stopped while saving): set aside.")
+            shutil.rmtree(path, ignore_errors=True)
+            continue
+        return str(path)
+    return None
+
+
 def same_tokenizer(a: Path, b: Path) -> bool:
     from transformers import AutoTokenizer
 
@@ -215,7 +239,6 @@ def run_finetune(
 
 def _run(config: FinetuneConfig, parsed: ParsedDataset, out_dir: Path, ctx: JobContext) -> FinetuneResult:
     from transformers import AutoTokenizer, PrinterCallback, set_seed
-    from transformers.trainer_utils import get_last_checkpoint
 
     seed = config.seed if config.seed is not None else ctx.seed
     set_seed(seed)
@@ -234,7 +257,7 @@ def _run(config: FinetuneConfig, parsed: ParsedDataset, out_dir: Path, ctx: JobC
     train_rows, eval_rows = split_rows(parsed.rows, config.eval_fraction, seed)
     checkpoint_dir = ctx.checkpoint_dir
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    last = get_last_checkpoint(str(checkpoint_dir))
+    last = last_complete_checkpoint(checkpoint_dir, ctx)
     if last:
         ctx.log(f"Resuming from {Path(last).name}.")
     progress = progress_callback(ctx, tokenizer, config)

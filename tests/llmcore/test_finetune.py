@@ -196,12 +196,17 @@ def test_a_cancelled_job_resumes_from_its_last_checkpoint(base: Path, tmp_path: 
     # The user cancels once step 3 is reported; the job notices at the end of step 4 and saves it first.
     assert checkpoints == ["checkpoint-2", "checkpoint-4"]
     assert max(u.step for u in first) == 4
+    # A worker killed while saving the next checkpoint leaves it half-written: weights, no trainer state.
+    half = work / "checkpoints" / "checkpoint-6"
+    half.mkdir()
+    (half / "adapter_model.safetensors").write_bytes(b"\0" * 100)
 
     second: list[Update] = []
     result = run_finetune(cfg, dataset(MEMORIZE), tmp_path / "out", JobContext(work, on_update=second.append))
     steps = [u.step for u in second if "loss" in u.metrics]
     assert steps == [5, 6, 7, 8]
     assert any("Resuming from checkpoint-4" in (u.log or "") for u in second)
+    assert any("checkpoint-6 was not saved completely" in (u.log or "") for u in second)
     assert result.metrics["steps"] == 8
     assert (tmp_path / "out" / "model.safetensors").is_file()
     # The resumed job counts on from the checkpoint: as many tokens as one run straight through.
