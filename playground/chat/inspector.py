@@ -1,177 +1,21 @@
-"""The chat token inspector's JSON API: the tokens of a saved answer, and for one of them its probability,
-the alternatives the sampler left, and what the model's last position attended to at that step (the one
-query row of every layer and head, recomputed on demand from the message's stored prompt ids).
+"""The chat token inspector's JSON API (the work is in inspector_services.py):
 
 GET /chat/message/<id>/tokens/        every generated token with its display label and probability
 GET /chat/message/<id>/token/<i>/     token i: probability, alternatives, context labels, attention rows
 
 Both are owner-scoped (someone else's message reads like a missing one) and answer errors as
-{"error": "..."} with a 4xx status. The module keeps its small service part (the read-only llmcore calls)
-beside its two views, apart from the chat's turn-taking services.py: nothing here writes or generates.
+{"error": "..."} with a 4xx status.
 """
 
 from __future__ import annotations
 
-import json
-import threading
-from collections import OrderedDict
-from typing import Any
-
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.gzip import gzip_page
 from django.views.decorators.http import require_GET
 
-from llmcore.attention import AttentionInputError, AttentionUnsupported
-from llmcore.inspect_token import last_query_attention, step_context
-from llmcore.store import StoreError
-from llmcore.tokenize import load_pretrained_tokenizer, token_display
-from playground.catalog.services import get_visible_model
-from playground.chat import services
-from playground.chat.models import Message
-from playground.core.services import model_store
-from playground.inspect.services.common import get_loaded
-
-# Recent answers of the token endpoint, as JSON bytes (at most about 1.3 MB each): the forward pass is the
-# costly part, and a person clicks back and forth between a few tokens. Keyed by message, index and
-# weights, so re-pulled weights are recomputed.
-CACHE_ENTRIES = 16
-_cache: OrderedDict[tuple[int, int, str], bytes] = OrderedDict()
-_cache_lock = threading.Lock()
+from playground.chat.inspector_services import InspectorError, inspected_message, token_json, tokens_payload
 
 
-class InspectorError(Exception):
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-# --- service part ---------------------------------------------------------------------------------
-def inspected_message(owner: Any, message_id: int) -> Message:
-    """The owner's saved assistant message with its tokens, or an InspectorError saying why not."""
-    try:
-        message = services.get_message(owner, message_id)
-    except services.ChatError as exc:
-        raise InspectorError(str(exc), 404) from None
-    if message.role != Message.Role.ASSISTANT:
-        raise InspectorError("Only the model's answers have generated tokens to inspect.", 400)
-    if message.status == Message.Status.STREAMING:
-        raise InspectorError("This answer is still being written: inspect it when it is done.", 409)
-    if not message.tokens:
-        raise InspectorError("This answer kept no generated tokens.", 404)
-    return message
-
-
-def model_of(message: Message) -> str:
-    name = str((message.provenance or {}).get("model") or message.conversation.model_name)
-    try:
-        found = model_store().exists(name)
-    except StoreError:  # a name that is not a valid model name can name no model
-        found = False
-    try:
-        if found:  # and still one the answer's owner may use (its owner may have made it private)
-            get_visible_model(message.conversation.owner, name)
-    except LookupError:
-        found = False
-    if not found:
-        raise InspectorError(
-            f"The model {name} is no longer in the catalog, so its tokens cannot be read.", 410
-        )
-    return name
-
-
-def labels(model_name: str, ids: list[int]) -> list[str]:
-    tokenizer = load_pretrained_tokenizer(model_store().path(model_name))
-    return [token_display(tokenizer, int(i)) for i in ids]
-
-
-def tokens_payload(message: Message) -> dict[str, Any]:
-    name = model_of(message)
-    ids = [int(t[0]) for t in message.tokens]
-    shown = "".join(t[1] for t in message.tokens)
-    return {
-        "message": message.pk,
-        "model": name,
-        "tokens": [
-            {"index": i, "id": t[0], "text": t[1], "label": label, "prob": t[2]}
-            for i, (t, label) in enumerate(zip(message.tokens, labels(name, ids), strict=True))
-        ],
-        # Text no token carried (bytes held back at the end): shown after the chips, not clickable.
-        "tail": message.content[len(shown) :] if message.content.startswith(shown) else "",
-    }
-
-
-def token_json(message: Message, index: int) -> bytes:
-    """Token `index` of the answer as the panel reads it (JSON), from the cache when it was asked lately."""
-    name = model_of(message)
-    sha = model_store().meta(name).sha256
-    key = (message.pk, index, sha)
-    with _cache_lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
-    body = json.dumps(token_payload(message, index, name, sha), separators=(",", ":")).encode()
-    with _cache_lock:
-        _cache[key] = body
-        while len(_cache) > CACHE_ENTRIES:
-            _cache.popitem(last=False)
-    return body
-
-
-def token_payload(message: Message, index: int, name: str, sha: str) -> dict[str, Any]:
-    generated = [int(t[0]) for t in message.tokens]
-    try:
-        context = step_context([int(i) for i in message.prompt_ids], generated, index)
-    except IndexError as exc:
-        raise InspectorError(str(exc), 404) from None
-    token_id, text, prob, alternatives = message.tokens[index]
-    provenance = message.provenance or {}
-    notes = []
-    if provenance.get("weights_sha256") not in (None, sha):
-        notes.append(f"{name}'s weights changed since this answer: the attention is the current weights'.")
-    attention, attention_error = attention_of(name, context, message.conversation.owner)
-    return {
-        "message": message.pk,
-        "index": index,
-        "model": name,
-        "token": {"id": token_id, "text": text, "label": labels(name, [token_id])[0], "prob": prob},
-        # Greedy answers (temperature 0) take the likeliest token with probability 1; their alternatives
-        # are the model's own probabilities (see llmcore.engine), which the page says.
-        "greedy": (provenance.get("sampling") or {}).get("temperature") in (0, 0.0),
-        "alternatives": [
-            {"id": a[0], "label": a[1], "prob": a[2], "chosen": a[0] == token_id} for a in alternatives
-        ],
-        "context": {
-            "labels": labels(name, context),
-            "prompt_tokens": len(message.prompt_ids),
-            "generated_before": index,
-        },
-        "attention": attention,
-        "attention_error": attention_error,
-        "notes": notes,
-    }
-
-
-def attention_of(name: str, context: list[int], owner: Any) -> tuple[dict[str, Any] | None, str | None]:
-    """(the attention rows and their shape, None), or (None, why there are none) for a context the
-    inspector does not look at; the token and its alternatives are shown either way."""
-    try:
-        loaded = get_loaded(name, owner)
-        step = last_query_attention(loaded, context, max_tokens=settings.INSPECT_MAX_TOKENS)
-    except (LookupError, StoreError) as exc:  # gone from the catalog since model_of looked
-        raise InspectorError(str(exc), 410) from None
-    except (AttentionInputError, AttentionUnsupported) as exc:
-        return None, str(exc)
-    return {
-        "layers": step.num_layers,
-        "heads": step.num_heads,
-        "kv_heads": step.num_kv_heads,
-        "rows": step.rows(),  # [layer][head][context position]
-        "forward_ms": round(step.forward_seconds * 1000, 1),
-    }, None
-
-
-# --- views ----------------------------------------------------------------------------------------
 @require_GET
 def message_tokens(request: HttpRequest, message_id: int) -> JsonResponse:
     try:

@@ -17,6 +17,7 @@ from django.urls import reverse
 
 from llmcore.loading import ModelCache, best_device
 from llmcore.store import ModelStore
+from llmcore.text import JsonTooDeep, json_type, loads_json, text_problem  # noqa: F401 (core.text's)
 
 
 # --- models ---------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 A JSON body or a socket frame can carry what no browser form can: a number or a list where text belongs,
 or a lone surrogate ("\\ud800") that no tokenizer can encode. TextField refuses both with a sentence
 beside the field, where a plain CharField would turn a list into "['a']" and let the surrogate through to
-a 500. What counts as text is decided in llmcore.text, which the dataset parser shares.
+a 500. What counts as text is decided in llmcore.text (reached through core's services), which the dataset
+parser shares.
 
 FloatField is Django's, except that a JSON integer too large for a float (10**400) is "Enter a number."
 instead of an OverflowError: every number field of a JSON endpoint or a socket frame uses it.
@@ -15,7 +16,7 @@ from typing import Any
 
 from django import forms
 
-from llmcore.text import JsonTooDeep, json_type, loads_json, text_problem
+from playground.core.services import JsonTooDeep, json_type, loads_json, text_problem
 
 __all__ = ["FloatField", "JsonTooDeep", "TextField", "TextValidator", "check_text", "loads_json"]
 

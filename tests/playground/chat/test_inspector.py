@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from llmcore.engine import DoneEvent, StatsEvent, TokenEvent
-from playground.chat import inspector, services
+from playground.chat import inspector_services, services
 from playground.chat.models import Message
 
 pytestmark = pytest.mark.django_db
@@ -52,7 +52,7 @@ def generate_answer(owner, **overrides: Any) -> Message:  # type: ignore[no-unty
 
 @pytest.fixture
 def answer(user, tiny_model) -> Message:  # type: ignore[no-untyped-def]
-    inspector._cache.clear()
+    inspector_services._cache.clear()
     message = generate_answer(user)
     assert len(message.tokens) == 6
     return message
@@ -107,7 +107,7 @@ def test_a_token_shows_its_probability_alternatives_and_attention(client_in: Cli
 
 
 def test_a_sampled_token_shows_its_probability_after_the_sampler(client_in: Client, user, tiny_model) -> None:  # type: ignore[no-untyped-def]
-    inspector._cache.clear()
+    inspector_services._cache.clear()
     sampled = generate_answer(user, temperature=0.9, top_k=20, seed=7)
     body = client_in.get(token_url(sampled.pk, 1)).json()
     assert body["greedy"] is False
