@@ -9,34 +9,27 @@ from celery import Task, shared_task
 from celery.signals import task_received, worker_ready
 
 from playground.core.workers import on_beat
+from playground.jobs.models import Job
+from playground.jobs.services.jobs import TASK_NAMES, check_jobs, note_received
+from playground.jobs.services.runner import run_job
 
 log = logging.getLogger(__name__)
-JOB_TASKS = {"jobs.run_quantize_task", "jobs.run_finetune_task"}
+JOB_TASKS = set(TASK_NAMES.values())
 
 
-@shared_task(name="jobs.run_quantize_task", bind=True)
+@shared_task(name=TASK_NAMES[Job.Kind.QUANTIZE], bind=True)
 def run_quantize_task(self: Task, job_id: int) -> str:
-    from playground.jobs.services.runner import run_job
-
     return run_job(job_id, self.request.id, self.request.hostname or "")
 
 
-@shared_task(name="jobs.run_finetune_task", bind=True)
+@shared_task(name=TASK_NAMES[Job.Kind.FINETUNE], bind=True)
 def run_finetune_task(self: Task, job_id: int) -> str:
-    from playground.jobs.services.runner import run_job
-
     return run_job(job_id, self.request.id, self.request.hostname or "")
-
-
-def task_for(kind: str) -> Any:
-    return run_quantize_task if kind == "quantize" else run_finetune_task
 
 
 @worker_ready.connect
 def reap_jobs_of_a_restarted_worker(sender: Any, **kwargs: Any) -> None:
     """A worker that starts runs nothing yet: jobs still marked running on it were lost when it stopped."""
-    from playground.jobs.services.jobs import check_jobs
-
     try:
         check_jobs(restarted_worker=sender.hostname)
     except Exception:
@@ -46,8 +39,6 @@ def reap_jobs_of_a_restarted_worker(sender: Any, **kwargs: Any) -> None:
 @on_beat
 def check_jobs_on_every_beat(hostname: str) -> None:
     """Lost workers and lost messages are found without anyone looking at the jobs pages."""
-    from playground.jobs.services.jobs import check_jobs
-
     check_jobs()
 
 
@@ -57,8 +48,6 @@ def note_a_received_job(sender: Any, request: Any, **kwargs: Any) -> None:
     however long the job waited in the queue before."""
     if request.name not in JOB_TASKS or not request.args:
         return
-    from playground.jobs.services.jobs import note_received
-
     try:
         note_received(int(request.args[0]), request.id)
     except Exception:

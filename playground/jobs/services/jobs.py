@@ -16,12 +16,15 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from llmcore.store import StoreError, name_from, validate_name
+from playground.celery import app
 from playground.core.services import model_store
 from playground.core.workers import live_workers
 from playground.jobs.models import Dataset, Job
 
 log = logging.getLogger(__name__)
 GPU_DEVICES = {"cuda", "mps"}
+# The Celery task that runs each kind of job (defined in playground/jobs/tasks.py under these names).
+TASK_NAMES = {Job.Kind.QUANTIZE: "jobs.run_quantize_task", Job.Kind.FINETUNE: "jobs.run_finetune_task"}
 
 
 class JobError(Exception):
@@ -102,10 +105,9 @@ def enqueue(job: Job) -> None:
 
 
 def _send_after_commit(job: Job) -> None:
-    from playground.jobs.tasks import task_for
-
-    task, job_id, task_id, queue = task_for(job.kind), job.pk, job.task_id, job.queue
-    transaction.on_commit(lambda: task.apply_async(args=[job_id], task_id=task_id, queue=queue))
+    # By name: the tasks module imports these services, so the services do not import it back.
+    name, job_id, task_id, queue = TASK_NAMES[job.kind], job.pk, job.task_id, job.queue
+    transaction.on_commit(lambda: app.send_task(name, args=[job_id], task_id=task_id, queue=queue))
 
 
 # --- cancelling and resuming ------------------------------------------------------------------------
@@ -214,8 +216,6 @@ def broker_queue_sizes(queues: set[str], connection: Any = None) -> dict[str, in
     """Messages waiting in each of these broker queues, or {} when the broker does not answer (then
     nothing is decided: a message cannot be re-sent to a broker that is down anyway). A message a
     worker has taken no longer counts; a worker busy with another job leaves the next one waiting here."""
-    from playground.celery import app
-
     conn = connection or app.connection_for_read()
     try:
         conn.ensure_connection(max_retries=0)  # one try: page loads must not hang on a broker that is down

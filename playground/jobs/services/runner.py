@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from llmcore.jobs import JobCancelled, JobContext, JobFailed, Update
 from llmcore.loading import best_device
+from playground.catalog.services import owner_extra, sync_catalog
 from playground.core.services import model_store
 from playground.jobs.models import Job
 
@@ -280,8 +281,6 @@ def finetune_config(method: str, job_params: dict[str, Any], base_dir: Path) -> 
 
 
 def _register(job: Job, out_dir: Path, report: dict[str, Any], extra: dict[str, Any]) -> None:
-    from playground.catalog.services import owner_extra, sync_catalog
-
     lineage = {
         **owner_extra(job.owner),  # the job owner's model, private to them until they share it
         "job": job.pk,

@@ -17,8 +17,16 @@ from django.test import Client
 from django.urls import reverse
 
 from playground.catalog.models import ModelEntry
-from playground.catalog.services import owner_extra, sync_catalog
+from playground.catalog.services import may_see, owner_extra, set_shared, sync_catalog
+from playground.chat import services
+from playground.chat.forms import send_form
+from playground.core.services import model_cache
+from playground.jobs.models import Job
+from playground.jobs.services.datasets import save_dataset
+from playground.jobs.services.runner import run_job
 from tests.playground.catalog.test_downloads import child_folder
+from tests.playground.chat.test_consumer import frames_until, headers_for, open_socket, run
+from tests.playground.jobs.conftest import INSTRUCTIONS
 
 pytestmark = pytest.mark.django_db
 
@@ -253,7 +261,6 @@ def test_the_tool_pages_refuse_it_and_never_offer_it(  # type: ignore[no-untyped
 def test_the_job_forms_do_not_offer_a_strangers_private_model(  # type: ignore[no-untyped-def]
     client_in: Client, stranger_in: Client, private: str
 ) -> None:
-    from playground.jobs.models import Job
 
     for url in (reverse("jobs:new-quantize"), reverse("jobs:new-finetune")):
         assert f'value="{PRIVATE}"' not in stranger_in.get(url).content.decode(), url
@@ -288,8 +295,6 @@ def test_sharing_makes_it_usable_in_every_tool(client_in: Client, stranger_in: C
 def test_the_chat_send_form_refuses_it_and_says_so_for_a_conversation_on_it(  # type: ignore[no-untyped-def]
     user, stranger, private: str
 ) -> None:
-    from playground.chat import services
-    from playground.chat.forms import send_form
 
     refused = send_form({"model": PRIVATE, "content": "hi"}, user=stranger)
     unknown = send_form({"model": UNKNOWN, "content": "hi"}, user=stranger)
@@ -311,8 +316,6 @@ def test_the_chat_send_form_refuses_it_and_says_so_for_a_conversation_on_it(  # 
 def test_the_chat_socket_refuses_a_strangers_private_model_and_says_when_a_chats_model_was_unshared(  # type: ignore[no-untyped-def]
     user, stranger, private: str
 ) -> None:
-    from playground.catalog.services import set_shared
-    from tests.playground.chat.test_consumer import frames_until, headers_for, open_socket, run
 
     def send(name: str | None, **fields: Any) -> dict[str, Any]:
         frame = {"type": "send", "content": "Hello", "settings": {"max_new_tokens": 4, "seed": 1}, **fields}
@@ -368,9 +371,6 @@ def test_ownership_and_sharing_survive_a_catalog_rebuilt_from_the_store(  # type
 def test_a_job_output_from_before_owners_belongs_to_its_jobs_owner(  # type: ignore[no-untyped-def]
     store, tiny_model, tiny_model_dir: Path, user, stranger, admin
 ) -> None:
-    from playground.catalog.services import may_see
-    from playground.jobs.models import Job
-
     job = Job.objects.create(owner=user, kind="quantize", method="bf16", base_model="tiny-llama",
                              output_name="old-bf16", params={})  # fmt: skip
     store.import_folder(tiny_model_dir, "old-bf16", parent="tiny-llama", method="bf16", extra={"job": job.pk})
@@ -388,11 +388,6 @@ def test_a_job_output_from_before_owners_belongs_to_its_jobs_owner(  # type: ign
 def test_a_fine_tune_jobs_model_belongs_to_the_jobs_owner(
     user, stranger, tiny_model, tmp_path, settings
 ) -> None:  # type: ignore[no-untyped-def]
-    from playground.catalog.services import may_see
-    from playground.jobs.models import Job
-    from playground.jobs.services.datasets import save_dataset
-    from playground.jobs.services.runner import run_job
-    from tests.playground.jobs.conftest import INSTRUCTIONS
 
     settings.DATA_DIR = tmp_path / "data"
     settings.DATA_DIR.mkdir()
@@ -416,7 +411,6 @@ def test_a_fine_tune_jobs_model_belongs_to_the_jobs_owner(
 def test_healthz_names_a_loaded_private_model_only_to_those_who_may_see_it(  # type: ignore[no-untyped-def]
     client_in: Client, stranger_in: Client, admin_in: Client, private: str
 ) -> None:
-    from playground.core.services import model_cache
 
     model_cache().get(private)
     try:
