@@ -13,6 +13,7 @@ download (the GGUF export, the adapter) and a link could pull any file of the ma
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -176,13 +177,9 @@ class ModelStore:
         rewrite its meta.json atomically; the weights and facts stay as they are."""
         meta = self.meta(name)
         meta.extra = {**meta.extra, **changes}
-        folder = self.path(name)
-        tmp = folder / f".{META_FILE}.{uuid.uuid4().hex[:8]}"
         try:
-            tmp.write_text(meta.to_json())
-            tmp.replace(folder / META_FILE)  # a concurrent reader sees the old file or the new one
+            _replace_meta(self.path(name), meta)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise StoreError(f"Could not update {name}'s metadata: {exc.strerror or exc}.") from None
         return meta
 
@@ -336,13 +333,21 @@ def _refresh_facts(folder: Path, meta: ModelMeta) -> ModelMeta:
         meta.facts = read_facts(folder)
     except Exception:
         return meta
+    with contextlib.suppress(OSError):
+        _replace_meta(folder, meta)
+    return meta
+
+
+def _replace_meta(folder: Path, meta: ModelMeta) -> None:
+    """Rewrite a model's meta.json atomically: a concurrent reader sees the old file or the new one,
+    never half of one. OSError (a read-only store, a full disk) is the caller's to handle."""
     tmp = folder / f".{META_FILE}.{uuid.uuid4().hex[:8]}"
     try:
         tmp.write_text(meta.to_json())
-        tmp.replace(folder / META_FILE)  # atomic, so a concurrent reader never sees half a file
+        tmp.replace(folder / META_FILE)
     except OSError:
         tmp.unlink(missing_ok=True)
-    return meta
+        raise
 
 
 # --- checks and facts ----------------------------------------------------------------------------
