@@ -202,7 +202,7 @@ class CaptureSize:
 
 
 def capture_size(model: Any, num_tokens: int, overview_size: int = OVERVIEW_SIZE) -> CaptureSize:
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    config = _text_config(model.config)
     layers, heads, t = int(config.num_hidden_layers), int(config.num_attention_heads), num_tokens
     side = math.ceil(t / overview_bin(t, overview_size))
     return CaptureSize(
@@ -263,8 +263,13 @@ def eager_twin(model: Any) -> Any:
     return twin
 
 
+def _text_config(config: Any) -> Any:
+    """The text model's config (a multimodal config nests it; a text model's config is it)."""
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
 def _kv_heads(config: Any) -> int:
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    text = _text_config(config)
     return int(getattr(text, "num_key_value_heads", None) or text.num_attention_heads)
 
 
@@ -344,8 +349,7 @@ def capture_attention(
     layers: list[torch.Tensor] = []
     pooled: list[torch.Tensor] = []
     bin_size = overview_bin(len(inp.token_ids), overview_size)
-    text_config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    num_layers = int(text_config.num_hidden_layers)
+    num_layers = int(_text_config(model.config).num_hidden_layers)
     block: torch.Tensor | None = None  # (L, H, T, T) float16: one allocation for the whole capture
 
     def keep(weights: torch.Tensor) -> None:  # (H, T, T)

@@ -159,9 +159,7 @@ def is_admin(user: Any) -> bool:
 
 
 def may_see(user: Any, entry: ModelEntry) -> bool:
-    if entry.shared or is_admin(user):
-        return True
-    return entry.owner_id is not None and getattr(user, "pk", None) == entry.owner_id
+    return entry.shared or may_manage(user, entry)
 
 
 def may_manage(user: Any, entry: ModelEntry) -> bool:
