@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "playground.inspect",
     "playground.chat",
     "playground.jobs",
+    "playground.engine",
     "axes",  # login throttling (see Auth below)
     "csp",  # the Content-Security-Policy header (see Security below)
 ]
@@ -135,12 +136,22 @@ if REDIS_URL:
             "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
         }
     }
+    # Shared by every web process: each publishes its engines' numbers here for the Engine page.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "playground",
+            "OPTIONS": {"socket_timeout": 5, "socket_connect_timeout": 5},
+        }
+    }
 else:
     # Embedded defaults that need no server: kombu's SQLAlchemy transport and Celery's database
     # result backend, both on SQLite files under DATA_DIR; the in-memory channel layer.
     CELERY_BROKER_URL = f"sqla+sqlite:///{DATA_DIR / 'celery-broker.sqlite3'}"
     CELERY_RESULT_BACKEND = f"db+sqlite:///{DATA_DIR / 'celery-results.sqlite3'}"
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -183,12 +194,30 @@ MODEL_DEVICE = envstr("MODEL_DEVICE", "auto")
 ENGINE_PACKED_DECODE = envstr("ENGINE_PACKED_DECODE", "auto")
 if ENGINE_PACKED_DECODE not in ("auto", "off"):
     raise ImproperlyConfigured("ENGINE_PACKED_DECODE is auto or off.")
-# CPU threads of each chat engine's decode steps (llmcore/engine.py says why 1 is the default; long
-# prefills use all of PyTorch's threads); 0 leaves PyTorch's process setting for everything. Raise it on a
-# many-core machine if `python -m bench chat` says it helps.
+# CPU threads of each chat engine's one-stream decode steps (llmcore/engine/runner.py says why 1 is the
+# default; long prefills and batches of 8 or more sequences use all of PyTorch's threads); 0 leaves
+# PyTorch's process setting for everything. Raise it on a many-core machine if `python -m bench engine`
+# says it helps.
 ENGINE_THREADS = envint("ENGINE_THREADS", 1)
 if ENGINE_THREADS < 0:
     raise ImproperlyConfigured("ENGINE_THREADS is 0 (PyTorch's setting) or a number of threads.")
+# The engine's explicit limits, per model and per web process (llmcore.engine.EngineLimits). When they are
+# reached a new chat waits in line ("waiting, 2 ahead") instead of failing or slowing the others.
+ENGINE_MAX_SEQUENCES = envint("ENGINE_MAX_SEQUENCES", 16)  # sequences decoded together
+ENGINE_KV_CACHE_MB = envint("ENGINE_KV_CACHE_MB", 2048)  # the running sequences' KV cache
+ENGINE_PREFIX_CACHE_MB = envint("ENGINE_PREFIX_CACHE_MB", 512)  # reusable prompt blocks; 0 turns it off
+ENGINE_PREFILL_CHUNK = envint("ENGINE_PREFILL_CHUNK", 256)  # prompt tokens computed per step
+ENGINE_MAX_WAITING = envint("ENGINE_MAX_WAITING", 256)  # requests in line beyond this are refused
+if min(ENGINE_MAX_SEQUENCES, ENGINE_KV_CACHE_MB) < 1 or ENGINE_PREFIX_CACHE_MB < 0:
+    raise ImproperlyConfigured(
+        "ENGINE_MAX_SEQUENCES and ENGINE_KV_CACHE_MB are at least 1, ENGINE_PREFIX_CACHE_MB at least 0."
+    )
+if ENGINE_PREFILL_CHUNK < 16 or ENGINE_MAX_WAITING < 0:
+    raise ImproperlyConfigured("ENGINE_PREFILL_CHUNK is at least 16 and ENGINE_MAX_WAITING at least 0.")
+# The attention kernel of the chat engines (llmcore/kernels.py): sdpa-auto lets PyTorch choose.
+ENGINE_ATTENTION = envstr("ENGINE_ATTENTION", "sdpa-auto")
+# /metrics (Prometheus text) answers a logged-in user, or this token as `Authorization: Bearer <token>`.
+METRICS_TOKEN = envstr("METRICS_TOKEN")
 
 # Limits of the inspect tools, stated on their pages and enforced by their forms.
 INSPECT_MAX_CHARS = 20_000  # text typed or pasted into a tool

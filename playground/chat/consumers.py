@@ -37,8 +37,13 @@ server -> client
     {"type": "token", "index": i, "id": token_id, "text": str, "prob": p,
      "alternatives": [[id, label, prob], ...]}
         "text" may be "" while bytes of a character or a possible stop sequence are held back.
+    {"type": "queued", "ahead": n, "running": n}   the engine is full (its limits, ENGINE_* settings):
+        the answer waits in line behind n others and starts by itself; sent again as the line moves
     {"type": "stats", "prompt_tokens", "generated_tokens", "time_to_first_token_s", "tokens_per_s",
-     "seed", "max_new_tokens", "clamped", "context_length"}
+     "seed", "max_new_tokens", "clamped", "context_length", "cached_prompt_tokens" (from the prefix
+     cache), "batch_size_max" (most answers decoded in one pass with this one), "queued_s",
+     "speculative" ({method, proposed, accepted, acceptance_rate, verify_passes, skipped_steps,
+     speedup} or {} when off)}
     {"type": "done", "reason": "stop" | "stop_sequence" | "length" | "cancelled" | "error",
      "message": id, "text": the whole answer, "tail": text no token carried, "error": str | null,
      "candidates": [...]}
@@ -239,11 +244,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
                             "alternatives": alternatives,
                         }
                     )
+                elif kind == "QueuedEvent":  # the engine is full: the answer waits in line
+                    await self.send_json({"type": "queued", "ahead": event.ahead, "running": event.running})
                 elif kind == "StatsEvent":
                     stats = event
                     await self.send_json(
                         {
                             "type": "stats",
+                            "cached_prompt_tokens": event.cached_prompt_tokens,
+                            "batch_size_max": event.batch_size_max,
+                            "queued_s": event.queued_s,
+                            "speculative": event.speculative,
                             "prompt_tokens": event.prompt_tokens,
                             "generated_tokens": event.generated_tokens,
                             "time_to_first_token_s": event.time_to_first_token_s,

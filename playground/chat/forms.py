@@ -38,6 +38,14 @@ class StopSequencesField(forms.Field):
         return [check_text(s, "A stop sequence") for s in value]
 
 
+SPECULATIVE_CHOICES = [
+    ("off", "off"),
+    ("prompt_lookup", "prompt lookup (copies n-grams of the conversation)"),
+    ("draft", "draft model"),
+    ("auto", "auto (prompt lookup while it pays)"),
+]
+
+
 class SendForm(forms.Form):
     conversation = forms.IntegerField(min_value=1, required=False)
     model = forms.ChoiceField(choices=services.model_choices)
@@ -60,9 +68,16 @@ class SendForm(forms.Form):
     stop_sequences = StopSequencesField(required=False)
     best_of = forms.IntegerField(min_value=1, max_value=MAX_CANDIDATES, label="Best of N")
     num_beams = forms.IntegerField(min_value=1, max_value=MAX_CANDIDATES, label="Beams")
+    speculative = forms.ChoiceField(choices=SPECULATIVE_CHOICES, label="Speculative decoding")
+    draft_model = forms.ChoiceField(choices=(), required=False, label="Draft model")
+    speculative_tokens = forms.IntegerField(min_value=1, max_value=16, label="Proposed tokens")
 
     def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.fields["draft_model"].choices = lambda: [("", "none"), *services.model_choices(user)]
+        self.fields["draft_model"].error_messages["invalid_choice"] = (
+            "Unknown draft model %(value)s: pick a catalog model with the same tokenizer."
+        )
         # The models this user may use (no user: the shared ones); another's private model reads as unknown.
         self.fields["model"].choices = lambda: services.model_choices(user)
         self.fields["model"].error_messages["invalid_choice"] = (
@@ -87,6 +102,7 @@ class SendForm(forms.Form):
                     "catalog (or no longer shared with you): pick another model to go on."
                 ]
             )
+        check_speculative(self)
         return check_best_of_or_beams(self)
 
 
@@ -106,6 +122,16 @@ def send_form(frame: dict[str, Any], saved: dict[str, Any] | None = None, user: 
     if not isinstance(raw_settings, dict):
         form.add_error(None, "settings must be an object.")
     return form
+
+
+def check_speculative(form: forms.Form) -> None:
+    """Speculation checks one sequence's guesses: a draft needs a model, and it is not for N candidates."""
+    cleaned = form.cleaned_data
+    method = cleaned.get("speculative") or "off"
+    if method == "draft" and not cleaned.get("draft_model"):
+        form.add_error("draft_model", "Choose the draft model that proposes tokens.")
+    if method != "off" and ((cleaned.get("best_of") or 1) > 1 or (cleaned.get("num_beams") or 1) > 1):
+        form.add_error("speculative", "Speculative decoding runs one answer: set best of N and beams to 1.")
 
 
 def check_best_of_or_beams(form: forms.Form) -> dict[str, Any]:
@@ -133,6 +159,7 @@ class PresetForm(forms.Form):
         self.owner = owner
         for key in services.DEFAULT_SETTINGS:
             self.fields[key] = copy.deepcopy(SendForm.base_fields[key])
+        self.fields["draft_model"].choices = lambda: [("", "none"), *services.model_choices(owner)]
 
     @classmethod
     def from_post(cls, post: Any, owner: Any) -> PresetForm:
@@ -150,6 +177,7 @@ class PresetForm(forms.Form):
         return name
 
     def clean(self) -> dict[str, Any]:
+        check_speculative(self)
         return check_best_of_or_beams(self)
 
     def values(self) -> dict[str, Any]:

@@ -14,7 +14,16 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 
 from llmcore.encoding import encode_chat, encode_text
-from llmcore.engine import Candidate, DoneEvent, Engine, GenerationRequest, GenerationStream, StatsEvent
+from llmcore.engine import (
+    Candidate,
+    DoneEvent,
+    Engine,
+    EngineLimits,
+    GenerationRequest,
+    GenerationStream,
+    SpeculativeConfig,
+    StatsEvent,
+)
 from llmcore.sampling import SamplingConfig
 from playground.catalog.services import visible_models
 from playground.chat.models import Conversation, Message
@@ -32,6 +41,10 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "stop_sequences": [],
     "best_of": 1,  # > 1: generate N candidates, keep the best mean log-probability (the others are saved)
     "num_beams": 1,  # > 1: deterministic beam search
+    # Speculative decoding: "off", "prompt_lookup", "draft" (with draft_model) or "auto"
+    "speculative": "off",
+    "draft_model": "",
+    "speculative_tokens": 4,  # tokens proposed per verification
 }
 SAMPLER_KEYS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty")
 TITLE_CHARS = 60
@@ -333,18 +346,40 @@ def engine_for(model_name: str) -> Engine:
     loaded = model_cache().get(model_name)
     with _engines_lock:
         live = {id(m) for m in model_cache().loaded()}
-        for name, engine in list(_engines.items()):
-            if id(engine.loaded) not in live or (name == model_name and engine.loaded is not loaded):
+        for name, old in list(_engines.items()):
+            if id(old.loaded) not in live or (name == model_name and old.loaded is not loaded):
                 del _engines[name]
-                engine.close(timeout=0)
+                old.close(timeout=0)
         engine = _engines.get(model_name)
         if engine is None:
             engine = _engines[model_name] = Engine(
                 loaded,
                 packed_decode=django_settings.ENGINE_PACKED_DECODE,
                 threads=django_settings.ENGINE_THREADS or None,
+                limits=engine_limits(),
+                attention=django_settings.ENGINE_ATTENTION,
+                drafts=model_cache().get,
             )
         return engine
+
+
+def engine_limits() -> EngineLimits:
+    """The engines' limits, from the ENGINE_* settings."""
+    s = django_settings
+    return EngineLimits(
+        max_sequences=s.ENGINE_MAX_SEQUENCES,
+        kv_cache_mb=s.ENGINE_KV_CACHE_MB,
+        prefix_cache_mb=s.ENGINE_PREFIX_CACHE_MB,
+        prefill_chunk=s.ENGINE_PREFILL_CHUNK,
+        max_waiting=s.ENGINE_MAX_WAITING,
+    )
+
+
+def engine_metrics() -> list[dict[str, Any]]:
+    """This process's running engines and their numbers (llmcore.engine.Engine.metrics), by model."""
+    with _engines_lock:
+        engines = sorted(_engines.items())
+    return [engine.metrics() for _, engine in engines]
 
 
 # --- one turn -------------------------------------------------------------------------------------
@@ -423,6 +458,11 @@ def start_turn(owner, data: dict[str, Any]) -> Turn:  # type: ignore[no-untyped-
             stop_sequences=tuple(settings["stop_sequences"]),
             best_of=settings["best_of"],
             num_beams=settings["num_beams"],
+            speculative=SpeculativeConfig(
+                method=settings["speculative"],
+                num_tokens=settings["speculative_tokens"],
+                draft_model=settings["draft_model"] if settings["speculative"] == "draft" else "",
+            ),
         )
         provenance = {
             "model": model_name,
@@ -436,6 +476,7 @@ def start_turn(owner, data: dict[str, Any]) -> Turn:  # type: ignore[no-untyped-
             "system_prompt": conversation.system_prompt,
             "best_of": settings["best_of"],
             "num_beams": settings["num_beams"],
+            "speculative": asdict(request.speculative),
             "decode": engine.decode.as_json(),  # how the engine multiplied (packed 4-bit or float)
             **branch.provenance,
         }
@@ -498,6 +539,12 @@ def finish_turn(
         "time_to_first_token_s": stats.time_to_first_token_s if stats else None,
         "tokens_per_s": stats.tokens_per_s if stats else None,
         "clamped": stats.clamped if stats else False,
+        # how the engine served it: batching, the prefix cache, waiting for room, speculation
+        "cached_prompt_tokens": stats.cached_prompt_tokens if stats else 0,
+        "batch_size_max": stats.batch_size_max if stats else None,
+        "batch_size_mean": stats.batch_size_mean if stats else None,
+        "queued_s": stats.queued_s if stats else None,
+        "speculative": stats.speculative if stats else {},
     }
     if candidates and len(candidates) > 1:  # best-of-N: every candidate, the chosen one first
         provenance["candidates"] = candidates_json(candidates)
@@ -633,7 +680,8 @@ def answer_tokens(engine: Engine, answer: Message) -> tuple[list[int], list[list
     if ids and engine.tokenizer.decode(ids, skip_special_tokens=False) == answer.content:
         return ids, [list(t) for t in answer.tokens]
     ids = encode_text(engine.tokenizer, answer.content, add_special_tokens=False)
-    entries, shown = [], ""
+    entries: list[list[Any]] = []
+    shown = ""
     for i, token_id in enumerate(ids):  # each token's text as the stream would have shown it
         full = engine.tokenizer.decode(ids[: i + 1], skip_special_tokens=False)
         safe = full if i == len(ids) - 1 else full.rstrip("\ufffd")

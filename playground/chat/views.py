@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from playground.chat import library, services
+from playground.chat.forms import SPECULATIVE_CHOICES
 from playground.chat.models import Conversation
 from playground.core.text import TextField
 
@@ -39,6 +40,8 @@ PARAMETERS: list[dict[str, Any]] = [
      "hint": "Generate N answers, keep the best mean log-probability one, show the others (1 = off)."},
     {"name": "num_beams", "label": "Beams", "min": 1, "max": 8, "step": 1,
      "hint": "Beam search: follow the B likeliest partial answers, deterministic, no sampling (1 = off)."},
+    {"name": "speculative_tokens", "label": "Proposed tokens", "min": 1, "max": 16, "step": 1,
+     "hint": "Speculative decoding: how many tokens the proposer guesses before the model checks them."},
 ]  # fmt: skip
 PRESETS = [
     ("Deterministic", "Temperature 0: the same answer every time.",
@@ -196,6 +199,10 @@ def page_context(request: HttpRequest, current: Conversation | None) -> dict[str
         "system_prompt": current.system_prompt if current else "",
         "parameters": parameters,
         "stop_sequences": "\n".join(saved.get("stop_sequences") or []),
+        "speculative_choices": SPECULATIVE_CHOICES,
+        "speculative": saved.get("speculative") or "off",
+        "draft_choices": [(n, n) for n in names],
+        "draft_model": saved.get("draft_model") or "",
         "presets": [{"label": a, "hint": b, "values": json.dumps(v)} for a, b, v in PRESETS],
         **library.presets_context(request.user),
         "limits": {

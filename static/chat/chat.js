@@ -18,9 +18,13 @@
     top_p: "Top-p", min_p: "Min-p", repetition_penalty: "Repetition penalty", seed: "Seed",
     max_new_tokens: "Max new tokens", stop_sequences: "Stop sequences", best_of: "Best of N",
     num_beams: "Beams",
+    speculative: "Speculative decoding",
+    draft_model: "Draft model",
+    speculative_tokens: "Proposed tokens",
   };
   const NUMBER_FIELDS = [
     "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "max_new_tokens", "best_of", "num_beams",
+    "speculative_tokens",
   ];
 
   const state = {
@@ -121,8 +125,24 @@
       updateContext();
       scrollDown();
     },
+    queued(frame) {
+      // The engine is full: this answer waits in line and starts by itself when room frees up.
+      if (!state.bubble) return;
+      let note = state.bubble.querySelector(".queued");
+      if (!note) {
+        note = el("p", "hint queued");
+        note.dataset.testid = "queued";
+        note.setAttribute("role", "status");
+        state.bubble.append(note);
+      }
+      note.textContent = frame.ahead > 0
+        ? "Waiting, " + frame.ahead + " ahead (" + frame.running + " answers running)…"
+        : "Waiting for room (" + frame.running + " answers running)…";
+    },
     token(frame) {
       if (!state.text) return;
+      const note = state.bubble && state.bubble.querySelector(".queued");
+      if (note) note.remove();
       state.text.textContent += frame.text;
       state.generated = frame.index + 1 - (state.prefixTokens || 0);
       updateContext();
@@ -222,6 +242,8 @@
     }
     settings.seed = f.seed.value.trim() === "" ? null : f.seed.value;
     settings.stop_sequences = f.stop_sequences.value.split("\n").filter((s) => s !== "");
+    settings.speculative = f.speculative.value;
+    settings.draft_model = f.draft_model.value;
     return { model: f.model.value, system: f.system.value, settings: settings };
   }
 

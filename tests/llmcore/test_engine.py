@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from llmcore.engine import DoneEvent, Engine, GenerationRequest, StatsEvent, TokenEvent, own_threads
+from llmcore.engine.detokenizer import Detokenizer
 from llmcore.loading import load_model
 from llmcore.sampling import SamplingConfig
 
@@ -228,7 +229,7 @@ def test_an_error_ends_only_its_stream(engine, loaded) -> None:  # type: ignore[
 
 
 def test_a_model_failure_mid_stream_is_reported(engine, loaded, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    real = engine.model
+    real = engine.runner.model
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -237,7 +238,7 @@ def test_a_model_failure_mid_stream_is_reported(engine, loaded, monkeypatch) -> 
             raise RuntimeError("boom")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "model", flaky)
+    monkeypatch.setattr(engine.runner, "model", flaky)
     tokens, _, done = split(engine.generate(request(loaded)))
     assert len(tokens) == 2
     assert done[0].reason == "error"
@@ -248,14 +249,36 @@ def test_text_is_held_back_until_a_character_is_complete(engine, loaded) -> None
     # "é" is two bytes; the tiny byte-level tokenizer has a token for each byte.
     ids = loaded.tokenizer.encode("é")
     assert len(ids) == 2
-    from llmcore.engine import _Sequence
-    from llmcore.sampling import generator_for
+    detokenizer = Detokenizer(loaded.tokenizer)
+    detokenizer.add(ids[0])
+    assert detokenizer.delta() == ""
+    detokenizer.add(ids[1])
+    assert detokenizer.delta() == "é"
 
-    seq = _Sequence(seed=0, generator=generator_for(0), prompt=[1])
-    seq.generated.append(ids[0])
-    assert engine._update_text(seq, ()) == ""
-    seq.generated.append(ids[1])
-    assert engine._update_text(seq, ()) == "é"
+
+def test_incremental_text_equals_decoding_the_whole_answer(loaded) -> None:  # type: ignore[no-untyped-def]
+    # Random ids split characters, run spaces together and mix special tokens: the window scheme must
+    # still give exactly what decoding everything at once gives, and hold back a stop sequence's start.
+    ids = torch.randint(0, loaded.tokenizer.vocab_size, (300,), generator=torch.Generator().manual_seed(3))
+    whole = loaded.tokenizer.decode(ids.tolist(), skip_special_tokens=False)
+    detokenizer = Detokenizer(loaded.tokenizer)
+    shown = ""
+    for i in ids.tolist():
+        detokenizer.add(i)
+        shown += detokenizer.delta()
+    detokenizer.flush()
+    shown += detokenizer.delta(final=True)
+    assert shown == whole == detokenizer.text
+    stop = next(whole[k : k + 3] for k in range(40, len(whole)) if "\ufffd" not in whole[k : k + 3])
+    cut = Detokenizer(loaded.tokenizer, [stop])
+    streamed = ""
+    for i in ids.tolist():
+        cut.add(i)
+        streamed += cut.delta()
+        assert len(streamed) <= whole.find(stop)  # never a character of the stop sequence or after it
+    assert cut.stopped
+    assert cut.text == whole[: whole.find(stop)]
+    assert streamed + cut.delta(final=True) == cut.text
 
 
 def test_requests_are_validated() -> None:

@@ -34,6 +34,9 @@ def panel(**overrides: Any) -> dict[str, Any]:
         "stop_sequences": "END\r\n\r\n###",
         "best_of": "3",
         "num_beams": "1",
+        "speculative": "off",
+        "draft_model": "",
+        "speculative_tokens": "4",
     }
     data.update(overrides)
     return data
@@ -61,6 +64,7 @@ def test_saving_stores_the_settings_and_shows_a_button_like_the_builtins(
     assert saved.values == {
         "temperature": 0.3, "top_k": 40, "top_p": 0.8, "min_p": 0.05, "repetition_penalty": 1.2, "seed": None,
         "max_new_tokens": 64, "stop_sequences": ["END", "###"], "best_of": 3, "num_beams": 1,
+        "speculative": "off", "draft_model": "", "speculative_tokens": 4,
     }  # fmt: skip
     partial = response.content.decode()
     assert "<html" not in partial

@@ -1,0 +1,182 @@
+"""The model runner: one forward pass over a batch of rows of the KV cache, and nothing else.
+
+Two kinds of pass, both through the transformers model with the engine's `SlotCache` as its cache and a
+4-D attention mask built here (transformers uses a 4-D mask as given):
+- `decode(lengths)`: rows 0..n-1 each add one token at their own position (continuous batching: the rows
+  are sequences of different lengths, masked to their own positions);
+- `extend(row, start, ids)`: one row adds several tokens (a prefill chunk, or a speculative verification).
+
+Threads: a decode step from a non-main thread is fastest with one CPU thread (PyTorch's OpenMP pool
+wakes slowly when the process holds more threads than cores; measured on a 2-core machine, a decode step
+of the default model took 25 ms with 2 threads and 15 ms with 1), while a long prefill is worth the
+pool (see PARALLEL_PREFILL_TOKENS). ENGINE_THREADS raises the decode count (`make bench` tells).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import torch
+
+from llmcore import kernels
+from llmcore.engine.kv_cache import KVShape, SlotCache, _Plan
+from llmcore.loading import LoadedModel
+from llmcore.packed import pack_for_decode
+
+DEFAULT_THREADS = 1
+# A forward pass over this many new tokens is big enough work to be worth waking the pool. Measured
+# (default model, 2 cores), time to first token staying at 1 thread / switching to 2: 128 tokens
+# 208 / 245 ms, 256 tokens 436 / 393 ms, 512 tokens 951 / 713 ms, 1,000 tokens 2.10 / 1.33 s.
+PARALLEL_PREFILL_TOKENS = 192
+# A decode pass over this many rows is also worth the pool. Measured (default model, 2 cores, 4-bit
+# packed), ms per step with 1 / 2 threads: 1 row 19.1 / 25.6, 4 rows 26.8 / 25.9, 8 rows 37.6 / 34.9,
+# 16 rows 67.5 / 41.7.
+PARALLEL_DECODE_ROWS = 8
+
+
+def own_threads(count: int, process: int | None = None) -> None:
+    """Give the calling thread `count` CPU threads for PyTorch's parallel work, leaving other threads'.
+
+    torch.set_num_threads sets the calling thread's OpenMP and MKL counts, and also the default that
+    threads touching PyTorch for the first time take; a short-lived thread puts that default back to
+    `process` (default: the calling thread's count before, right for a thread that has not changed it).
+    """
+    process = torch.get_num_threads() if process is None else process
+    torch.set_num_threads(count)
+    if count != process:
+        restore = threading.Thread(target=torch.set_num_threads, args=(process,), name="threads-default")
+        restore.start()
+        restore.join()
+
+
+def context_length(loaded: LoadedModel) -> int:
+    """The model's context length: its position table, else what the tokenizer says."""
+    config = loaded.model.config
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    value = getattr(loaded.tokenizer, "model_max_length", 0) or 0
+    return int(value) if 0 < int(value) < 10**7 else 2048
+
+
+class ModelRunner:
+    """Owns the model the engine runs (a 4-bit packed copy on CPU, see llmcore.packed) and its KV cache."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        packed_decode: str = "auto",
+        threads: int | None = DEFAULT_THREADS,
+        attention: str = "sdpa-auto",
+    ) -> None:
+        if threads is not None and threads < 1:
+            raise ValueError("threads must be at least 1")
+        self.loaded = loaded
+        self.device = loaded.device
+        self.threads = threads
+        self.model, self.decode_info = pack_for_decode(loaded.model, packed_decode)
+        self.attention = attention
+        kernels.prepare_model_attention(self.model, attention)  # refuses a kernel this device lacks
+        self.shape = KVShape.of(self.model.config, loaded.dtype)
+        self.cache = SlotCache(self.shape, self.device)
+        config = getattr(self.model.config, "text_config", None) or self.model.config
+        layer_types = list(getattr(config, "layer_types", None) or [])
+        self.sliding_window: int | None = None
+        if "sliding_attention" in layer_types:
+            self.sliding_window = int(config.sliding_window)
+        self.vocab_size = int(self.model.get_input_embeddings().num_embeddings)
+        self.context_length = context_length(loaded)
+        self.virtual_tokens = loaded.virtual_tokens
+        self.forward_passes = 0
+        self.forward_seconds = 0.0
+        self._process_threads: int | None = None
+        self._threads_now: int | None = None
+
+    # --- passes ---
+    def decode(self, last_tokens: list[int], lengths: list[int]) -> torch.Tensor:
+        """Rows 0..n-1 each feed their newest token at position lengths[i]: logits (n, V)."""
+        n = len(last_tokens)
+        positions = torch.tensor(lengths, device=self.device)
+        kv_length = max(lengths) + 1
+        keys = torch.arange(kv_length, device=self.device)
+        allowed = keys[None, :] <= positions[:, None]  # (n, kv)
+        mask = self._masks(allowed, positions[:, None] - keys[None, :])
+        self.cache.plan = _Plan("decode", rows=n, positions=positions, kv_length=kv_length)
+        ids = torch.tensor(last_tokens, device=self.device)[:, None]
+        logits = self._forward({"input_ids": ids}, mask, positions[:, None], keep=1)
+        return logits[:, -1]
+
+    def extend(self, row: int, start: int, ids: list[int], keep: int = 1) -> torch.Tensor:
+        """Row `row` feeds `ids` at positions start..: logits of the last `keep` positions (keep, V).
+        A row's first pass (start 0) puts a prompt-tuned model's virtual tokens before the ids."""
+        tensor = torch.tensor([ids], device=self.device)
+        inputs = self.loaded.model_inputs(tensor) if start == 0 else {"input_ids": tensor}
+        count = next(iter(inputs.values())).shape[1]
+        end = start + count
+        query = torch.arange(start, end, device=self.device)
+        keys = torch.arange(end, device=self.device)
+        distance = query[:, None] - keys[None, :]  # (q, kv)
+        mask = self._masks(distance >= 0, distance, one=True)
+        self.cache.plan = _Plan("extend", row=row, start=start, count=count, kv_length=end)
+        logits = self._forward(inputs, mask, query[None, :], keep=keep)
+        return logits[0]
+
+    def _masks(self, allowed: torch.Tensor, distance: torch.Tensor, one: bool = False) -> Any:
+        """Additive 4-D masks (0 or the dtype's minimum; eager attention adds them, SDPA reads them) for
+        full attention and, on a model with sliding-window layers, for those too."""
+        dtype = self.shape.dtype
+        batch = (lambda m: m[None, None]) if one else (lambda m: m[:, None, None])
+        full = batch(_additive(allowed, dtype))
+        if self.sliding_window is None:
+            return full
+        near = allowed & (distance < self.sliding_window)
+        return {"full_attention": full, "sliding_attention": batch(_additive(near, dtype))}
+
+    def _forward(self, inputs: dict[str, torch.Tensor], mask: Any, positions: torch.Tensor, keep: int):  # type: ignore[no-untyped-def]
+        rows, tokens = next(iter(inputs.values())).shape[:2]
+        self._use_threads(rows * tokens, rows)
+        started = time.perf_counter()
+        with kernels.attention_context(self.attention):
+            out = self.model(
+                **inputs,
+                attention_mask=mask,
+                position_ids=positions,
+                cache=self.cache,
+                use_cache=True,
+                logits_to_keep=keep,
+            )
+        self.cache.plan = None
+        self.forward_passes += 1
+        self.forward_seconds += time.perf_counter() - started
+        return out.logits.float()
+
+    # --- threads ---
+    def start_thread(self) -> None:
+        """Called from the engine's own thread before its first pass."""
+        self._process_threads = self._threads_now = torch.get_num_threads()
+
+    def _use_threads(self, tokens: int, rows: int = 1) -> None:
+        if self.threads is None or self._process_threads is None:
+            return
+        wide = max(self._process_threads, self.threads)
+        many = tokens >= PARALLEL_PREFILL_TOKENS or rows >= PARALLEL_DECODE_ROWS
+        wanted = wide if many else self.threads
+        if wanted != self._threads_now:
+            own_threads(wanted, self._process_threads)
+            self._threads_now = wanted
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "decode": self.decode_info.as_json(),
+            "attention": kernels.describe_attention(self.model, self.attention),
+            "kv_token_bytes": self.shape.token_bytes,
+            "threads": self.threads,
+        }
+
+
+def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)

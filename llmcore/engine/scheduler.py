@@ -1,0 +1,625 @@
+"""The scheduler: admission, continuous batching, chunked prefill, speculation, cancellation.
+
+Each `step()`:
+1. ends cancelled jobs and admits waiting ones in order while the limits allow (max sequences, the KV
+   cache budget); the others hear how many are ahead of them;
+2. runs one decode pass over every decoding sequence at once (a sequence whose proposer has guesses runs
+   its verification pass instead);
+3. computes one chunk of the oldest unfinished prompt, so a long prompt never stalls running streams for
+   more than one chunk.
+Sequences that finish leave the batch at once; their rows are given to the next waiting request.
+Every sequence samples with its own seeded generator, so a request gives the same tokens alone or batched.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from llmcore.encoding import encode_chat
+from llmcore.engine.detokenizer import Detokenizer
+from llmcore.engine.draft import DraftProposer
+from llmcore.engine.kv_cache import BLOCK_TOKENS, PrefixCache
+from llmcore.engine.runner import ModelRunner
+from llmcore.engine.sequence import Job, JobState, Sequence
+from llmcore.engine.speculative import prompt_lookup, verify
+from llmcore.engine.types import (
+    Alternative,
+    Candidate,
+    DoneEvent,
+    EngineLimits,
+    FinishReason,
+    QueuedEvent,
+    StatsEvent,
+    TokenEvent,
+)
+from llmcore.sampling import generator_for, warp
+from llmcore.tokenize import token_display
+
+MB = 2**20
+
+
+class Scheduler:
+    def __init__(
+        self,
+        runner: ModelRunner,
+        limits: EngineLimits,
+        drafts: Callable[[str], Any] | None = None,
+        schedule_log_size: int = 10_000,
+    ) -> None:
+        self.runner = runner
+        self.loaded = runner.loaded
+        self.tokenizer = runner.loaded.tokenizer
+        self.limits = limits
+        self.stop_ids = set(runner.loaded.stop_token_ids)
+        # A prompt-tuned model's virtual tokens take positions too: what is left is the text's.
+        self.context_length = runner.context_length - runner.virtual_tokens
+        self.cache = runner.cache
+        self.budget_bytes = int(limits.kv_cache_mb * MB)
+        # The prefix cache keys blocks by tokens alone; a prompt-tuned model's virtual tokens come first
+        # in every row and are not tokens, so such a model gets no prefix cache.
+        prefix_bytes = int(limits.prefix_cache_mb * MB) if runner.virtual_tokens == 0 else 0
+        self.prefix = PrefixCache(prefix_bytes)
+        self.waiting: collections.deque[Job] = collections.deque()
+        self.jobs: list[Job] = []  # admitted, in admission order
+        self.rows: list[Sequence] = []  # rows[i] holds row i of the KV cache
+        self._drafts_loader = drafts
+        self._drafts: dict[str, DraftProposer] = {}
+        # (stream id, token index) in the order tokens were produced: lets tests see the interleaving.
+        self.schedule: collections.deque[tuple[int, int]] = collections.deque(maxlen=schedule_log_size)
+        self.plain_step_s: float | None = None  # EMA of a one-sequence decode pass (speculation's anchor)
+        self.totals = collections.Counter[str]()
+        self.recent_tokens: collections.deque[float] = collections.deque(maxlen=4096)  # token times
+
+    # --- admission ---
+    def add(self, job: Job) -> None:
+        if len(self.waiting) >= self.limits.max_waiting:
+            self.finish(job, FinishReason.ERROR, f"the engine has {len(self.waiting)} requests waiting")
+            return
+        self.waiting.append(job)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.waiting or self.jobs)
+
+    def _admit(self) -> None:
+        while self.waiting:
+            job = self.waiting[0]
+            if job.stream.cancelled:
+                self.waiting.popleft()
+                self.finish(job, FinishReason.CANCELLED)
+                continue
+            if not job.prepared:
+                try:
+                    self._prepare(job)
+                except Exception as exc:  # noqa: BLE001 - a bad request ends its own stream
+                    self.waiting.popleft()
+                    self.finish(job, FinishReason.ERROR, f"{type(exc).__name__}: {exc}")
+                    continue
+            full = self._full(job)
+            if full is None:
+                self.waiting.popleft()
+                self._place(job)
+                continue
+            if full == "never":
+                self.waiting.popleft()
+                need = self.cache.bytes_for(len(job.seqs), job.positions) / MB
+                self.finish(
+                    job,
+                    FinishReason.ERROR,
+                    f"ValueError: this request needs {need:.0f} MB of KV cache ({len(job.seqs)} x "
+                    f"{job.positions} positions); the engine's budget is {self.limits.kv_cache_mb:.0f} MB",
+                )
+                continue
+            break
+        for ahead, job in enumerate(self.waiting):
+            reason = (self._full(job) or "sequences") if ahead == 0 else "queue"
+            key = (ahead, reason)
+            if job.last_queued != key:
+                job.last_queued = key
+                job.stream.push(QueuedEvent(ahead=ahead, running=len(self.jobs), reason=reason))
+
+    def _full(self, job: Job) -> str | None:
+        """None when the job fits now; "sequences" or "kv_cache" when it must wait; "never" if it
+        cannot fit even alone."""
+        rows = len(self.rows) + len(job.seqs)
+        positions = max([job.positions, *(j.positions for j in self.jobs)])
+        if self.cache.bytes_for(len(job.seqs), job.positions) > self.budget_bytes:
+            return "never"
+        if len(job.seqs) > self.limits.max_sequences:
+            return "never"
+        if rows > self.limits.max_sequences:
+            return "sequences"
+        if self.cache.bytes_for(rows, positions) > self.budget_bytes:
+            return "kv_cache"
+        return None
+
+    def _prepare(self, job: Job) -> None:
+        request = job.stream.request
+        if request.messages is not None:
+            if not self.loaded.has_chat_template:
+                raise ValueError(f"{self.loaded.name} has no chat template; send prompt token ids.")
+            job.prompt = encode_chat(self.tokenizer, list(request.messages))
+        else:
+            job.prompt = [int(i) for i in request.prompt_ids or ()]
+        if not job.prompt:
+            raise ValueError("the prompt is empty")
+        bad = [i for i in job.prompt if not 0 <= i < self.runner.vocab_size]
+        if bad:  # checked here: on a GPU an out-of-range id is a device assert that poisons the context
+            raise ValueError(f"token id {bad[0]} is outside the vocabulary (size {self.runner.vocab_size})")
+        room = self.context_length - len(job.prompt)
+        if room < 1:
+            raise ValueError(
+                f"the prompt ({len(job.prompt)} tokens) fills the context ({self.context_length})"
+            )
+        job.max_new = min(request.max_new_tokens, room)
+        spec = request.speculative
+        margin = spec.num_tokens + 1 if spec.on else 0  # a verification writes past the answer's end
+        job.positions = self.runner.virtual_tokens + len(job.prompt) + job.max_new + margin
+        job.seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
+        job.speculation.method = spec.method
+        if spec.method == "draft":
+            self._draft(spec.draft_model)  # fails now, before admission, if the draft cannot be used
+        # best_of candidate i samples with seed + i, so each candidate is reproducible on its own.
+        job.seqs = [
+            Sequence(
+                seed=job.seed + i,
+                generator=generator_for(job.seed + i),
+                detokenizer=Detokenizer(self.tokenizer, request.stop_sequences),
+            )
+            for i in range(request.best_of)
+        ]
+        job.prepared = True
+
+    def _place(self, job: Job) -> None:
+        """Give an admitted job its rows."""
+        rows = len(self.rows) + len(job.seqs)
+        positions = max([job.positions, *(j.positions for j in self.jobs)])
+        self.cache.reserve(rows, positions)
+        for seq in job.seqs:
+            seq.row = len(self.rows)
+            self.rows.append(seq)
+        job.state = JobState.PREFILL
+        job.admitted_at = time.perf_counter()
+        self.jobs.append(job)
+        if job.stream.request.num_beams > 1:
+            return
+        request = job.stream.request
+        if request.use_prefix_cache and self.prefix.enabled:
+            blocks = self.prefix.match(job.prompt, limit=len(job.prompt) - 1)
+            if blocks:
+                lead = job.seqs[0]
+                self.cache.write(lead.row, 0, torch.cat([b.kv for b in blocks], dim=3))
+                job.cached_tokens = job.prefilled = len(blocks) * BLOCK_TOKENS
+                lead.length = job.prefilled
+
+    def _release(self, seq: Sequence) -> None:
+        """Free a finished sequence's row: the last row moves into it, so rows stay 0..n-1."""
+        if seq.row < 0:
+            return
+        last = self.rows.pop()
+        if last is not seq:
+            self.cache.copy_row(last.row, seq.row, last.length)
+            last.row = seq.row
+            self.rows[seq.row] = last
+        seq.row = -1
+        for draft in self._drafts.values():
+            draft.forget(id(seq))
+        if not self.rows:
+            self.cache.release()  # an idle engine holds no KV memory
+
+    # --- one step ---
+    def step(self) -> None:
+        for job in [j for j in self.jobs if j.stream.cancelled]:
+            self.finish(job, FinishReason.CANCELLED)
+        self._admit()
+        for job in [j for j in self.jobs if j.stream.request.num_beams > 1]:
+            self._guard(job, self._beam_search, job)
+        decoding = [j for j in self.jobs if j.state is JobState.DECODE and j.running]
+        plain: list[Job] = []
+        for job in decoding:
+            if not (job.stream.request.speculative.on and self._guard(job, self._speculate, job, decoding)):
+                plain.append(job)
+        if plain:
+            self._decode(plain)
+        prefilling = next((j for j in self.jobs if j.state is JobState.PREFILL), None)
+        if prefilling is not None:
+            self._guard(prefilling, self._prefill_chunk, prefilling)
+        for job in [j for j in self.jobs if not j.running]:
+            self.finish(job, None)
+
+    def _guard(self, job: Job, work: Callable[..., Any], *args: Any) -> Any:
+        """Run one job's own work; an error ends that job only."""
+        try:
+            return work(*args)
+        except Exception as exc:  # noqa: BLE001 - reported to the stream's consumer
+            self.finish(job, FinishReason.ERROR, f"{type(exc).__name__}: {exc}")
+            return True
+
+    def _decode(self, jobs: list[Job]) -> None:
+        """One forward pass for every row; rows of other jobs (a prompt still being computed, a
+        sequence that verified instead) get a throwaway position that their next pass overwrites."""
+        wanted = {id(s) for j in jobs for s in j.running if s.pending is not None}
+        if not wanted:
+            return
+        tokens = [s.pending if id(s) in wanted and s.pending is not None else 0 for s in self.rows]
+        lengths = [s.length for s in self.rows]
+        row_of = {id(s): i for i, s in enumerate(self.rows)}  # rows may move if a job fails below
+        started = time.perf_counter()
+        try:
+            logits = self.runner.decode(tokens, lengths)
+        except Exception as exc:  # noqa: BLE001 - the pass was shared: every job in it ends
+            for job in jobs:
+                self.finish(job, FinishReason.ERROR, f"{type(exc).__name__}: {exc}")
+            return
+        if len(self.rows) == 1:
+            elapsed = time.perf_counter() - started
+            self.plain_step_s = (
+                elapsed if self.plain_step_s is None else 0.9 * self.plain_step_s + 0.1 * elapsed
+            )
+        batch = len(wanted)
+        for job in jobs:
+            for seq in job.running:
+                if id(seq) in wanted:
+                    seq.length += 1
+                    self._guard(job, self._sample, job, seq, logits[row_of[id(seq)]], batch)
+
+    def _prefill_chunk(self, job: Job) -> None:
+        lead = job.seqs[0]
+        start = job.prefilled
+        chunk = job.prompt[start : start + self.limits.prefill_chunk]
+        pos = lead.length
+        logits = self.runner.extend(lead.row, pos, chunk)
+        lead.length = pos + len(chunk) + (self.runner.virtual_tokens if pos == 0 else 0)
+        job.prefilled = start + len(chunk)
+        if job.prefilled < len(job.prompt):
+            return
+        self.prefix.insert(job.prompt, self.cache, lead.row, self.runner.virtual_tokens)
+        for seq in job.seqs[1:]:  # best_of: every candidate starts from the same computed prompt
+            self.cache.copy_row(lead.row, seq.row, lead.length)
+            seq.length = lead.length
+        job.state = JobState.DECODE
+        for seq in job.seqs:
+            self._sample(job, seq, logits[-1], 1)
+
+    # --- sampling and tokens ---
+    def _sample(self, job: Job, seq: Sequence, logits: torch.Tensor, batch: int) -> None:
+        config = job.stream.request.sampling
+        final = warp(logits, config, job.prompt + seq.generated)  # (V,) after penalty and filters
+        if config.greedy:
+            token = int(torch.argmax(final))
+        else:
+            token = int(torch.multinomial(torch.softmax(final, dim=-1), 1, generator=seq.generator))
+        self._take(job, seq, token, logits, final, batch, speculative=False)
+
+    def _take(
+        self,
+        job: Job,
+        seq: Sequence,
+        token: int,
+        logits: torch.Tensor,
+        final: torch.Tensor,
+        batch: int,
+        speculative: bool,
+    ) -> None:
+        """Append one token to a sequence and send its event (or end the sequence)."""
+        request = job.stream.request
+        self.schedule.append((job.stream.id, len(seq.generated)))
+        job.batch_sizes.append(batch)
+        if token in self.stop_ids and not request.ignore_stop_tokens:
+            seq.reason = FinishReason.STOP  # the end-of-turn token ends the answer and is not part of it
+            seq.pending = None
+            seq.detokenizer.flush()
+            return
+        logprobs = torch.log_softmax(final, dim=-1)
+        model_logprob = float(torch.log_softmax(logits, dim=-1)[token])
+        seq.generated.append(token)
+        seq.pending = token
+        seq.model_logprobs.append(model_logprob)
+        seq.detokenizer.add(token)
+        if seq.detokenizer.stopped:
+            seq.reason = FinishReason.STOP_SEQUENCE
+        elif len(seq.generated) >= job.max_new:
+            seq.reason = FinishReason.LENGTH
+        if seq.reason is not None:
+            seq.detokenizer.flush()
+        delta = seq.detokenizer.delta(final=seq.reason is not None)
+        alternatives: list[Alternative] = []
+        if request.top_alternatives:
+            # Greedy's sampler distribution is one-hot; its alternatives come from the model's (penalized)
+            # distribution instead, which is what the token inspector needs to be useful.
+            config = request.sampling
+            shown = (
+                warp(logits, dataclasses.replace(config, temperature=1.0), job.prompt + seq.generated[:-1])
+                if config.greedy
+                else final
+            )
+            alternatives = self._alternatives(shown, request.top_alternatives)
+        event = TokenEvent(
+            index=len(seq.generated) - 1,
+            id=token,
+            text=delta,
+            logprob=float(logprobs[token]),
+            prob=float(logprobs[token].exp()),
+            model_logprob=model_logprob,
+            alternatives=alternatives,
+            batch_size=batch,
+            speculative=speculative,
+        )
+        now = time.perf_counter()
+        job.first_token_at = job.first_token_at or now
+        job.last_token_at = now
+        self.recent_tokens.append(now)
+        self.totals["generated_tokens"] += 1
+        if len(job.seqs) > 1:
+            seq.events.append(event)
+        elif not self._deliver(job, event):  # cancelled while this token was computed
+            seq.reason = FinishReason.CANCELLED
+
+    def _deliver(self, job: Job, event: TokenEvent) -> bool:
+        if not job.stream.push(event):
+            return False
+        job.shown += event.text
+        return True
+
+    def _alternatives(self, logits: torch.Tensor, n: int) -> list[Alternative]:
+        probs = torch.softmax(logits, dim=-1)
+        top = torch.topk(probs, min(n, int(torch.isfinite(logits).sum()) or 1))
+        return [
+            Alternative(int(i), self._label(int(i)), float(p))
+            for p, i in zip(top.values, top.indices, strict=True)
+        ]
+
+    def _label(self, token_id: int) -> str:
+        try:
+            return token_display(self.tokenizer, token_id)
+        except Exception:  # noqa: BLE001 - a slow tokenizer without a backend: plain decode
+            return str(self.tokenizer.decode([token_id]))
+
+    # --- speculative decoding ---
+    def _draft(self, name: str) -> DraftProposer:
+        proposer = self._drafts.get(name)
+        if proposer is None:
+            if self._drafts_loader is None:
+                raise ValueError("this engine has no draft models")
+            proposer = DraftProposer(self._drafts_loader(name), self.loaded, self.limits.max_sequences)
+            self._drafts[name] = proposer
+        return proposer
+
+    def _speculate(self, job: Job, decoding: list[Job]) -> bool:
+        """One verification pass instead of a decode step; False when this step should decode plainly."""
+        spec = job.stream.request.speculative
+        seq = job.seqs[0]
+        if seq.reason is not None or seq.pending is None:
+            return False
+        # auto: in a batch the decode pass already serves this sequence for little extra, and a separate
+        # verification pass would cost a whole step. Alone, it pays only while proposals are kept.
+        if spec.method == "auto" and (len(decoding) > 1 or seq.speculation_pause > 0):
+            seq.speculation_pause = max(0, seq.speculation_pause - 1)
+            job.speculation.skipped_steps += 1
+            return False
+        room = job.max_new - len(seq.generated)
+        k = min(spec.num_tokens, room - 1)
+        if k < 1:
+            return False
+        context = job.prompt + seq.generated
+        started = time.perf_counter()
+        probs: list[torch.Tensor] | None = None
+        if spec.method == "draft":
+            proposals, probs = self._draft(spec.draft_model).propose(
+                id(seq), context, k, job.stream.request.sampling, seq
+            )
+        else:
+            proposals = prompt_lookup(context, k, spec.ngram)
+        proposed_at = time.perf_counter()
+        if not proposals:
+            job.speculation.propose_seconds += proposed_at - started
+            self._paused(seq, spec.method, None)
+            return False
+        config = job.stream.request.sampling
+        logits = self.runner.extend(seq.row, seq.length, [seq.pending, *proposals], keep=len(proposals) + 1)
+        finals: list[torch.Tensor] = []
+
+        def target(i: int, kept: list[int]) -> torch.Tensor:
+            final = warp(logits[i], config, context + kept)
+            finals.append(final)
+            return torch.softmax(final, dim=-1)
+
+        result = verify(proposals, probs, target, config.greedy, seq.generator)
+        verified_at = time.perf_counter()
+        stats = job.speculation
+        stats.proposed += len(proposals)
+        stats.accepted += result.accepted
+        stats.verify_passes += 1
+        stats.propose_seconds += proposed_at - started
+        stats.verify_seconds += verified_at - proposed_at
+        for name, value in (("proposed", len(proposals)), ("accepted", result.accepted)):
+            self.totals[f"speculative_{name}"] += value
+        seq.length += 1 + result.accepted  # the pending token and the kept proposals are now in the cache
+        for i, token in enumerate(result.tokens):
+            self._take(job, seq, token, logits[i], finals[i], 1, speculative=i < result.accepted)
+            if seq.reason is not None:
+                break
+        if spec.method == "auto" and self.plain_step_s:
+            gain = (result.accepted + 1) * self.plain_step_s / (verified_at - started)
+            self._paused(seq, spec.method, gain)
+        return True
+
+    def _paused(self, seq: Sequence, method: str, gain: float | None) -> None:
+        """auto: after a verification that did not pay (or found nothing to propose), decode plainly for
+        a while, each time twice as long, before trying again."""
+        if method != "auto":
+            return
+        if gain is None or gain < 1.0:
+            seq.speculation_pause = seq.speculation_backoff
+            seq.speculation_backoff = min(seq.speculation_backoff * 2, 256)
+        else:
+            seq.speculation_backoff = 8
+
+    # --- beam search ---
+    def _beam_search(self, job: Job) -> None:
+        """Deterministic beam search, delegated to transformers `generate` (a tested implementation of
+        beam bookkeeping); it runs to the end in one step, then the tokens are streamed with their
+        probabilities from one forward pass over the result. The other streams wait meanwhile."""
+        request = job.stream.request
+        model = self.runner.model
+        prompt = torch.tensor([job.prompt], device=self.runner.device)
+        eos = [] if request.ignore_stop_tokens else sorted(self.stop_ids)
+        inputs = self.loaded.model_inputs(prompt)
+        first = next(iter(inputs.values()))
+        self.runner._use_threads(1)
+        out = model.generate(
+            **inputs,
+            attention_mask=torch.ones(first.shape[:2], dtype=torch.long, device=first.device),
+            num_beams=request.num_beams,
+            do_sample=False,
+            max_new_tokens=job.max_new,
+            repetition_penalty=request.sampling.repetition_penalty,
+            eos_token_id=eos or None,
+            pad_token_id=self.loaded.model.generation_config.pad_token_id,
+        )
+        # generate() returns the prompt ids before the new ones, but only the new ones for embeddings.
+        new = [int(t) for t in out[0, len(job.prompt) if "input_ids" in inputs else 0 :]]
+        seq = job.seqs[0]
+        stopped = next((k for k, t in enumerate(new) if t in eos), None)
+        if stopped is not None:
+            new = new[:stopped]
+        job.state = JobState.DECODE
+        if new:
+            full_ids = torch.tensor([job.prompt + new], device=self.runner.device)
+            start = self.runner.virtual_tokens + len(job.prompt) - 1
+            logits = model(**self.loaded.model_inputs(full_ids)).logits[0, start:-1].float()
+        for k, token in enumerate(new):
+            self._take(job, seq, token, logits[k], logits[k], 1, speculative=False)
+            if seq.reason is not None:
+                break
+        if seq.reason is None:
+            seq.reason = FinishReason.STOP if stopped is not None else FinishReason.LENGTH
+            seq.detokenizer.flush()
+
+    # --- the end of a job ---
+    def finish(self, job: Job, reason: FinishReason | None, error: str | None = None) -> None:
+        """Push the stats and the one Done event, and free the job's rows. reason None: the (chosen)
+        sequence's own."""
+        stream = job.stream
+        request = stream.request
+        candidates: list[Candidate] = []
+        chosen = job.seqs[0] if job.seqs else None
+        if len(job.seqs) > 1 and reason is None:
+            # best_of: streamed after choosing, so the consumer sees one answer, not N interleaved ones.
+            ranked = sorted(job.seqs, key=lambda s: (-_mean(s.model_logprobs), s.seed))
+            chosen = ranked[0]
+            candidates = [
+                Candidate(s.text, _mean(s.model_logprobs), s.reason or "length", s.seed, list(s.generated))
+                for s in ranked
+            ]
+            for event in chosen.events:
+                if not self._deliver(job, event):
+                    reason = FinishReason.CANCELLED
+                    break
+        if stream.cancelled:
+            reason = FinishReason.CANCELLED
+        if reason is None:
+            reason = chosen.reason if chosen and chosen.reason else FinishReason.LENGTH
+        if chosen is not None and reason not in (FinishReason.CANCELLED, FinishReason.ERROR):
+            tokens = (job.prompt + chosen.generated)[: chosen.length - self.runner.virtual_tokens]
+            if chosen.row >= 0 and len(job.seqs) == 1:  # keep the answer's blocks for the next turn
+                self.prefix.insert(tokens, self.cache, chosen.row, self.runner.virtual_tokens)
+        # The answer is what the chosen sequence produced; a cancelled or failed stream's answer is
+        # what its consumer was shown. `tail` is the held-back end no token event carried.
+        finished = reason not in (FinishReason.CANCELLED, FinishReason.ERROR) and chosen is not None
+        text = chosen.text if finished and chosen is not None else job.shown
+        tail = text[len(job.shown) :] if text.startswith(job.shown) else ""
+        generated = len(chosen.generated) if chosen else 0
+        ttft = job.first_token_at - stream.submitted_at if job.first_token_at else None
+        decode_s = (job.last_token_at or 0) - (job.first_token_at or 0)
+        tps = (generated - 1) / decode_s if generated > 1 and decode_s > 0 else None
+        requested = request.max_new_tokens
+        sizes = job.batch_sizes or [1]
+        stream.push(
+            StatsEvent(
+                prompt_tokens=len(job.prompt),
+                generated_tokens=generated,
+                time_to_first_token_s=ttft,
+                tokens_per_s=tps,
+                seed=job.seed,
+                max_new_tokens=job.max_new or requested,
+                max_new_tokens_requested=requested,
+                clamped=bool(job.max_new) and job.max_new < requested,
+                context_length=self.context_length,
+                provenance={
+                    "model": self.loaded.name,
+                    "prompt_tokens": len(job.prompt),
+                    "seed": job.seed,
+                    "sampling": dataclasses.asdict(request.sampling),
+                    "max_new_tokens": job.max_new or requested,
+                    "stop_sequences": list(request.stop_sequences),
+                    "best_of": request.best_of,
+                    "num_beams": request.num_beams,
+                    "speculative": dataclasses.asdict(request.speculative),
+                    "decode": self.runner.decode_info.as_json(),
+                    "attention": self.runner.attention,
+                },
+                cached_prompt_tokens=job.cached_tokens,
+                queued_s=(job.admitted_at or stream.submitted_at) - stream.submitted_at,
+                batch_size_max=max(sizes),
+                batch_size_mean=round(sum(sizes) / len(sizes), 2),
+                speculative=job.speculation.as_json(self.plain_step_s) if request.speculative.on else {},
+            )
+        )
+        stream.push(DoneEvent(reason=reason, text=text, error=error, tail=tail, candidates=candidates))
+        self.totals[f"finished_{reason.value}"] += 1
+        for seq in job.seqs:
+            if seq.reason is None:
+                seq.reason = reason
+            self._release(seq)
+        if job in self.jobs:
+            self.jobs.remove(job)
+
+    def close(self) -> None:
+        for job in [*self.jobs, *self.waiting]:
+            self.finish(job, FinishReason.CANCELLED)
+        self.waiting.clear()
+
+    # --- what the Engine page shows ---
+    def metrics(self) -> dict[str, Any]:
+        now = time.perf_counter()
+        recent = [t for t in self.recent_tokens if now - t <= 10.0]
+        return {
+            "active_sequences": len(self.rows),
+            "active_requests": len(self.jobs),
+            "waiting_requests": len(self.waiting),
+            "max_sequences": self.limits.max_sequences,
+            "kv_cache_bytes": self.cache.allocated_bytes,
+            "kv_cache_used_bytes": sum(s.length for s in self.rows) * self.cache.token_bytes,
+            "kv_cache_budget_bytes": self.budget_bytes,
+            "prefix_cache": {
+                "enabled": self.prefix.enabled,
+                "blocks": self.prefix.blocks,
+                "bytes": self.prefix.bytes,
+                "budget_bytes": self.prefix.budget_bytes,
+                "lookup_tokens": self.prefix.lookup_tokens,
+                "hit_tokens": self.prefix.hit_tokens,
+                "hit_rate": self.prefix.hit_rate,
+                "evicted_blocks": self.prefix.evicted_blocks,
+            },
+            "tokens_per_s": round(len(recent) / 10.0, 2),
+            "generated_tokens_total": self.totals["generated_tokens"],
+            "forward_passes_total": self.runner.forward_passes,
+            "speculative": {
+                "proposed_total": self.totals["speculative_proposed"],
+                "accepted_total": self.totals["speculative_accepted"],
+            },
+            "finished": {r.value: self.totals[f"finished_{r.value}"] for r in FinishReason},
+        }
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else -math.inf

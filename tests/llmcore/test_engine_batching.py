@@ -1,0 +1,353 @@
+"""Continuous batching, admission, the prefix cache and speculative decoding, on the tiny model."""
+
+from __future__ import annotations
+
+import collections
+import math
+import threading
+from typing import Any
+
+import pytest
+import torch
+
+from llmcore.engine import (
+    DoneEvent,
+    Engine,
+    EngineLimits,
+    GenerationRequest,
+    QueuedEvent,
+    SpeculativeConfig,
+    StatsEvent,
+    TokenEvent,
+)
+from llmcore.engine.kv_cache import BLOCK_TOKENS, KVShape, PrefixCache, SlotCache
+from llmcore.engine.speculative import prompt_lookup, verify
+from llmcore.loading import load_model
+from llmcore.sampling import SamplingConfig, generator_for
+
+GREEDY = SamplingConfig(temperature=0)
+RANDOM = SamplingConfig(temperature=1.0, top_k=40)
+
+
+@pytest.fixture
+def loaded(store, tiny_model):  # type: ignore[no-untyped-def]
+    return load_model(store, "tiny-llama", device="cpu")
+
+
+def ids(loaded, text: str) -> list[int]:  # type: ignore[no-untyped-def]
+    return list(loaded.tokenizer.encode(text))
+
+
+def run(engine: Engine, request: GenerationRequest) -> tuple[list[TokenEvent], StatsEvent, DoneEvent]:
+    events = engine.generate(request)
+    tokens = [e for e in events if isinstance(e, TokenEvent)]
+    stats = next(e for e in events if isinstance(e, StatsEvent))
+    done = events[-1]
+    assert isinstance(done, DoneEvent)
+    return tokens, stats, done
+
+
+def texts(n: int) -> list[str]:
+    return [
+        f"Request number {i} asks about {['cats', 'dogs', 'birds', 'fish'][i % 4]}" * (1 + i % 3)
+        for i in range(n)
+    ]
+
+
+def test_eight_requests_batched_give_their_solo_tokens(loaded) -> None:  # type: ignore[no-untyped-def]
+    requests = [
+        GenerationRequest(
+            prompt_ids=ids(loaded, t),
+            sampling=RANDOM,
+            seed=i,
+            max_new_tokens=20 + 3 * i,
+            ignore_stop_tokens=True,
+        )
+        for i, t in enumerate(texts(8))
+    ]
+    with Engine(loaded, limits=EngineLimits(prefix_cache_mb=0)) as engine:
+        solo = [[t.id for t in run(engine, r)[0]] for r in requests]
+        streams = [engine.submit(r) for r in requests]
+        together = [s.events() for s in streams]
+        passes = engine.runner.forward_passes
+    for alone, events in zip(solo, together, strict=True):
+        assert [e.id for e in events if isinstance(e, TokenEvent)] == alone
+    stats = [next(e for e in ev if isinstance(e, StatsEvent)) for ev in together]
+    assert max(s.batch_size_max for s in stats) == 8  # all eight shared decode passes
+    # One pass per step for all, not one per stream: far fewer passes than tokens.
+    assert sum(len(a) for a in solo) > 3 * (passes - sum(len(a) + 1 for a in solo))
+
+
+def test_a_request_joins_running_streams_and_finished_ones_leave(loaded) -> None:  # type: ignore[no-untyped-def]
+    with Engine(loaded) as engine:
+        long = engine.submit(
+            GenerationRequest(prompt_ids=[5, 6, 7], max_new_tokens=120, ignore_stop_tokens=True)
+        )
+        seen: list[TokenEvent] = []
+        joined = None
+        for event in long:
+            if isinstance(event, TokenEvent):
+                seen.append(event)
+                if event.index == 10:
+                    joined = engine.submit(
+                        GenerationRequest(prompt_ids=[9, 9], max_new_tokens=10, ignore_stop_tokens=True)
+                    )
+        assert joined is not None
+        short = [e for e in joined.events() if isinstance(e, TokenEvent)]
+    assert len(short) == 10
+    assert all(t.batch_size == 2 for t in short[1:])
+    sizes = [t.batch_size for t in seen]
+    assert sizes[0] == 1
+    assert 2 in sizes
+    assert sizes[-1] == 1
+
+
+def test_a_failing_and_a_cancelled_stream_leave_the_others_untouched(loaded) -> None:  # type: ignore[no-untyped-def]
+    good = GenerationRequest(prompt_ids=ids(loaded, "hello"), sampling=RANDOM, seed=3, max_new_tokens=30,
+                             ignore_stop_tokens=True)  # fmt: skip
+    with Engine(loaded) as engine:
+        alone = [t.id for t in run(engine, good)[0]]
+        bad = engine.submit(GenerationRequest(prompt_ids=[10**6], max_new_tokens=5))
+        cancelled = engine.submit(
+            GenerationRequest(prompt_ids=[4, 5], max_new_tokens=200, ignore_stop_tokens=True)
+        )
+        stream = engine.submit(good)
+        for event in cancelled:
+            if isinstance(event, TokenEvent) and event.index == 3:
+                cancelled.cancel()
+        events = stream.events()
+        bad_done = bad.events()[-1]
+    assert isinstance(bad_done, DoneEvent)
+    assert bad_done.reason == "error"
+    assert "vocabulary" in (bad_done.error or "")
+    assert [e.id for e in events if isinstance(e, TokenEvent)] == alone
+    assert engine.scheduler.rows == []
+    assert engine.runner.cache.allocated_bytes == 0
+
+
+def test_a_full_engine_queues_in_order_and_says_how_many_are_ahead(loaded) -> None:  # type: ignore[no-untyped-def]
+    limits = EngineLimits(max_sequences=2)
+    request = GenerationRequest(prompt_ids=[3, 4, 5], max_new_tokens=40, ignore_stop_tokens=True)
+    with Engine(loaded, limits=limits) as engine:
+        streams = [engine.submit(request) for _ in range(5)]
+        events = [s.events() for s in streams]
+    queued = [[e for e in ev if isinstance(e, QueuedEvent)] for ev in events]
+    assert not queued[0]
+    assert not queued[1]
+    assert [q[0].ahead for q in queued[2:]] == [0, 1, 2]
+    assert queued[2][0].reason == "sequences"
+    assert [q[-1].ahead for q in queued[3:]] == [0, 0]  # each moved up as the line moved
+    for ev in events:
+        assert [e for e in ev if isinstance(e, DoneEvent)][0].reason == "length"
+        assert len([e for e in ev if isinstance(e, TokenEvent)]) == 40
+    firsts = [next(e.time for e in ev if isinstance(e, TokenEvent)) for ev in events]
+    assert firsts == sorted(firsts)  # served in the order they came
+    stats = [next(e for e in ev if isinstance(e, StatsEvent)) for ev in events]
+    assert stats[4].queued_s > stats[0].queued_s
+
+
+def test_the_kv_budget_is_explicit(loaded) -> None:  # type: ignore[no-untyped-def]
+    token_bytes = KVShape.of(loaded.model.config, torch.float32).token_bytes
+    mb = 100 * token_bytes / 2**20  # room for 100 positions
+    with Engine(loaded, limits=EngineLimits(kv_cache_mb=mb)) as engine:
+        _, _, done = run(engine, GenerationRequest(prompt_ids=[3] * 20, max_new_tokens=200))
+        assert done.reason == "error"
+        assert "KV cache" in (done.error or "")
+        assert "budget" in (done.error or "")
+        a = engine.submit(GenerationRequest(prompt_ids=[3] * 10, max_new_tokens=50, ignore_stop_tokens=True))
+        b = engine.submit(GenerationRequest(prompt_ids=[4] * 10, max_new_tokens=50, ignore_stop_tokens=True))
+        ea, eb = a.events(), b.events()
+    assert not any(isinstance(e, QueuedEvent) for e in ea)
+    waited = [e for e in eb if isinstance(e, QueuedEvent)]
+    assert waited
+    assert waited[0].reason == "kv_cache"
+    last = eb[-1]
+    assert isinstance(last, DoneEvent)
+    assert last.reason == "length"
+
+
+def test_a_long_prompt_is_prefilled_in_chunks_while_a_stream_flows(loaded) -> None:  # type: ignore[no-untyped-def]
+    limits = EngineLimits(prefill_chunk=16, prefix_cache_mb=0)
+    long_prompt = (ids(loaded, "a long prompt about many things ") * 10)[:150]
+    request = GenerationRequest(
+        prompt_ids=long_prompt, sampling=GREEDY, max_new_tokens=8, ignore_stop_tokens=True
+    )
+    with Engine(loaded, limits=limits) as engine:
+        whole = [t.id for t in run(engine, request)[0]]
+        running = engine.submit(GenerationRequest(prompt_ids=[5], max_new_tokens=60, ignore_stop_tokens=True))
+        next(iter(running))
+        chunked = engine.submit(request)
+        flowing = running.events()
+        got = [t.id for t in chunked.events() if isinstance(t, TokenEvent)]
+    assert got == whole
+    # While the 150-token prompt was computed in 10 chunks, the running stream kept getting tokens.
+    first_of_long = next(sid for sid, _ in engine.schedule if sid == chunked.id)
+    assert first_of_long
+    assert len([e for e in flowing if isinstance(e, TokenEvent)]) == 59
+
+
+# --- the prefix cache ---
+def test_prefix_cache_reuses_a_shared_prefix_and_changes_nothing(loaded) -> None:  # type: ignore[no-untyped-def]
+    system = ids(loaded, "You are a helpful assistant who answers in one line. " * 3)
+    questions = [ids(loaded, q) for q in ("What is a cat?", "Why is the sky blue?", "Name a prime.")]
+    requests = [
+        GenerationRequest(
+            prompt_ids=system + q, sampling=RANDOM, seed=11, max_new_tokens=24, ignore_stop_tokens=True
+        )
+        for q in questions
+    ]
+    with Engine(loaded, limits=EngineLimits(prefix_cache_mb=0)) as plain:
+        without = [run(plain, r) for r in requests]
+    with Engine(loaded) as cached:
+        with_cache = [run(cached, r) for r in requests]
+        prefix = cached.scheduler.prefix
+    for (t0, s0, _), (t1, _s1, _) in zip(without, with_cache, strict=True):
+        assert [t.id for t in t0] == [t.id for t in t1]
+        for a, b in zip(t0, t1, strict=True):
+            assert math.isclose(a.model_logprob, b.model_logprob, abs_tol=1e-4)
+        assert s0.cached_prompt_tokens == 0
+    assert with_cache[0][1].cached_prompt_tokens == 0
+    shared = (len(system) // BLOCK_TOKENS) * BLOCK_TOKENS
+    assert all(s.cached_prompt_tokens >= shared for _, s, _ in with_cache[1:])
+    assert prefix.hit_tokens > 0
+    assert prefix.blocks > 0
+
+
+def test_the_next_turn_reuses_the_previous_answer(loaded) -> None:  # type: ignore[no-untyped-def]
+    first = ids(loaded, "user: tell me a story about a fox\nassistant:")
+    with Engine(loaded) as engine:
+        tokens, _, _ = run(
+            engine, GenerationRequest(prompt_ids=first, max_new_tokens=40, ignore_stop_tokens=True)
+        )
+        answer = [t.id for t in tokens]
+        second = first + answer + ids(loaded, "\nuser: and then?\nassistant:")
+        _, stats, _ = run(engine, GenerationRequest(prompt_ids=second, max_new_tokens=5))
+        _, fresh, _ = run(
+            engine, GenerationRequest(prompt_ids=second, max_new_tokens=5, use_prefix_cache=False)
+        )
+    # Everything but the answer's last token (never fed to the model) is cached, in whole blocks.
+    assert stats.cached_prompt_tokens == ((len(first) + len(answer) - 1) // BLOCK_TOKENS) * BLOCK_TOKENS
+    assert fresh.cached_prompt_tokens == 0
+
+
+def test_prefix_blocks_are_evicted_least_recently_used_leaves_first(loaded) -> None:  # type: ignore[no-untyped-def]
+    shape = KVShape.of(loaded.model.config, torch.float32)
+    cache = SlotCache(shape, torch.device("cpu"))
+    cache.reserve(1, 64)
+    for layer in range(shape.layers):
+        cache.keys[layer].normal_()
+        cache.values[layer].normal_()
+    block_bytes = BLOCK_TOKENS * shape.token_bytes
+    prefix = PrefixCache(budget_bytes=3 * block_bytes)
+    a = list(range(32))  # two blocks: a0 -> a1
+    b = list(range(100, 116))
+    c = list(range(200, 216))
+    prefix.insert(a, cache, 0)
+    prefix.insert(b, cache, 0)
+    assert prefix.blocks == 3
+    prefix.insert(c, cache, 0)  # full: a0 is the oldest but a1 extends it, so the leaf a1 goes first
+    assert len(prefix.match(a, 32)) == 1
+    assert len(prefix.match(b, 16)) == 1  # now c is the least recently used
+    prefix.insert(list(range(300, 316)), cache, 0)
+    assert prefix.match(c, 16) == []
+    assert len(prefix.match(a, 32)) == 1
+    assert len(prefix.match(b, 16)) == 1
+    assert prefix.evicted_blocks == 2
+    got = prefix.match(a, 32)[0].kv
+    assert torch.equal(got, cache.read(0, 0, BLOCK_TOKENS))  # a block holds exactly its positions' KV
+    assert prefix.bytes <= prefix.budget_bytes
+
+
+# --- speculative decoding ---
+def test_prompt_lookup_continues_an_earlier_occurrence() -> None:
+    assert prompt_lookup([1, 2, 3, 4, 9, 1, 2, 3], 3, 3) == [4, 9, 1]
+    assert prompt_lookup([5, 6, 7, 5], 2, 3) == [6, 7]  # falls back to a 1-gram
+    assert prompt_lookup([1, 2, 3], 4, 3) == []
+
+
+def test_greedy_speculative_output_equals_plain_greedy(loaded) -> None:  # type: ignore[no-untyped-def]
+    text = ids(loaded, "the cat sat on the mat and the cat sat on the hat and the cat ")
+    plain = GenerationRequest(prompt_ids=text, sampling=GREEDY, max_new_tokens=40, ignore_stop_tokens=True)
+    spec = GenerationRequest(
+        prompt_ids=text, sampling=GREEDY, max_new_tokens=40, ignore_stop_tokens=True,
+        speculative=SpeculativeConfig(method="prompt_lookup", num_tokens=4),
+    )  # fmt: skip
+    with Engine(loaded, limits=EngineLimits(prefix_cache_mb=0)) as engine:
+        want, _, _ = run(engine, plain)
+        got, stats, _ = run(engine, spec)
+    assert [t.id for t in got] == [t.id for t in want]
+    assert stats.speculative["proposed"] > 0
+    assert stats.speculative["verify_passes"] > 0
+    assert stats.speculative["accepted"] == sum(t.speculative for t in got)
+
+
+def test_draft_model_speculation_is_exact_and_a_foreign_tokenizer_is_refused(loaded, store) -> None:  # type: ignore[no-untyped-def]
+    text = ids(loaded, "once upon a time there was a")
+    plain = GenerationRequest(prompt_ids=text, sampling=GREEDY, max_new_tokens=30, ignore_stop_tokens=True)
+    spec = GenerationRequest(
+        prompt_ids=text, sampling=GREEDY, max_new_tokens=30, ignore_stop_tokens=True,
+        speculative=SpeculativeConfig(method="draft", draft_model="tiny-llama", num_tokens=3),
+    )  # fmt: skip
+    with Engine(loaded, drafts=lambda name: load_model(store, name, device="cpu")) as engine:
+        want, _, _ = run(engine, plain)
+        got, stats, _ = run(engine, spec)
+        # The model drafting for itself: every greedy proposal is what the model would have said.
+        assert [t.id for t in got] == [t.id for t in want]
+        assert stats.speculative["acceptance_rate"] > 0.9
+    with Engine(loaded) as engine:
+        _, _, done = run(engine, spec)
+    assert done.reason == "error"
+    assert "draft" in (done.error or "")
+
+
+def test_verification_samples_exactly_the_models_distribution() -> None:
+    # A target p and a proposal q over 6 tokens: whatever q is, the first token that verification emits
+    # must be distributed as p (the accept/reject rule's guarantee). 20,000 draws, 5 standard errors.
+    p = torch.tensor([0.05, 0.4, 0.25, 0.1, 0.15, 0.05])
+    q = torch.tensor([0.3, 0.1, 0.1, 0.3, 0.1, 0.1])
+    generator = generator_for(0)
+    draws = 20_000
+    counts: collections.Counter[int] = collections.Counter()
+    lookup_counts: collections.Counter[int] = collections.Counter()
+    for _ in range(draws):
+        proposal = int(torch.multinomial(q, 1, generator=generator))
+        out = verify([proposal], [q], lambda i, kept: p, greedy=False, generator=generator)
+        counts[out.tokens[0]] += 1
+        fixed = verify([3], None, lambda i, kept: p, greedy=False, generator=generator)  # prompt lookup
+        lookup_counts[fixed.tokens[0]] += 1
+    for token in range(6):
+        se = math.sqrt(float(p[token]) * (1 - float(p[token])) / draws)
+        assert abs(counts[token] / draws - float(p[token])) < 5 * se, (token, counts)
+        assert abs(lookup_counts[token] / draws - float(p[token])) < 5 * se, (token, lookup_counts)
+
+
+def test_auto_speculation_stops_proposing_when_it_does_not_pay(loaded) -> None:  # type: ignore[no-untyped-def]
+    # Random weights on random text: prompt lookup's guesses are almost never kept, so auto backs off.
+    request = GenerationRequest(
+        prompt_ids=ids(loaded, "abcabcabcabc xyz"), sampling=RANDOM, seed=5, max_new_tokens=120,
+        ignore_stop_tokens=True, speculative=SpeculativeConfig(method="auto"),
+    )  # fmt: skip
+    with Engine(loaded) as engine:
+        run(engine, GenerationRequest(prompt_ids=[3, 4], max_new_tokens=8))  # measures a plain step
+        _, stats, _ = run(engine, request)
+    assert stats.speculative["skipped_steps"] > stats.speculative["verify_passes"]
+
+
+def test_engine_metrics_count_what_runs(loaded) -> None:  # type: ignore[no-untyped-def]
+    with Engine(loaded) as engine:
+        stream = engine.submit(
+            GenerationRequest(prompt_ids=[3] * 40, max_new_tokens=200, ignore_stop_tokens=True)
+        )
+        seen = threading.Event()
+        numbers: dict[str, Any] = {}
+        for event in stream:
+            if isinstance(event, TokenEvent) and event.index == 5 and not seen.is_set():
+                numbers = engine.metrics()
+                seen.set()
+        after = engine.metrics()
+    assert numbers["active_sequences"] == 1
+    assert numbers["kv_cache_bytes"] > 0
+    assert after["active_sequences"] == 0
+    assert after["generated_tokens_total"] == 200
+    assert after["finished"]["length"] == 1
+    assert after["prefix_cache"]["blocks"] > 0
