@@ -8,6 +8,7 @@ urlpatterns = [
     path("models/", include("playground.catalog.urls")),
     path("chat/", include("playground.chat.urls")),
     path("jobs/", include("playground.jobs.urls")),
+    path("", include("playground.engine.urls")),  # /engine/ and /metrics
     path("", include("playground.inspect.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -44,6 +44,12 @@ NAV_ITEMS: list[dict[str, Any]] = [
         "about": "Streaming chat with every sampler setting, history and a token-level inspector.",
     },
     {
+        "key": "engine",
+        "label": "Engine",
+        "url": "engine:page",
+        "about": "Live engine numbers per model and worker: sequences, KV cache, prefix cache, tokens/s.",
+    },
+    {
         "key": "jobs",
         "label": "Jobs",
         "url": "jobs:list",
@@ -62,9 +68,12 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     match = getattr(request, "resolver_match", None)
     current = ""
     if match is not None:
-        current = match.kwargs.get("section") or {"catalog": "models", "chat": "chat", "jobs": "jobs"}.get(
-            match.namespace, ""
-        )
+        current = match.kwargs.get("section") or {
+            "catalog": "models",
+            "chat": "chat",
+            "jobs": "jobs",
+            "engine": "engine",
+        }.get(match.namespace, "")
         if match.namespace == "inspect":
             # A tool's JSON and partial routes are named after it: "tokenize", "tokenize-api"...
             current = next((i["key"] for i in NAV_ITEMS if (match.url_name or "").startswith(i["key"])), "")

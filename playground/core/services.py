@@ -141,9 +141,12 @@ def health_summary(report: dict[str, Any]) -> dict[str, Any]:
 
 def may_see_health_details(request: HttpRequest) -> bool:
     """A logged-in user, or a caller with HEALTHZ_TOKEN as `Authorization: Bearer <token>` or `?token=`."""
-    if request.user.is_authenticated:
-        return True
-    expected = settings.HEALTHZ_TOKEN
+    return request.user.is_authenticated or bearer_token_matches(request, settings.HEALTHZ_TOKEN)
+
+
+def bearer_token_matches(request: HttpRequest, expected: str) -> bool:
+    """Whether the request sends `expected` as `Authorization: Bearer <token>` or `?token=` (for monitors
+    that cannot set a header); never when no token is configured."""
     if not expected:
         return False
     header = request.headers.get("Authorization", "")
