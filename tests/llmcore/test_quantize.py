@@ -69,7 +69,15 @@ def test_each_method_makes_a_smaller_catalog_model_that_loads_and_generates(
         assert side["tokens_per_s"] > 0
         assert side["ttft_s"] > 0
         assert side["memory_bytes"] > 0
-        assert side["decode"] == "float weights"  # random weights are on no 4-bit grid: nothing packed
+    # Random weights are on no 4-bit grid: the parent runs as it is; a torchao child runs on the CPU
+    # integer kernels (llmcore.packed), the casts and the GGUF round trip (float weights) as they are.
+    assert parent["decode"] == "float weights"
+    packed = {
+        "int8_weight": "int8 packed",
+        "int8_dynamic": "int8 dynamic packed",
+        "int4_weight": "4-bit packed",
+    }
+    assert child["decode"] == (f"{packed[method]} (14 of 14 layers)" if method in packed else "float weights")
     # Random weights give flat distributions, so small changes flip some top-1 choices, but most stay.
     assert 0.8 <= report["top1_agreement"] <= 1.0
     assert 0 <= report["mean_kl"] < 0.1
