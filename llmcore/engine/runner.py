@@ -21,6 +21,8 @@ from typing import Any
 import torch
 
 from llmcore import kernels
+from llmcore.engine import llama_forward
+from llmcore.engine.fused import fuse_projections
 from llmcore.engine.kv_cache import KVShape, SlotCache, _Plan
 from llmcore.loading import LoadedModel
 from llmcore.packed import pack_for_decode
@@ -78,6 +80,10 @@ class ModelRunner:
         self.device = loaded.device
         self.threads = threads
         self.model, self.decode_info = pack_for_decode(loaded.model, packed_decode)
+        # Only a packed copy is the engine's own to change; the loaded model is shared with other pages.
+        self.fused_groups = (
+            fuse_projections(self.model, loaded.model) if self.model is not loaded.model else 0
+        )
         self.attention = attention
         kernels.prepare_model_attention(self.model, attention)  # refuses a kernel this device lacks
         self.shape = KVShape.of(self.model.config, loaded.dtype)
@@ -87,6 +93,8 @@ class ModelRunner:
         self.sliding_window: int | None = None
         if "sliding_attention" in layer_types:
             self.sliding_window = int(config.sliding_window)
+        # the lean forward for Llama-shaped models, transformers' own for the rest (see llama_forward)
+        self.lean = llama_forward.supports(self.model, attention) and self.sliding_window is None
         self.vocab_size = int(self.model.get_input_embeddings().num_embeddings)
         self.context_length = context_length(loaded)
         self.virtual_tokens = loaded.virtual_tokens
@@ -140,18 +148,21 @@ class ModelRunner:
         self._use_threads(rows * tokens, rows)
         started = time.perf_counter()
         with kernels.attention_context(self.attention):
-            out = self.model(
-                **inputs,
-                attention_mask=mask,
-                position_ids=positions,
-                cache=self.cache,
-                use_cache=True,
-                logits_to_keep=keep,
-            )
+            if self.lean:
+                logits = llama_forward.forward(self.model, inputs, mask, positions, self.cache, keep)
+            else:
+                logits = self.model(
+                    **inputs,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    cache=self.cache,
+                    use_cache=True,
+                    logits_to_keep=keep,
+                ).logits
         self.cache.plan = None
         self.forward_passes += 1
         self.forward_seconds += time.perf_counter() - started
-        return out.logits.float()
+        return logits.float()
 
     # --- threads ---
     def start_thread(self) -> None:
@@ -172,6 +183,8 @@ class ModelRunner:
         return {
             "decode": self.decode_info.as_json(),
             "attention": kernels.describe_attention(self.model, self.attention),
+            "fused_projection_groups": self.fused_groups,
+            "forward": "lean" if self.lean else "transformers",
             "kv_token_bytes": self.shape.token_bytes,
             "threads": self.threads,
         }

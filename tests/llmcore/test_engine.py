@@ -228,18 +228,19 @@ def test_an_error_ends_only_its_stream(engine, loaded) -> None:  # type: ignore[
     assert split(engine.generate(request(loaded)))[2][0].reason == "length"  # still serving
 
 
-def test_a_model_failure_mid_stream_is_reported(engine, loaded, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    real = engine.runner.model
+def test_a_model_failure_mid_stream_is_reported(engine, loaded) -> None:  # type: ignore[no-untyped-def]
     calls = {"n": 0}
 
-    def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
+    def flaky(module, args):  # type: ignore[no-untyped-def]
+        calls["n"] += 1  # every forward pass embeds its tokens first: the third one fails
         if calls["n"] == 3:
             raise RuntimeError("boom")
-        return real(*args, **kwargs)
 
-    monkeypatch.setattr(engine.runner, "model", flaky)
-    tokens, _, done = split(engine.generate(request(loaded)))
+    hook = engine.model.get_input_embeddings().register_forward_pre_hook(flaky)
+    try:
+        tokens, _, done = split(engine.generate(request(loaded)))
+    finally:
+        hook.remove()
     assert len(tokens) == 2
     assert done[0].reason == "error"
     assert "boom" in (done[0].error or "")
@@ -351,14 +352,11 @@ def test_the_engine_decodes_at_its_thread_count_and_prefills_long_prompts_wider(
     try:
         with Engine(loaded, threads=1) as engine:
             seen: list[tuple[int, int]] = []  # (tokens in, threads) per forward pass
-            forward = engine.model.forward
 
-            def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
-                ids = kwargs.get("input_ids")
-                seen.append((0 if ids is None else ids.shape[1], torch.get_num_threads()))
-                return forward(*args, **kwargs)
+            def counting(module, args):  # type: ignore[no-untyped-def]
+                seen.append((args[0].shape[1], torch.get_num_threads()))  # each pass embeds its ids first
 
-            engine.model.forward = counting
+            engine.model.get_input_embeddings().register_forward_pre_hook(counting)
             long_prompt = [5] * (PARALLEL_PREFILL_TOKENS + 10)
             for ids in (prompt(loaded), long_prompt):
                 tokens, _, _ = split(engine.generate(request(loaded, prompt_ids=ids, max_new_tokens=3)))

@@ -1,0 +1,92 @@
+"""The runner's speed-ups change no number: fused q/k/v and gate/up products, the lean forward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from llmcore.engine import Engine, GenerationRequest, TokenEvent
+from llmcore.engine.fused import fuse_projections
+from llmcore.loading import load_model
+from llmcore.packed import PackedInt4Linear, pack_for_decode
+from llmcore.sampling import SamplingConfig
+from tests.llmcore.test_packed import snap_layers
+
+
+@pytest.fixture
+def snapped(store, tiny_model):  # type: ignore[no-untyped-def]
+    loaded = load_model(store, "tiny-llama", device="cpu")
+    assert snap_layers(loaded.model) == 14
+    return loaded
+
+
+def test_fused_groups_give_the_packed_layers_numbers(snapped) -> None:  # type: ignore[no-untyped-def]
+    fast, info = pack_for_decode(snapped.model, "auto")
+    assert info.kind != "float"
+    tokens = torch.tensor([snapped.tokenizer.encode("Fused products must not change a thing.")])
+    with torch.inference_mode():
+        before = fast(tokens).logits.float()
+        assert fuse_projections(fast, snapped.model) == 4  # 2 layers x (q/k/v, gate/up)
+        after = fast(tokens).logits.float()
+        layer = fast.model.layers[0]
+        assert not isinstance(layer.self_attn.k_proj, PackedInt4Linear)  # it reads the group's output
+        x = torch.randn(1, 3, layer.self_attn.q_proj.in_features)
+        other = torch.randn(1, 3, layer.self_attn.q_proj.in_features)
+        layer.self_attn.q_proj(x)
+        # a call with another input than the group last saw computes it again
+        want = snapped.model.model.layers[0].self_attn.k_proj(other)
+        torch.testing.assert_close(layer.self_attn.k_proj(other), want, rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+
+
+def test_the_engine_fuses_its_packed_copy_and_not_the_loaded_model(snapped) -> None:  # type: ignore[no-untyped-def]
+    request = GenerationRequest(
+        prompt_ids=snapped.tokenizer.encode("once upon a time"),
+        sampling=SamplingConfig(temperature=0),
+        max_new_tokens=20,
+        ignore_stop_tokens=True,
+    )
+    with Engine(snapped) as engine:
+        assert engine.runner.fused_groups == 4
+        fused = [e.id for e in engine.generate(request) if isinstance(e, TokenEvent)]
+    assert isinstance(snapped.model.model.layers[0].self_attn.q_proj, torch.nn.Linear)
+    with Engine(snapped, packed_decode="off") as plain:
+        assert plain.runner.fused_groups == 0
+        exact = [e.id for e in plain.generate(request) if isinstance(e, TokenEvent)]
+    assert fused == exact
+
+
+@pytest.mark.parametrize("packed", ["auto", "off"])
+def test_the_lean_forward_gives_transformers_logits(snapped, packed) -> None:  # type: ignore[no-untyped-def]
+    from llmcore.engine.runner import ModelRunner
+
+    lean = ModelRunner(snapped, packed_decode=packed)
+    full = ModelRunner(snapped, packed_decode=packed)
+    full.lean = False
+    assert lean.lean
+    prompts = [
+        snapped.tokenizer.encode(t) for t in ("one two three four", "a much longer second prompt here")
+    ]
+    with torch.inference_mode():
+        got, want = [], []
+        for runner, out in ((lean, got), (full, want)):
+            runner.cache.reserve(2, 64)
+            firsts = [runner.extend(row, 0, ids, keep=len(ids)) for row, ids in enumerate(prompts)]
+            step = runner.decode([7, 9], [len(p) for p in prompts])  # two rows of different lengths
+            out.extend([*firsts, step])
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_eager_attention_and_other_shapes_use_transformers_forward(
+    store, tiny_model, tiny_gemma3_dir
+) -> None:  # type: ignore[no-untyped-def]
+    from llmcore.engine.runner import ModelRunner
+
+    loaded = load_model(store, "tiny-llama", device="cpu")
+    assert not ModelRunner(loaded, attention="eager").lean
+    store.import_folder(tiny_gemma3_dir, "tiny-gemma3", license="MIT")
+    gemma = load_model(store, "tiny-gemma3", device="cpu")
+    runner = ModelRunner(gemma)
+    assert not runner.lean
+    assert runner.describe()["forward"] == "transformers"
