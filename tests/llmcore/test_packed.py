@@ -119,7 +119,7 @@ def test_pack_for_decode_packs_a_4bit_model_and_leaves_the_loaded_one_alone(snap
         "int4-packed",
         14,
         14,
-        "float16",
+        "float16 (one row), bfloat16 (more rows)",
     )
     assert info.extra_bytes > 0
     assert info.label == "4-bit packed (14 of 14 layers)"
@@ -209,7 +209,7 @@ def test_the_default_model_is_packed_whole_and_predicts_as_float32_does(real_mod
         "int4-packed",
         210,
         210,
-        "float16",
+        "float16 (one row), bfloat16 (more rows)",
     )
     packed = dataclasses.replace(loaded, model=fast)
     agreement = next_token_agreement(loaded, packed)
