@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "playground.chat",
     "playground.jobs",
     "playground.engine",
+    "playground.accelerate",
     "axes",  # login throttling (see Auth below)
     "csp",  # the Content-Security-Policy header (see Security below)
 ]

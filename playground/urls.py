@@ -9,6 +9,7 @@ urlpatterns = [
     path("chat/", include("playground.chat.urls")),
     path("jobs/", include("playground.jobs.urls")),
     path("", include("playground.engine.urls")),  # /engine/ and /metrics
+    path("accelerate/", include("playground.accelerate.urls")),
     path("", include("playground.inspect.urls")),
     path("admin/", admin.site.urls),
 ]

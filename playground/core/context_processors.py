@@ -50,6 +50,12 @@ NAV_ITEMS: list[dict[str, Any]] = [
         "about": "Live engine numbers per model and worker: sequences, KV cache, prefix cache, tokens/s.",
     },
     {
+        "key": "accelerate",
+        "label": "Accelerate",
+        "url": "accelerate:page",
+        "about": "Experiments with plots: batching, prefix cache, speculative decoding, attention kernels.",
+    },
+    {
         "key": "jobs",
         "label": "Jobs",
         "url": "jobs:list",
@@ -73,6 +79,7 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
             "chat": "chat",
             "jobs": "jobs",
             "engine": "engine",
+            "accelerate": "accelerate",
         }.get(match.namespace, "")
         if match.namespace == "inspect":
             # A tool's JSON and partial routes are named after it: "tokenize", "tokenize-api"...

@@ -45,6 +45,7 @@ class Job(models.Model):
     class Kind(models.TextChoices):
         FINETUNE = "finetune", "Fine-tune"
         QUANTIZE = "quantize", "Quantize"
+        ACCELERATE = "accelerate", "Accelerate experiment"  # measures the engine; makes no model
 
     class Status(models.TextChoices):
         QUEUED = "queued"

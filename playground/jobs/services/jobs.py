@@ -23,8 +23,13 @@ from playground.jobs.models import Dataset, Job
 
 log = logging.getLogger(__name__)
 GPU_DEVICES = {"cuda", "mps"}
-# The Celery task that runs each kind of job (defined in playground/jobs/tasks.py under these names).
-TASK_NAMES = {Job.Kind.QUANTIZE: "jobs.run_quantize_task", Job.Kind.FINETUNE: "jobs.run_finetune_task"}
+# The Celery task that runs each kind of job (defined in playground/jobs/tasks.py under these names;
+# experiments in playground/accelerate/tasks.py).
+TASK_NAMES = {
+    Job.Kind.QUANTIZE: "jobs.run_quantize_task",
+    Job.Kind.FINETUNE: "jobs.run_finetune_task",
+    Job.Kind.ACCELERATE: "accelerate.run_experiment_task",
+}
 
 
 class JobError(Exception):
@@ -140,7 +145,7 @@ def resume_job(job: Job) -> Job:
         if not updated:
             raise JobError("Only a failed or cancelled job can be resumed.")
         job.refresh_from_db()
-        if model_store().exists(job.output_name):
+        if job.output_name and model_store().exists(job.output_name):  # an experiment makes no model
             raise JobError(f"A model named {job.output_name!r} exists already.")
         enqueue(job)
     return job
