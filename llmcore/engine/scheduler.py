@@ -40,7 +40,7 @@ from llmcore.engine.types import (
     StatsEvent,
     TokenEvent,
 )
-from llmcore.sampling import generator_for, warp
+from llmcore.sampling import apply_repetition_penalty, generator_for, warp
 from llmcore.tokenize import token_display
 
 MB = 2**20
@@ -76,6 +76,7 @@ class Scheduler:
         self.schedule: collections.deque[tuple[int, int]] = collections.deque(maxlen=schedule_log_size)
         self.plain_step_s: float | None = None  # EMA of a one-sequence decode pass (speculation's anchor)
         self.totals = collections.Counter[str]()
+        self._labels: dict[int, str] = {}  # token id -> its display label (the vocabulary bounds it)
         self.recent_tokens: collections.deque[float] = collections.deque(maxlen=4096)  # token times
 
     # --- admission ---
@@ -292,11 +293,15 @@ class Scheduler:
     # --- sampling and tokens ---
     def _sample(self, job: Job, seq: Sequence, logits: torch.Tensor, batch: int) -> None:
         config = job.stream.request.sampling
-        final = warp(logits, config, job.prompt + seq.generated)  # (V,) after penalty and filters
+        history = job.prompt + seq.generated
         if config.greedy:
-            token = int(torch.argmax(final))
-        else:
-            token = int(torch.multinomial(torch.softmax(final, dim=-1), 1, generator=seq.generator))
+            # The temperature-0 limit keeps only the argmax of the penalized logits, and no filter ever
+            # cuts the argmax: the same token as warp() then argmax, without building the one-hot.
+            penalized = apply_repetition_penalty(logits, history, config.repetition_penalty)
+            self._take(job, seq, int(torch.argmax(penalized)), logits, None, batch, speculative=False)
+            return
+        final = warp(logits, config, history)  # (V,) after penalty and filters
+        token = int(torch.multinomial(torch.softmax(final, dim=-1), 1, generator=seq.generator))
         self._take(job, seq, token, logits, final, batch, speculative=False)
 
     def _take(
@@ -305,11 +310,12 @@ class Scheduler:
         seq: Sequence,
         token: int,
         logits: torch.Tensor,
-        final: torch.Tensor,
+        final: torch.Tensor | None,
         batch: int,
         speculative: bool,
     ) -> None:
-        """Append one token to a sequence and send its event (or end the sequence)."""
+        """Append one token to a sequence and send its event (or end the sequence). `final`: the
+        sampler's logits the token was drawn from; None for greedy (all probability on the token)."""
         request = job.stream.request
         self.schedule.append((job.stream.id, len(seq.generated)))
         job.batch_sizes.append(batch)
@@ -318,8 +324,14 @@ class Scheduler:
             seq.pending = None
             seq.detokenizer.flush()
             return
-        logprobs = torch.log_softmax(final, dim=-1)
-        model_logprob = float(torch.log_softmax(logits, dim=-1)[token])
+        model_logprobs = torch.log_softmax(logits, dim=-1)
+        model_logprob = float(model_logprobs[token])
+        if final is None:
+            logprob = 0.0
+        elif final is logits:  # a sampler that changes nothing
+            logprob = model_logprob
+        else:
+            logprob = float(torch.log_softmax(final, dim=-1)[token])
         seq.generated.append(token)
         seq.pending = token
         seq.model_logprobs.append(model_logprob)
@@ -336,18 +348,19 @@ class Scheduler:
             # Greedy's sampler distribution is one-hot; its alternatives come from the model's (penalized)
             # distribution instead, which is what the token inspector needs to be useful.
             config = request.sampling
-            shown = (
-                warp(logits, dataclasses.replace(config, temperature=1.0), job.prompt + seq.generated[:-1])
-                if config.greedy
-                else final
-            )
-            alternatives = self._alternatives(shown, request.top_alternatives)
+            shown = final
+            if final is None or config.greedy:
+                history = job.prompt + seq.generated[:-1]
+                shown = warp(logits, dataclasses.replace(config, temperature=1.0), history)
+            assert shown is not None
+            top = model_logprobs if shown is logits else torch.log_softmax(shown, dim=-1)
+            alternatives = self._alternatives(top, request.top_alternatives)
         event = TokenEvent(
             index=len(seq.generated) - 1,
             id=token,
             text=delta,
-            logprob=float(logprobs[token]),
-            prob=float(logprobs[token].exp()),
+            logprob=logprob,
+            prob=math.exp(logprob),
             model_logprob=model_logprob,
             alternatives=alternatives,
             batch_size=batch,
@@ -369,19 +382,22 @@ class Scheduler:
         job.shown += event.text
         return True
 
-    def _alternatives(self, logits: torch.Tensor, n: int) -> list[Alternative]:
-        probs = torch.softmax(logits, dim=-1)
-        top = torch.topk(probs, min(n, int(torch.isfinite(logits).sum()) or 1))
+    def _alternatives(self, logprobs: torch.Tensor, n: int) -> list[Alternative]:
+        top = torch.topk(logprobs, min(n, int(torch.isfinite(logprobs).sum()) or 1))
         return [
-            Alternative(int(i), self._label(int(i)), float(p))
-            for p, i in zip(top.values, top.indices, strict=True)
+            Alternative(int(i), self._label(int(i)), math.exp(float(lp)))
+            for lp, i in zip(top.values, top.indices, strict=True)
         ]
 
     def _label(self, token_id: int) -> str:
-        try:
-            return token_display(self.tokenizer, token_id)
-        except Exception:  # noqa: BLE001 - a slow tokenizer without a backend: plain decode
-            return str(self.tokenizer.decode([token_id]))
+        label = self._labels.get(token_id)
+        if label is None:
+            try:
+                label = token_display(self.tokenizer, token_id)
+            except Exception:  # noqa: BLE001 - a slow tokenizer without a backend: plain decode
+                label = str(self.tokenizer.decode([token_id]))
+            self._labels[token_id] = label
+        return label
 
     # --- speculative decoding ---
     def _draft(self, name: str) -> DraftProposer:
@@ -417,7 +433,9 @@ class Scheduler:
                 id(seq), context, k, job.stream.request.sampling, seq
             )
         else:
-            proposals = prompt_lookup(context, k, spec.ngram)
+            # auto proposes only from a match of two tokens or more: a lone repeated token predicts
+            # the next one too rarely to pay for the verification pass
+            proposals = prompt_lookup(context, k, spec.ngram, min_ngram=2 if spec.method == "auto" else 1)
         proposed_at = time.perf_counter()
         if not proposals:
             job.speculation.propose_seconds += proposed_at - started

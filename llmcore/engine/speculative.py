@@ -24,12 +24,12 @@ class Verified:
     distributions: list[torch.Tensor]  # p (V,) each output token was drawn from / checked against
 
 
-def prompt_lookup(tokens: Sequence[int], num_tokens: int, ngram: int) -> list[int]:
+def prompt_lookup(tokens: Sequence[int], num_tokens: int, ngram: int, min_ngram: int = 1) -> list[int]:
     """Up to `num_tokens` tokens that followed the latest earlier occurrence of the context's last n-gram
-    (n from `ngram` down to 1) in the prompt or the answer so far; [] when none occurred."""
+    (n from `ngram` down to `min_ngram`) in the prompt or the answer so far; [] when none occurred."""
     if len(tokens) < 2:
         return []
-    for n in range(min(ngram, len(tokens) - 1), 0, -1):
+    for n in range(min(ngram, len(tokens) - 1), min_ngram - 1, -1):
         tail = list(tokens[-n:])
         # newest occurrence first: the closest context is the likeliest to continue the same way
         for start in range(len(tokens) - n - 1, -1, -1):

@@ -263,6 +263,7 @@ def test_prompt_lookup_continues_an_earlier_occurrence() -> None:
     assert prompt_lookup([1, 2, 3, 4, 9, 1, 2, 3], 3, 3) == [4, 9, 1]
     assert prompt_lookup([5, 6, 7, 5], 2, 3) == [6, 7]  # falls back to a 1-gram
     assert prompt_lookup([1, 2, 3], 4, 3) == []
+    assert prompt_lookup([5, 6, 7, 5], 2, 3, min_ngram=2) == []  # auto's rule: no lone-token matches
 
 
 def test_greedy_speculative_output_equals_plain_greedy(loaded) -> None:  # type: ignore[no-untyped-def]
