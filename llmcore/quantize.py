@@ -354,7 +354,9 @@ def model_memory_bytes(model: Any) -> int:
 
 def _speed(loaded: dict[str, Any], prompts: list[str], new_tokens: int) -> dict[str, dict[str, Any]]:
     """Mean decode tokens/s and time to first token per model, greedy, `new_tokens` tokens per prompt,
-    through the engine as chat runs it (a model on a 4-bit grid packed: llmcore.packed), and how it ran.
+    through the engine as chat runs it (llmcore.packed: on a CPU, a model on a 4-bit grid and a torchao
+    child both run on PyTorch's integer kernels, so parent and child are compared like with like), and
+    how it ran.
 
     The models take turns prompt by prompt, so a burst of load from elsewhere on a shared machine slows
     both rather than one.
