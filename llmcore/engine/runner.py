@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from llmcore import kernels
+from llmcore.attention import eager_twin
 from llmcore.engine import llama_forward
 from llmcore.engine.fused import fuse_projections
 from llmcore.engine.kv_cache import KVShape, SlotCache, _Plan
@@ -85,6 +86,9 @@ class ModelRunner:
             fuse_projections(self.model, loaded.model) if self.model is not loaded.model else 0
         )
         self.attention = attention
+        if attention == "eager" and self.model is loaded.model:
+            # switching attention changes the model object, which other pages share: use a twin
+            self.model = eager_twin(loaded.model)
         kernels.prepare_model_attention(self.model, attention)  # refuses a kernel this device lacks
         self.shape = KVShape.of(self.model.config, loaded.dtype)
         self.cache = SlotCache(self.shape, self.device)

@@ -84,7 +84,12 @@ def test_eager_attention_and_other_shapes_use_transformers_forward(
     from llmcore.engine.runner import ModelRunner
 
     loaded = load_model(store, "tiny-llama", device="cpu")
-    assert not ModelRunner(loaded, attention="eager").lean
+    eager = ModelRunner(loaded, attention="eager")  # the tiny model is not on a grid: nothing is packed
+    assert not eager.lean
+    # the engine runs a weight-sharing twin; the model other pages use keeps its attention
+    assert eager.model is not loaded.model
+    assert eager.model.config._attn_implementation == "eager"
+    assert loaded.model.config._attn_implementation == "sdpa"
     store.import_folder(tiny_gemma3_dir, "tiny-gemma3", license="MIT")
     gemma = load_model(store, "tiny-gemma3", device="cpu")
     runner = ModelRunner(gemma)
