@@ -26,25 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, default_model_store
+from llmcore.experiments.batching import PROMPTS as BATCH_PROMPTS
+from llmcore.experiments.speculative import COPY, FACTS
 
 NEW_TOKENS = 64
-PROMPTS = [
-    "Write a short story about a robot who learns to paint.",
-    "Explain why the sky is blue to a ten-year-old.",
-    "List five uses of a paperclip.",
-    "What is the capital of France, and what is it famous for?",
-    "Describe a walk through a forest in autumn.",
-    "Give three tips for learning a new language.",
-    "How does a bicycle stay upright?",
-    "Write a haiku about the sea.",
-]
-FACTS = (
-    "The Northwind station log, 14 March: wind 23 knots from the north-east, pressure 1004 hPa falling, "
-    "air temperature 4.5 degrees, sea temperature 7.1 degrees, visibility 12 kilometres, two fishing "
-    "boats sighted at 09:40 heading south, the generator serviced at 11:15 by engineer Marta Olsen, "
-    "fuel at 62 percent, the next supply ship expected on 21 March."
-)
-GROUNDED = f"{FACTS}\n\nCopy the log above exactly, word for word, then stop."
+# The Accelerate page's prompts: its experiments and this benchmark measure the same work.
+PROMPTS = list(BATCH_PROMPTS)
+GROUNDED = f"{FACTS}\n\n{COPY}"
 
 
 def run() -> dict[str, Any]:
@@ -214,12 +202,10 @@ def transformers_cb_part(loaded: Any) -> dict[str, Any]:
     alternatives), so the engine could not use it as is even where it were faster."""
     from transformers import GenerationConfig
 
+    from llmcore.encoding import encode_chat
     from llmcore.packed import pack_for_decode
 
-    ids = [
-        list(loaded.tokenizer.apply_chat_template(user(p), add_generation_prompt=True, tokenize=True))
-        for p in PROMPTS
-    ]
+    ids = [encode_chat(loaded.tokenizer, user(p)) for p in PROMPTS]
     config = GenerationConfig(
         max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False, eos_token_id=None
     )

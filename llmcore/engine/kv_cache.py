@@ -56,11 +56,13 @@ class KVShape:
 @dataclasses.dataclass
 class _Plan:
     """What the next forward pass writes: `rows` rows from 0 with one new position each at `positions`
-    (decode), or `count` positions of one row from `start` (extend)."""
+    (decode), `count` positions of one row from `start` (extend), or several positions of several rows
+    (prefill: `row_ids` and a (rows, q) matrix of `positions`)."""
 
-    kind: str  # "decode" or "extend"
+    kind: str  # "decode", "extend" or "prefill"
     rows: int = 0
-    positions: torch.Tensor | None = None  # decode: (rows,) position written in each row
+    positions: torch.Tensor | None = None  # decode: (rows,) position written in each row; prefill: (rows, q)
+    row_ids: torch.Tensor | None = None  # prefill: the rows written
     row: int = 0
     start: int = 0
     count: int = 0
@@ -127,6 +129,14 @@ class SlotCache:
             keys[rows, :, plan.positions] = key[:, :, 0]
             values[rows, :, plan.positions] = value[:, :, 0]
             return keys[: plan.rows, :, : plan.kv_length], values[: plan.rows, :, : plan.kv_length]
+        if plan.kind == "prefill":
+            assert plan.row_ids is not None
+            assert plan.positions is not None
+            rows = plan.row_ids[:, None]
+            keys[rows, :, plan.positions] = key.transpose(1, 2)  # (rows, q, heads, dim)
+            values[rows, :, plan.positions] = value.transpose(1, 2)
+            span = slice(0, plan.kv_length)
+            return keys[plan.row_ids, :, span], values[plan.row_ids, :, span]  # gathered: a copy
         end = plan.start + plan.count
         keys[plan.row, :, plan.start : end] = key[0]
         values[plan.row, :, plan.start : end] = value[0]

@@ -37,9 +37,11 @@ def forward(
     positions: torch.Tensor,
     cache: Any,
     keep: int,
+    select: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Logits (B, keep, V) of the last `keep` positions; `cache.update` stores each layer's keys and
-    values exactly as transformers' attention would hand them over."""
+    """Logits (B, keep, V) of the last `keep` positions, or with `select` (B,) of position select[b] of
+    each row b (B, 1, V); `cache.update` stores each layer's keys and values exactly as transformers'
+    attention would hand them over."""
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
     inner = model.model
@@ -61,5 +63,5 @@ def forward(
         )
         h = h + attention.o_proj(out.transpose(1, 2).reshape(batch, length, -1))
         h = h + layer.mlp(layer.post_attention_layernorm(h))
-    h = inner.norm(h[:, -keep:])
-    return model.lm_head(h)
+    h = h[torch.arange(batch), select][:, None] if select is not None else h[:, -keep:]
+    return model.lm_head(inner.norm(h))

@@ -33,10 +33,10 @@ DEFAULT_THREADS = 1
 # (default model, 2 cores), time to first token staying at 1 thread / switching to 2: 128 tokens
 # 208 / 245 ms, 256 tokens 436 / 393 ms, 512 tokens 951 / 713 ms, 1,000 tokens 2.10 / 1.33 s.
 PARALLEL_PREFILL_TOKENS = 192
-# A decode pass over this many rows is also worth the pool. Measured (default model, 2 cores, 4-bit
-# packed), ms per step with 1 / 2 threads: 1 row 19.1 / 25.6, 4 rows 26.8 / 25.9, 8 rows 37.6 / 34.9,
-# 16 rows 67.5 / 41.7.
-PARALLEL_DECODE_ROWS = 8
+# A batched decode pass stays on the decode threads: measured in the engine's own thread (default model,
+# 2 cores, 64 tokens each), aggregate tokens/s for 8 / 16 concurrent streams was 115-130 / 146-149 when
+# passes of 8+ rows woke the pool and 148-157 / 161-175 when they did not (a bare forward pass on the
+# main thread, where the pool is awake, gains a little from it instead: 37.6 / 34.9 ms for 8 rows).
 
 
 def own_threads(count: int, process: int | None = None) -> None:
@@ -136,24 +136,61 @@ class ModelRunner:
         logits = self._forward(inputs, mask, query[None, :], keep=keep)
         return logits[0]
 
-    def _masks(self, allowed: torch.Tensor, distance: torch.Tensor, one: bool = False) -> Any:
+    def prefill(self, rows: list[int], starts: list[int], chunks: list[list[int]]) -> torch.Tensor:
+        """Several rows each feed their own run of prompt tokens in one pass (padded to the longest; a
+        padded position writes a throwaway value past its row's length): logits of each row's last real
+        token (rows, V). Not for a row's first pass on a prompt-tuned model (see `extend`)."""
+        longest = max(len(c) for c in chunks)
+        ids = torch.tensor([c + [0] * (longest - len(c)) for c in chunks], device=self.device)
+        offsets = torch.arange(longest, device=self.device)
+        start = torch.tensor(starts, device=self.device)
+        positions = start[:, None] + offsets[None, :]  # (rows, q)
+        kv_length = int(positions.max()) + 1
+        keys = torch.arange(kv_length, device=self.device)
+        distance = positions[:, :, None] - keys[None, None, :]  # (rows, q, kv)
+        mask = self._masks(distance >= 0, distance, per_query=True)
+        written = positions.clamp(max=self.cache.capacity - 1)
+        row_ids = torch.tensor(rows, device=self.device)
+        self.cache.plan = _Plan(
+            "prefill", rows=len(rows), positions=written, row_ids=row_ids, kv_length=kv_length
+        )
+        last = torch.tensor([len(c) - 1 for c in chunks], device=self.device)
+        logits = self._forward({"input_ids": ids}, mask, positions, keep=longest, select=last)
+        return logits[:, -1]
+
+    def _masks(
+        self, allowed: torch.Tensor, distance: torch.Tensor, one: bool = False, per_query: bool = False
+    ) -> Any:
         """Additive 4-D masks (0 or the dtype's minimum; eager attention adds them, SDPA reads them) for
         full attention and, on a model with sliding-window layers, for those too."""
         dtype = self.shape.dtype
-        batch = (lambda m: m[None, None]) if one else (lambda m: m[:, None, None])
+        if one:
+            batch = lambda m: m[None, None]  # noqa: E731 - (q, kv) -> (1, 1, q, kv)
+        elif per_query:
+            batch = lambda m: m[:, None]  # noqa: E731 - (rows, q, kv) -> (rows, 1, q, kv)
+        else:
+            batch = lambda m: m[:, None, None]  # noqa: E731 - (rows, kv) -> (rows, 1, 1, kv)
         full = batch(_additive(allowed, dtype))
         if self.sliding_window is None:
             return full
         near = allowed & (distance < self.sliding_window)
         return {"full_attention": full, "sliding_attention": batch(_additive(near, dtype))}
 
-    def _forward(self, inputs: dict[str, torch.Tensor], mask: Any, positions: torch.Tensor, keep: int):  # type: ignore[no-untyped-def]
+    def _forward(  # type: ignore[no-untyped-def]
+        self,
+        inputs: dict[str, torch.Tensor],
+        mask: Any,
+        positions: torch.Tensor,
+        keep: int,
+        select: torch.Tensor | None = None,
+    ):
+        """Logits (rows, keep, V); with `select` (rows,), of position select[i] of each row (rows, 1, V)."""
         rows, tokens = next(iter(inputs.values())).shape[:2]
-        self._use_threads(rows * tokens, rows)
+        self._use_threads(rows * tokens)
         started = time.perf_counter()
         with kernels.attention_context(self.attention):
             if self.lean:
-                logits = llama_forward.forward(self.model, inputs, mask, positions, self.cache, keep)
+                logits = llama_forward.forward(self.model, inputs, mask, positions, self.cache, keep, select)
             else:
                 logits = self.model(
                     **inputs,
@@ -163,6 +200,8 @@ class ModelRunner:
                     use_cache=True,
                     logits_to_keep=keep,
                 ).logits
+                if select is not None:
+                    logits = logits[torch.arange(len(select)), select][:, None]
         self.cache.plan = None
         self.forward_passes += 1
         self.forward_seconds += time.perf_counter() - started
@@ -173,12 +212,11 @@ class ModelRunner:
         """Called from the engine's own thread before its first pass."""
         self._process_threads = self._threads_now = torch.get_num_threads()
 
-    def _use_threads(self, tokens: int, rows: int = 1) -> None:
+    def _use_threads(self, tokens: int) -> None:
         if self.threads is None or self._process_threads is None:
             return
         wide = max(self._process_threads, self.threads)
-        many = tokens >= PARALLEL_PREFILL_TOKENS or rows >= PARALLEL_DECODE_ROWS
-        wanted = wide if many else self.threads
+        wanted = wide if tokens >= PARALLEL_PREFILL_TOKENS else self.threads
         if wanted != self._threads_now:
             own_threads(wanted, self._process_threads)
             self._threads_now = wanted

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import math
-import threading
 from typing import Any
 
 import pytest
@@ -136,7 +135,7 @@ def test_a_full_engine_queues_in_order_and_says_how_many_are_ahead(loaded) -> No
     assert not queued[1]
     assert [q[0].ahead for q in queued[2:]] == [0, 1, 2]
     assert queued[2][0].reason == "sequences"
-    assert [q[-1].ahead for q in queued[3:]] == [0, 0]  # each moved up as the line moved
+    assert queued[4][-1].ahead < queued[4][0].ahead  # told again as the line moved
     for ev in events:
         assert [e for e in ev if isinstance(e, DoneEvent)][0].reason == "length"
         assert len([e for e in ev if isinstance(e, TokenEvent)]) == 40
@@ -335,16 +334,18 @@ def test_auto_speculation_stops_proposing_when_it_does_not_pay(loaded) -> None: 
 
 
 def test_engine_metrics_count_what_runs(loaded) -> None:  # type: ignore[no-untyped-def]
+    numbers: dict[str, Any] = {}
     with Engine(loaded) as engine:
-        stream = engine.submit(
-            GenerationRequest(prompt_ids=[3] * 40, max_new_tokens=200, ignore_stop_tokens=True)
-        )
-        seen = threading.Event()
-        numbers: dict[str, Any] = {}
-        for event in stream:
-            if isinstance(event, TokenEvent) and event.index == 5 and not seen.is_set():
-                numbers = engine.metrics()
-                seen.set()
+
+        def during_a_pass(module, args):  # type: ignore[no-untyped-def]
+            # runs in the engine's thread, in the middle of a step: the sequence is certainly running
+            if not numbers and engine.scheduler.totals["generated_tokens"] >= 5:
+                numbers.update(engine.scheduler.metrics())
+
+        hook = engine.model.get_input_embeddings().register_forward_pre_hook(during_a_pass)
+        request = GenerationRequest(prompt_ids=[3] * 40, max_new_tokens=200, ignore_stop_tokens=True)
+        engine.generate(request)
+        hook.remove()
         after = engine.metrics()
     assert numbers["active_sequences"] == 1
     assert numbers["kv_cache_bytes"] > 0
@@ -352,3 +353,28 @@ def test_engine_metrics_count_what_runs(loaded) -> None:  # type: ignore[no-unty
     assert after["generated_tokens_total"] == 200
     assert after["finished"]["length"] == 1
     assert after["prefix_cache"]["blocks"] > 0
+
+
+def test_prompts_that_arrive_together_are_prefilled_in_one_pass(loaded) -> None:  # type: ignore[no-untyped-def]
+    from llmcore.engine.sequence import Job
+    from llmcore.engine.stream import GenerationStream
+
+    prompts = [ids(loaded, t) for t in ("short", "a somewhat longer prompt", "mid length one")]
+    requests = [
+        GenerationRequest(prompt_ids=p, sampling=GREEDY, max_new_tokens=6, ignore_stop_tokens=True)
+        for p in prompts
+    ]
+    with Engine(loaded, limits=EngineLimits(prefix_cache_mb=0)) as engine:
+        solo = [[t.id for t in run(engine, r)[0]] for r in requests]
+    engine = Engine(loaded, limits=EngineLimits(prefix_cache_mb=0))  # driven by hand: no thread
+    streams = [GenerationStream(r, i) for i, r in enumerate(requests)]
+    with torch.inference_mode():
+        for stream in streams:
+            engine.scheduler.add(Job(stream=stream))
+        engine.scheduler.step()
+        assert engine.runner.forward_passes == 1  # the three prompts, padded to the longest, at once
+        while engine.scheduler.busy:
+            engine.scheduler.step()
+    assert engine.runner.forward_passes == 6  # then one decode pass per further token, for all three
+    for stream, alone in zip(streams, solo, strict=True):
+        assert [e.id for e in stream.events() if isinstance(e, TokenEvent)] == alone
