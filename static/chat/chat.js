@@ -135,9 +135,10 @@
         note.setAttribute("role", "status");
         state.bubble.append(note);
       }
+      const running = frame.running + (frame.running === 1 ? " answer" : " answers") + " running";
       note.textContent = frame.ahead > 0
-        ? "Waiting, " + frame.ahead + " ahead (" + frame.running + " answers running)…"
-        : "Waiting for room (" + frame.running + " answers running)…";
+        ? "Waiting, " + frame.ahead + " ahead (" + running + ")…"
+        : "Waiting for room (" + running + ")…";
     },
     token(frame) {
       if (!state.text) return;
