@@ -1,19 +1,12 @@
 // The Accelerate page: shows the chosen experiment's parameters, and draws experiment results as SVG line
-// or point charts from the JSON the page embeds (json_script), the way static/jobs/jobs.js draws a job's
-// curves. Redrawn after every htmx swap (the live block of a running experiment). Text goes in with
-// textContent only; colours and dashes are SVG presentation attributes (no inline styles: see the CSP).
+// or point charts from the JSON the page embeds (json_script), with the helpers static/jobs/jobs.js draws a
+// job's curves with (static/js/svgchart.js). Redrawn after every htmx swap (the live block of a running
+// experiment). Text goes in with textContent only; colours and dashes are SVG presentation attributes (no
+// inline styles: see the CSP).
 (function () {
   "use strict";
-  const NS = "http://www.w3.org/2000/svg";
-  const COLORS = ["#3a5bd9", "#d9763a", "#1e7b34", "#8a3ad9", "#c22f6b", "#2a8f9e", "#7a6a1e", "#555"];
+  const { COLORS, el, linePath } = window.SvgChart;
   const DASHES = ["", "6 4", "2 3"];
-
-  function el(name, attrs, text) {
-    const node = document.createElementNS(NS, name);
-    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
 
   function fmt(v) {
     if (v === 0) return "0";
@@ -91,8 +84,7 @@
       const { color, dash } = style[i];
       const group = el("g", { class: "series", "data-series": s.name });
       if (chart.mode !== "points" && s.points.length > 1) {
-        const d = s.points.map((p, j) => `${j ? "L" : "M"}${X(p[0]).toFixed(1)},${Y(p[1]).toFixed(1)}`).join(" ");
-        const attrs = { d, fill: "none", stroke: color, "stroke-width": 2 };
+        const attrs = { d: linePath(s.points, X, Y), fill: "none", stroke: color, "stroke-width": 2 };
         if (dash) attrs["stroke-dasharray"] = dash;
         group.append(el("path", attrs));
       }

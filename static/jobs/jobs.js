@@ -1,16 +1,9 @@
 // Draws the job page's curves and the quantize report chart as inline SVG from the JSON the page embeds
-// (json_script). Redrawn after every htmx swap of the live block. Text goes in with textContent only.
+// (json_script), with the helpers of static/js/svgchart.js. Redrawn after every htmx swap of the live block.
+// Text goes in with textContent only.
 (function () {
   "use strict";
-  const NS = "http://www.w3.org/2000/svg";
-  const COLORS = ["#3a5bd9", "#d9763a", "#1e7b34", "#8a3ad9"];
-
-  function el(name, attrs, text) {
-    const node = document.createElementNS(NS, name);
-    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
+  const { COLORS, el, linePath } = window.SvgChart;
 
   function fmt(v) {
     if (v === 0) return "0";
@@ -38,8 +31,7 @@
     svg.append(el("text", { x: w - pad.r, y: h - 6, "font-size": 11, fill: "#6b6b70", "text-anchor": "end" }, `step ${x1}`));
     series.forEach((s, i) => {
       if (!s.points.length) return;
-      const d = s.points.map((p, j) => `${j ? "L" : "M"}${X(p[0]).toFixed(1)},${Y(p[1]).toFixed(1)}`).join(" ");
-      svg.append(el("path", { d, fill: "none", stroke: COLORS[i], "stroke-width": 2, "data-series": s.name }));
+      svg.append(el("path", { d: linePath(s.points, X, Y), fill: "none", stroke: COLORS[i], "stroke-width": 2, "data-series": s.name }));
       if (s.points.length < 40) s.points.forEach((p) => svg.append(el("circle", { cx: X(p[0]), cy: Y(p[1]), r: 2.5, fill: COLORS[i] })));
     });
   }
