@@ -93,40 +93,23 @@ def measure(source: Path, new_tokens: int = NEW_TOKENS, prompts: tuple[str, ...]
 def _decode_speeds(
     variants: dict[str, tuple[Any, str]], prompts: tuple[str, ...], new_tokens: int
 ) -> dict[str, dict[str, Any]]:
-    """Mean greedy decode tokens/s (the engine's own count: tokens after the first over the time after
-    the first) and time to first token per variant, and how the engine multiplied."""
-    from llmcore.engine import Engine, GenerationRequest, StatsEvent
-    from llmcore.sampling import SamplingConfig
+    """Mean greedy decode tokens/s and time to first token per variant, each prompt sent as chat sends it,
+    and how the engine multiplied (llmcore.quantize.decode_speeds), rounded for the report."""
+    from llmcore.quantize import decode_speeds
 
-    engines = {name: Engine(loaded, packed_decode=mode) for name, (loaded, mode) in variants.items()}
-    speeds: dict[str, list[float]] = {name: [] for name in variants}
-    ttfts: dict[str, list[float]] = {name: [] for name in variants}
-    decode: dict[str, str] = {}
-    try:
-        for engine in engines.values():
-            engine.generate(GenerationRequest(prompt_ids=[0, 1, 2], max_new_tokens=4))  # warm-up
-        for prompt in prompts:
-            for name, engine in engines.items():
-                request = GenerationRequest(
-                    messages=[{"role": "user", "content": prompt}],
-                    sampling=SamplingConfig(temperature=0),
-                    max_new_tokens=new_tokens,
-                    ignore_stop_tokens=True,
-                    top_alternatives=0,
-                    seed=0,
-                )
-                stats = next(e for e in engine.generate(request) if isinstance(e, StatsEvent))
-                speeds[name].append(stats.tokens_per_s or 0.0)
-                ttfts[name].append(stats.time_to_first_token_s or 0.0)
-                decode[name] = stats.provenance.get("decode", {}).get("label", "")
-    finally:
-        for engine in engines.values():
-            engine.close()
+    speeds = decode_speeds(
+        {name: loaded for name, (loaded, _) in variants.items()},
+        prompts,
+        new_tokens,
+        packed_decode={name: mode for name, (_, mode) in variants.items()},
+        as_chat=True,
+        warmup_tokens=4,
+    )
     return {
         name: {
-            "tokens_per_s": round(sum(speeds[name]) / len(speeds[name]), 2),
-            "ttft_s": round(sum(ttfts[name]) / len(ttfts[name]), 3),
-            "decode": decode[name],
+            "tokens_per_s": round(numbers["tokens_per_s"], 2),
+            "ttft_s": round(numbers["ttft_s"], 3),
+            "decode": numbers["decode"],
         }
-        for name in variants
+        for name, numbers in speeds.items()
     }

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -352,28 +353,39 @@ def model_memory_bytes(model: Any) -> int:
     return total
 
 
-def _speed(loaded: dict[str, Any], prompts: list[str], new_tokens: int) -> dict[str, dict[str, Any]]:
-    """Mean decode tokens/s and time to first token per model, greedy, `new_tokens` tokens per prompt,
-    through the engine as chat runs it (llmcore.packed: on a CPU, a model on a 4-bit grid and a torchao
-    child both run on PyTorch's integer kernels, so parent and child are compared like with like), and
-    how it ran.
+def decode_speeds(
+    loaded: dict[str, Any],
+    prompts: Sequence[str],
+    new_tokens: int,
+    packed_decode: Mapping[str, str] | None = None,
+    as_chat: bool = False,
+    warmup_tokens: int = 2,
+) -> dict[str, dict[str, Any]]:
+    """Mean decode tokens/s (the engine's own count: tokens after the first over the time after the
+    first) and time to first token per model, greedy, `new_tokens` tokens per prompt, through the engine
+    as chat runs it (llmcore.packed: on a CPU, a model on a 4-bit grid and a torchao child both run on
+    PyTorch's integer kernels, so parent and child are compared like with like), and how it ran.
 
+    `packed_decode`: the engine's mode per name ("auto" where it names none). `as_chat`: each prompt goes
+    in as a user message under the model's chat template, as chat sends it; else as its bare token ids.
     The models take turns prompt by prompt, so a burst of load from elsewhere on a shared machine slows
-    both rather than one.
+    all of them rather than one. Used by `verify` and by `python -m bench quantize_speed`.
     """
     from llmcore.engine import Engine, GenerationRequest, StatsEvent
     from llmcore.sampling import SamplingConfig
 
-    engines = {side: Engine(model) for side, model in loaded.items()}
-    speeds: dict[str, list[float]] = {side: [] for side in loaded}
-    ttfts: dict[str, list[float]] = {side: [] for side in loaded}
+    modes = packed_decode or {}
+    engines = {name: Engine(model, packed_decode=modes.get(name, "auto")) for name, model in loaded.items()}
+    speeds: dict[str, list[float]] = {name: [] for name in loaded}
+    ttfts: dict[str, list[float]] = {name: [] for name in loaded}
     try:
         for engine in engines.values():
-            engine.generate(GenerationRequest(prompt_ids=[0, 1, 2], max_new_tokens=2))  # warm-up
+            engine.generate(GenerationRequest(prompt_ids=[0, 1, 2], max_new_tokens=warmup_tokens))  # warm-up
         for prompt in prompts:
-            for side, engine in engines.items():
+            for name, engine in engines.items():
                 request = GenerationRequest(
-                    prompt_ids=loaded[side].tokenizer(prompt)["input_ids"],
+                    prompt_ids=None if as_chat else loaded[name].tokenizer(prompt)["input_ids"],
+                    messages=[{"role": "user", "content": prompt}] if as_chat else None,
                     sampling=SamplingConfig(temperature=0),
                     max_new_tokens=new_tokens,
                     ignore_stop_tokens=True,
@@ -382,19 +394,19 @@ def _speed(loaded: dict[str, Any], prompts: list[str], new_tokens: int) -> dict[
                 )
                 stats = next(e for e in engine.generate(request) if isinstance(e, StatsEvent))
                 if stats.tokens_per_s:
-                    speeds[side].append(stats.tokens_per_s)
+                    speeds[name].append(stats.tokens_per_s)
                 if stats.time_to_first_token_s is not None:
-                    ttfts[side].append(stats.time_to_first_token_s)
+                    ttfts[name].append(stats.time_to_first_token_s)
     finally:
         for engine in engines.values():
             engine.close()
     return {
-        side: {
-            "tokens_per_s": sum(speeds[side]) / len(speeds[side]) if speeds[side] else 0.0,
-            "ttft_s": sum(ttfts[side]) / len(ttfts[side]) if ttfts[side] else 0.0,
-            "decode": engines[side].decode.label,
+        name: {
+            "tokens_per_s": sum(speeds[name]) / len(speeds[name]) if speeds[name] else 0.0,
+            "ttft_s": sum(ttfts[name]) / len(ttfts[name]) if ttfts[name] else 0.0,
+            "decode": engines[name].decode.label,
         }
-        for side in loaded
+        for name in loaded
     }
 
 
@@ -456,7 +468,7 @@ def verify(
         report[side].update(perplexity=ppl["perplexity"], loss=ppl["loss"], perplexity_tokens=ppl["tokens"])
     ctx.check_cancelled()
     ctx.report(Update(step=5, total=steps, phase="verifying", log="Decode speed, both models in turn"))
-    for side, numbers in _speed(loaded, prompts, new_tokens).items():
+    for side, numbers in decode_speeds(loaded, prompts, new_tokens).items():
         report[side].update(numbers)
     ctx.check_cancelled()
     ctx.report(Update(step=steps, total=steps, phase="verifying", log="Comparing next-token distributions"))
