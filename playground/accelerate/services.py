@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import traceback
 from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
-from django.utils import timezone
 
 from llmcore import experiments
 from llmcore.experiments import EXPERIMENTS, ExperimentError, QualityConfig
@@ -29,7 +27,7 @@ from playground.catalog.services import ModelNotFound, get_visible_model, visibl
 from playground.core.services import model_cache, model_store
 from playground.jobs.models import Job
 from playground.jobs.services.jobs import JobError, cancel_job, check_jobs, enqueue, live_devices, resume_job
-from playground.jobs.services.runner import MAX_LOG_LINES, Heartbeat, RowWriter, claim
+from playground.jobs.services.runner import Heartbeat, RowWriter, claim
 
 __all__ = [
     "EXPERIMENTS",
@@ -140,27 +138,18 @@ def run_experiment_job(job_id: int, task_id: str | None, hostname: str) -> str:
     try:
         with Heartbeat(job.pk):
             result = measure(job, ctx)
-        return _finish(writer, Job.Status.SUCCEEDED, report=result)
+        return writer.finish(Job.Status.SUCCEEDED, report=result)
     except JobCancelled:
-        return _finish(writer, Job.Status.CANCELLED, error="Cancelled by the user.")
+        return writer.finish(Job.Status.CANCELLED, error="Cancelled by the user.")
     except (JobFailed, ExperimentError, ModelNotFound) as exc:
-        return _finish(writer, Job.Status.FAILED, error=str(exc) or "The experiment failed.")
+        return writer.finish(Job.Status.FAILED, error=str(exc) or "The experiment failed.")
     except MemoryError:
-        return _finish(writer, Job.Status.FAILED, error=f"Out of memory on {device}: choose smaller sizes.")
+        return writer.finish(Job.Status.FAILED, error=f"Out of memory on {device}: choose smaller sizes.")
     except Exception as exc:
         if type(exc).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError (CUDA)
-            return _finish(
-                writer, Job.Status.FAILED, error=f"Out of memory on {device}: choose smaller sizes."
-            )
+            return writer.finish(Job.Status.FAILED, error=f"Out of memory on {device}: choose smaller sizes.")
         log.exception("experiment %s failed", job.pk)
-        writer.log_tail = (writer.log_tail + traceback.format_exc().splitlines()[-12:])[-MAX_LOG_LINES:]
-        return _finish(writer, Job.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000])
-
-
-def _finish(writer: RowWriter, status: str, **fields: Any) -> str:
-    writer.state.pop("eta_seconds", None)
-    writer.flush(status=status, finished=timezone.now(), phase="", eta_seconds=None, **fields)
-    return status
+        return writer.crashed(exc)
 
 
 def measure(job: Job, ctx: JobContext) -> dict[str, Any]:

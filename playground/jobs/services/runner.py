@@ -126,6 +126,19 @@ class RowWriter:
         # Only while the row still expects this run's message: after a resume it belongs to another run.
         Job.objects.filter(pk=self.job_id, task_id=self.task_id).update(**fields)
 
+    def finish(self, status: str, **fields: Any) -> str:
+        """Write the run's end: `status`, when, and no phase or ETA left (with `fields`); returns `status`."""
+        fields.setdefault("eta_seconds", None)
+        self.state.pop("eta_seconds", None)
+        self.flush(status=status, finished=timezone.now(), phase="", **fields)
+        return status
+
+    def crashed(self, exc: BaseException) -> str:
+        """FAILED with an exception nobody foresaw as the error, the last lines of its traceback added to
+        the log. Call it in the `except` block that caught `exc` (after logging it)."""
+        self.log_tail = (self.log_tail + traceback.format_exc().splitlines()[-12:])[-MAX_LOG_LINES:]
+        return self.finish(Job.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000])
+
     def is_cancelled(self) -> bool:
         if not self.cancelled and time.monotonic() - self.last_poll >= CANCEL_POLL_SECONDS:
             self.last_poll = time.monotonic()
@@ -195,33 +208,25 @@ def run_job(job_id: int, task_id: str | None, hostname: str) -> str:
         # A finished job is never resumed: its checkpoints (optimizer state included) only take disk.
         for leftover in ("checkpoints", "student"):
             shutil.rmtree(job.work_dir / leftover, ignore_errors=True)
-        return _finish(writer, Job.Status.SUCCEEDED, report=report, output_model=job.output_name)
+        return writer.finish(Job.Status.SUCCEEDED, report=report, output_model=job.output_name)
     except JobCancelled:
-        return _finish(writer, Job.Status.CANCELLED, error="Cancelled by the user.")
+        return writer.finish(Job.Status.CANCELLED, error="Cancelled by the user.")
     except JobFailed as exc:
-        return _finish(writer, Job.Status.FAILED, error=str(exc) or "The job failed.")
+        return writer.finish(Job.Status.FAILED, error=str(exc) or "The job failed.")
     except MemoryError:
-        return _finish(writer, Job.Status.FAILED, error=OOM_ADVICE.format(device=device))
+        return writer.finish(Job.Status.FAILED, error=OOM_ADVICE.format(device=device))
     except Exception as exc:
         if type(exc).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError (CUDA)
-            return _finish(writer, Job.Status.FAILED, error=OOM_ADVICE.format(device=device))
+            return writer.finish(Job.Status.FAILED, error=OOM_ADVICE.format(device=device))
         if type(exc).__name__ == "SoftTimeLimitExceeded":
             error = f"Stopped at the time limit ({settings.JOB_TIME_LIMIT} s). Resume it to continue."
-            return _finish(writer, Job.Status.FAILED, error=error)
+            return writer.finish(Job.Status.FAILED, error=error)
         log.exception("job %s failed", job.pk)
-        writer.log_tail = (writer.log_tail + traceback.format_exc().splitlines()[-12:])[-MAX_LOG_LINES:]
-        return _finish(writer, Job.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000])
+        return writer.crashed(exc)
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
         shutil.rmtree(out_dir.with_name(out_dir.name + ".partial"), ignore_errors=True)
         _free_memory()
-
-
-def _finish(writer: RowWriter, status: str, **fields: Any) -> str:
-    fields.setdefault("eta_seconds", None)
-    writer.state.pop("eta_seconds", None)
-    writer.flush(status=status, finished=timezone.now(), phase="", **fields)
-    return status
 
 
 def _run(job: Job, out_dir: Path, ctx: JobContext) -> tuple[dict[str, Any], dict[str, Any]]:
