@@ -36,6 +36,8 @@ from typing import Any
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from llmcore.loading import default_dtype
+
 ATTENTION_BACKENDS = ("sdpa-auto", "math", "flash", "efficient", "eager")
 DEFAULT_BACKEND = "sdpa-auto"
 BACKEND_HELP = {
@@ -70,8 +72,6 @@ def check_known(backend: str) -> None:
 
 
 def _probe_dtype(device: torch.device) -> torch.dtype:
-    from llmcore.loading import default_dtype
-
     return default_dtype(device)
 
 

@@ -218,7 +218,9 @@ class Scheduler:
 
     # --- one step ---
     def step(self) -> None:
-        for job in [j for j in self.jobs if j.stream.cancelled]:
+        for job in [j for j in (*self.jobs, *self.waiting) if j.stream.cancelled]:
+            if job in self.waiting:  # left the line: the ones behind it move up
+                self.waiting.remove(job)
             self.finish(job, FinishReason.CANCELLED)
         self._admit()
         for job in [j for j in self.jobs if j.stream.request.num_beams > 1]:

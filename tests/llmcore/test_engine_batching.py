@@ -378,3 +378,27 @@ def test_prompts_that_arrive_together_are_prefilled_in_one_pass(loaded) -> None:
     assert engine.runner.forward_passes == 6  # then one decode pass per further token, for all three
     for stream, alone in zip(streams, solo, strict=True):
         assert [e.id for e in stream.events() if isinstance(e, TokenEvent)] == alone
+
+
+def test_a_request_cancelled_while_waiting_leaves_the_line(loaded) -> None:  # type: ignore[no-untyped-def]
+    from llmcore.engine.sequence import Job
+    from llmcore.engine.stream import GenerationStream
+
+    engine = Engine(loaded, limits=EngineLimits(max_sequences=1))  # driven by hand: no thread
+    request = GenerationRequest(prompt_ids=[3, 4], max_new_tokens=30, ignore_stop_tokens=True)
+    streams = [GenerationStream(request, i) for i in range(3)]
+    with torch.inference_mode():
+        for stream in streams:
+            engine.scheduler.add(Job(stream=stream))
+        engine.scheduler.step()  # the first runs, two wait
+        streams[1].cancel()
+        engine.scheduler.step()
+        assert len(engine.scheduler.waiting) == 1
+        while engine.scheduler.busy:
+            engine.scheduler.step()
+    events = [s.events() for s in streams]
+    last = [e for e in events[1] if isinstance(e, DoneEvent)][0]
+    assert last.reason == "cancelled"
+    assert not any(isinstance(e, TokenEvent) for e in events[1])
+    assert [q.ahead for q in events[2] if isinstance(q, QueuedEvent)][-1] == 0  # it moved up at once
+    assert [e for e in events[2] if isinstance(e, DoneEvent)][0].reason == "length"
