@@ -145,7 +145,9 @@ class ModelRunner:
         offsets = torch.arange(longest, device=self.device)
         start = torch.tensor(starts, device=self.device)
         positions = start[:, None] + offsets[None, :]  # (rows, q)
-        kv_length = int(positions.max()) + 1
+        # A padded position can lie past the cache's capacity (a row starting late, beside a long
+        # chunk): it is written to the last position and reads what is there; no real one ever does.
+        kv_length = min(int(positions.max()) + 1, self.cache.capacity)
         keys = torch.arange(kv_length, device=self.device)
         distance = positions[:, :, None] - keys[None, None, :]  # (rows, q, kv)
         mask = self._masks(distance >= 0, distance, per_query=True)

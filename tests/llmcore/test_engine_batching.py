@@ -402,3 +402,34 @@ def test_a_request_cancelled_while_waiting_leaves_the_line(loaded) -> None:  # t
     assert not any(isinstance(e, TokenEvent) for e in events[1])
     assert [q.ahead for q in events[2] if isinstance(q, QueuedEvent)][-1] == 0  # it moved up at once
     assert [e for e in events[2] if isinstance(e, DoneEvent)][0].reason == "length"
+
+
+def test_a_late_starting_row_beside_a_long_chunk_is_prefilled_right(loaded) -> None:  # type: ignore[no-untyped-def]
+    # B's first 32 tokens come from the prefix cache, so its chunk starts at 32; padded to C's 40-token
+    # chunk its positions run past the cache's capacity (about 44): found by 20 chats at once on Redis.
+    from llmcore.engine.sequence import Job
+    from llmcore.engine.stream import GenerationStream
+
+    a = (ids(loaded, "a shared system prompt for everybody who chats here today ") * 3)[:48]
+    b = a[:32] + ids(loaded, "hi")
+    c = (ids(loaded, "an entirely different prompt") * 4)[:40]
+
+    def greedy(p: list[int]) -> GenerationRequest:
+        return GenerationRequest(prompt_ids=p, sampling=GREEDY, max_new_tokens=4, ignore_stop_tokens=True)
+
+    with Engine(loaded, limits=EngineLimits(prefix_cache_mb=0)) as plain:
+        want = [[t.id for t in run(plain, greedy(p))[0]] for p in (b, c)]
+    engine = Engine(loaded)  # driven by hand: no thread
+    with torch.inference_mode():
+        engine.scheduler.add(Job(stream=GenerationStream(greedy(a), 0)))
+        while engine.scheduler.busy:
+            engine.scheduler.step()
+        streams = [GenerationStream(greedy(p), i + 1) for i, p in enumerate((b, c))]
+        for stream in streams:
+            engine.scheduler.add(Job(stream=stream))
+        while engine.scheduler.busy:
+            engine.scheduler.step()
+    events = [s.events() for s in streams]
+    assert [e for e in events[0] if isinstance(e, StatsEvent)][0].cached_prompt_tokens == 32
+    for got, expected in zip(events, want, strict=True):
+        assert [e.id for e in got if isinstance(e, TokenEvent)] == expected, got[-1]
