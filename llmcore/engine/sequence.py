@@ -34,7 +34,6 @@ class Sequence:
     # "auto" speculation: steps to decode plainly before trying again, and how long the next pause is
     speculation_pause: int = 0
     speculation_backoff: int = 8
-    draft_length: int = 0  # positions of its draft-model row that hold KV
 
     @property
     def text(self) -> str:
@@ -51,7 +50,6 @@ class Job:
     positions: int = 0  # KV positions each of its rows may need (the admission reserves them)
     seqs: list[Sequence] = field(default_factory=list)
     prepared: bool = False
-    error: str | None = None  # a request the engine refused before admission
     cached_tokens: int = 0
     prefilled: int = 0  # prompt positions computed (or copied from the prefix cache) so far
     admitted_at: float | None = None
