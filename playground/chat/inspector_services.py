@@ -16,10 +16,6 @@ from typing import Any
 
 from django.conf import settings
 
-from llmcore.attention import AttentionInputError, AttentionUnsupported
-from llmcore.inspect_token import last_query_attention, step_context
-from llmcore.store import StoreError
-from llmcore.tokenize import load_pretrained_tokenizer, token_display
 from playground.catalog.services import get_visible_model
 from playground.chat import services
 from playground.chat.models import Message
@@ -59,7 +55,7 @@ def model_of(message: Message) -> str:
     name = str((message.provenance or {}).get("model") or message.conversation.model_name)
     try:
         found = model_store().exists(name)
-    except StoreError:  # a name that is not a valid model name can name no model
+    except services.StoreError:  # a name that is not a valid model name can name no model
         found = False
     try:
         if found:  # and still one the answer's owner may use (its owner may have made it private)
@@ -74,8 +70,8 @@ def model_of(message: Message) -> str:
 
 
 def labels(model_name: str, ids: list[int]) -> list[str]:
-    tokenizer = load_pretrained_tokenizer(model_store().path(model_name))
-    return [token_display(tokenizer, int(i)) for i in ids]
+    tokenizer = services.load_pretrained_tokenizer(model_store().path(model_name))
+    return [services.token_display(tokenizer, int(i)) for i in ids]
 
 
 def tokens_payload(message: Message) -> dict[str, Any]:
@@ -114,7 +110,7 @@ def token_json(message: Message, index: int) -> bytes:
 def token_payload(message: Message, index: int, name: str, sha: str) -> dict[str, Any]:
     generated = [int(t[0]) for t in message.tokens]
     try:
-        context = step_context([int(i) for i in message.prompt_ids], generated, index)
+        context = services.step_context([int(i) for i in message.prompt_ids], generated, index)
     except IndexError as exc:
         raise InspectorError(str(exc), 404) from None
     token_id, text, prob, alternatives = message.tokens[index]
@@ -150,10 +146,10 @@ def attention_of(name: str, context: list[int], owner: Any) -> tuple[dict[str, A
     inspector does not look at; the token and its alternatives are shown either way."""
     try:
         loaded = get_loaded(name, owner)
-        step = last_query_attention(loaded, context, max_tokens=settings.INSPECT_MAX_TOKENS)
-    except (LookupError, StoreError) as exc:  # gone from the catalog since model_of looked
+        step = services.last_query_attention(loaded, context, max_tokens=settings.INSPECT_MAX_TOKENS)
+    except (LookupError, services.StoreError) as exc:  # gone from the catalog since model_of looked
         raise InspectorError(str(exc), 410) from None
-    except (AttentionInputError, AttentionUnsupported) as exc:
+    except (services.AttentionInputError, services.AttentionUnsupported) as exc:
         return None, str(exc)
     return {
         "layers": step.num_layers,

@@ -13,6 +13,8 @@ from django.conf import settings as django_settings
 from django.db import transaction
 from django.db.models import Q, QuerySet
 
+# The F401 names are the token inspector's (inspector_services): it reaches llmcore through this module.
+from llmcore.attention import AttentionInputError, AttentionUnsupported  # noqa: F401
 from llmcore.encoding import encode_chat, encode_text
 from llmcore.engine import (
     Candidate,
@@ -24,7 +26,10 @@ from llmcore.engine import (
     SpeculativeConfig,
     StatsEvent,
 )
+from llmcore.inspect_token import last_query_attention, step_context  # noqa: F401
 from llmcore.sampling import SamplingConfig
+from llmcore.store import StoreError  # noqa: F401
+from llmcore.tokenize import load_pretrained_tokenizer, token_display  # noqa: F401
 from playground.catalog.services import visible_models
 from playground.chat.models import Conversation, Message
 from playground.core.services import model_cache, model_store
