@@ -150,6 +150,13 @@ class SlotCache:
         for tensor in (*self.keys, *self.values):
             tensor[target, :, :length] = tensor[source, :, :length]
 
+    def gather_rows(self, rows: list[int], sources: list[int], length: int) -> None:
+        """Row rows[i] takes what row sources[i] held (beam search: each beam continues its parent)."""
+        target = torch.tensor(rows, device=self.device)
+        source = torch.tensor(sources, device=self.device)
+        for tensor in (*self.keys, *self.values):
+            tensor[target, :, :length] = tensor[source, :, :length]  # the right side is a gathered copy
+
     def read(self, row: int, start: int, end: int) -> torch.Tensor:
         """Positions [start, end) of a row, every layer: (layers, 2, kv_heads, end - start, head_dim)."""
         pairs = zip(self.keys, self.values, strict=True)

@@ -4,7 +4,8 @@ Each `step()`:
 1. ends cancelled jobs and admits waiting ones in order while the limits allow (max sequences, the KV
    cache budget); the others hear how many are ahead of them;
 2. runs one decode pass over every decoding sequence at once (a sequence whose proposer has guesses runs
-   its verification pass instead);
+   its verification pass instead); a beam search's beams are rows of that pass like any other sequence,
+   and after it each beam's row takes its parent's KV (`llmcore/engine/beam.py` keeps the books);
 3. computes one chunk of the oldest unfinished prompt, so a long prompt never stalls running streams for
    more than one chunk.
 Sequences that finish leave the batch at once; their rows are given to the next waiting request.
@@ -24,6 +25,7 @@ from typing import Any
 import torch
 
 from llmcore.encoding import encode_chat
+from llmcore.engine.beam import BeamSearch
 from llmcore.engine.detokenizer import Detokenizer
 from llmcore.engine.draft import DraftProposer
 from llmcore.engine.kv_cache import BLOCK_TOKENS, PrefixCache
@@ -175,8 +177,17 @@ class Scheduler:
                 generator=generator_for(job.seed + i),
                 detokenizer=Detokenizer(self.tokenizer, request.stop_sequences),
             )
-            for i in range(request.best_of)
+            for i in range(max(request.best_of, request.num_beams))
         ]
+        if request.num_beams > 1:
+            generation = getattr(self.loaded.model, "generation_config", None)  # as generate() reads them
+            job.beam = BeamSearch(
+                beams=request.num_beams,
+                max_new=job.max_new,
+                stop_ids=frozenset() if request.ignore_stop_tokens else frozenset(self.stop_ids),
+                length_penalty=float(getattr(generation, "length_penalty", None) or 1.0),
+                early_stopping=getattr(generation, "early_stopping", False) or False,
+            )
         job.prepared = True
 
     def _place(self, job: Job) -> None:
@@ -190,8 +201,6 @@ class Scheduler:
         job.state = JobState.PREFILL
         job.admitted_at = time.perf_counter()
         self.jobs.append(job)
-        if job.stream.request.num_beams > 1:
-            return
         request = job.stream.request
         if request.use_prefix_cache and self.prefix.enabled:
             blocks = self.prefix.match(job.prompt, limit=len(job.prompt) - 1)
@@ -223,8 +232,6 @@ class Scheduler:
                 self.waiting.remove(job)
             self.finish(job, FinishReason.CANCELLED)
         self._admit()
-        for job in [j for j in self.jobs if j.stream.request.num_beams > 1]:
-            self._guard(job, self._beam_search, job)
         decoding = [j for j in self.jobs if j.state is JobState.DECODE and j.running]
         plain: list[Job] = []
         for job in decoding:
@@ -232,7 +239,7 @@ class Scheduler:
                 plain.append(job)
         if plain:
             self._decode(plain)
-        prefilling = [j for j in self.jobs if j.state is JobState.PREFILL and j.stream.request.num_beams == 1]
+        prefilling = [j for j in self.jobs if j.state is JobState.PREFILL]
         if prefilling:
             self._prefill(prefilling)
         for job in [j for j in self.jobs if not j.running]:
@@ -269,6 +276,12 @@ class Scheduler:
             )
         batch = len(wanted)
         for job in jobs:
+            if job.beam is not None:
+                for seq in job.seqs:
+                    seq.length += 1
+                beams = torch.stack([logits[row_of[id(seq)]] for seq in job.seqs])
+                self._guard(job, self._beam_step, job, beams, batch)
+                continue
             for seq in job.running:
                 if id(seq) in wanted:
                     seq.length += 1
@@ -319,9 +332,14 @@ class Scheduler:
         lead = job.seqs[0]
         self.prefix.insert(job.prompt, self.cache, lead.row, self.runner.virtual_tokens)
         for seq in job.seqs[1:]:  # best_of: every candidate starts from the same computed prompt
-            self.cache.copy_row(lead.row, seq.row, lead.length)
+            if job.beam is None:  # (a beam search's first step copies the rows it keeps)
+                self.cache.copy_row(lead.row, seq.row, lead.length)
             seq.length = lead.length
         job.state = JobState.DECODE
+        if job.beam is not None:
+            job.beam_first_logits = logits
+            self._beam_step(job, logits.expand(len(job.seqs), -1), 1)
+            return
         for seq in job.seqs:
             self._sample(job, seq, logits, 1)
 
@@ -517,45 +535,59 @@ class Scheduler:
             seq.speculation_backoff = 8
 
     # --- beam search ---
-    def _beam_search(self, job: Job) -> None:
-        """Deterministic beam search, delegated to transformers `generate` (a tested implementation of
-        beam bookkeeping); it runs to the end in one step, then the tokens are streamed with their
-        probabilities from one forward pass over the result. The other streams wait meanwhile."""
-        request = job.stream.request
-        model = self.runner.model
-        prompt = torch.tensor([job.prompt], device=self.runner.device)
-        eos = [] if request.ignore_stop_tokens else sorted(self.stop_ids)
-        inputs = self.loaded.model_inputs(prompt)
-        first = next(iter(inputs.values()))
-        self.runner._use_threads(1)
-        out = model.generate(
-            **inputs,
-            attention_mask=torch.ones(first.shape[:2], dtype=torch.long, device=first.device),
-            num_beams=request.num_beams,
-            do_sample=False,
-            max_new_tokens=job.max_new,
-            repetition_penalty=request.sampling.repetition_penalty,
-            eos_token_id=eos or None,
-            pad_token_id=self.loaded.model.generation_config.pad_token_id,
-        )
-        # generate() returns the prompt ids before the new ones, but only the new ones for embeddings.
-        new = [int(t) for t in out[0, len(job.prompt) if "input_ids" in inputs else 0 :]]
-        seq = job.seqs[0]
-        stopped = next((k for k, t in enumerate(new) if t in eos), None)
-        if stopped is not None:
-            new = new[:stopped]
-        job.state = JobState.DECODE
-        if new:
-            full_ids = torch.tensor([job.prompt + new], device=self.runner.device)
-            start = self.runner.virtual_tokens + len(job.prompt) - 1
-            logits = model(**self.loaded.model_inputs(full_ids)).logits[0, start:-1].float()
-        for k, token in enumerate(new):
-            self._take(job, seq, token, logits[k], logits[k], 1, speculative=False)
-            if seq.reason is not None:
+    def _beam_step(self, job: Job, logits: torch.Tensor, batch: int) -> None:
+        """Advance a beam search by one token: logits (beams, V) of its rows in `job.seqs` order."""
+        beam = job.beam
+        assert beam is not None
+        penalty = job.stream.request.sampling.repetition_penalty
+        # as transformers does it: the penalty works on log-probabilities, each beam's own history
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        if penalty != 1.0:
+            logprobs = torch.stack(
+                [
+                    apply_repetition_penalty(row, job.prompt + tokens, penalty)
+                    for row, tokens in zip(logprobs, beam.tokens, strict=True)
+                ]
+            )
+        parents = beam.advance(logprobs)
+        job.beam_batches.append(batch)
+        if beam.done:
+            self._beam_answer(job)
+            return
+        rows = [seq.row for seq in job.seqs]
+        if parents != list(range(len(rows))):
+            self.cache.gather_rows(rows, [rows[p] for p in parents], job.seqs[0].length)
+        for seq, tokens in zip(job.seqs, beam.tokens, strict=True):
+            seq.pending = tokens[-1]
+
+    def _beam_answer(self, job: Job) -> None:
+        """The search is over: keep one row, put the best hypothesis in it and stream it as tokens with
+        their probabilities (one pass over the answer gives each token's logits)."""
+        beam = job.beam
+        assert beam is not None
+        assert job.beam_first_logits is not None
+        best = beam.best()
+        tokens = best.tokens[:-1] if best.ended_by_stop else best.tokens
+        lead, *others = job.seqs
+        for seq in others:
+            self._release(seq)
+        job.seqs = [lead]
+        lead.pending = None
+        end = self.runner.virtual_tokens + len(job.prompt)
+        lead.length = end
+        logits = [job.beam_first_logits]
+        if len(tokens) > 1:
+            logits.extend(self.runner.extend(lead.row, end, tokens[:-1], keep=len(tokens) - 1))
+            lead.length = end + len(tokens) - 1
+        for k, token in enumerate(tokens):
+            batch = job.beam_batches[k] if k < len(job.beam_batches) else 1
+            self._take(job, lead, token, logits[k], logits[k], batch, speculative=False)
+            if lead.reason is not None:
                 break
-        if seq.reason is None:
-            seq.reason = FinishReason.STOP if stopped is not None else FinishReason.LENGTH
-            seq.detokenizer.flush()
+        if lead.reason is None:
+            lead.reason = FinishReason.STOP if best.ended_by_stop else FinishReason.LENGTH
+            lead.detokenizer.flush()
+        lead.pending = None
 
     # --- the end of a job ---
     def finish(self, job: Job, reason: FinishReason | None, error: str | None = None) -> None:

@@ -1,4 +1,5 @@
-"""The scheduler's state: one `Job` per request, one `Sequence` per decoded sequence (best_of has N)."""
+"""The scheduler's state: one `Job` per request, one `Sequence` per decoded sequence (best_of has N, beam
+search one per beam)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from llmcore.engine.beam import BeamSearch
 from llmcore.engine.detokenizer import Detokenizer
 from llmcore.engine.speculative import SpeculationStats
 from llmcore.engine.stream import GenerationStream
@@ -59,6 +61,9 @@ class Job:
     batch_sizes: list[int] = field(default_factory=list)
     speculation: SpeculationStats = field(default_factory=SpeculationStats)
     last_queued: tuple[int, str] | None = None  # the (ahead, reason) its last QueuedEvent said
+    beam: BeamSearch | None = None  # beam search: its bookkeeping; each beam is one of `seqs`
+    beam_first_logits: torch.Tensor | None = None  # the prompt's last logits, for the answer's records
+    beam_batches: list[int] = field(default_factory=list)  # batch size of each beam step
 
     @property
     def running(self) -> list[Sequence]:
