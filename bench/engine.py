@@ -43,6 +43,7 @@ def run() -> dict[str, Any]:
     loaded = load_model(store, DEFAULT_MODEL, device="cpu")
     out: dict[str, Any] = {"model": DEFAULT_MODEL, "device": str(loaded.device)}
     out["forward"] = forward_part(loaded)
+    out["dense"] = dense_part(loaded)
     out["batching"] = batching_part(loaded)
     out["transformers_continuous_batching"] = transformers_cb_part(loaded)
     out["prefix_cache"] = prefix_cache_part(loaded)
@@ -141,6 +142,49 @@ def forward_part(loaded: Any) -> dict[str, Any]:
         "lean_over_transformers_1_row": ratio(ms["transformers_fused_1"], ms["lean_fused_1"]),
         "fused_over_separate_1_row": ratio(ms["lean_separate_1"], ms["lean_fused_1"]),
         "lean_over_transformers_8_rows": ratio(ms["transformers_fused_8"], ms["lean_fused_8"]),
+    }
+
+
+def dense_part(loaded: Any) -> dict[str, Any]:
+    """Milliseconds per pass with the 4-bit kernel alone and with the bfloat16 copies the engine's layers
+    keep for DENSE_ROWS rows or more (llmcore/packed.py says why): decode steps of 8, 12 and 16 rows, and
+    a 512-token prompt, interleaved."""
+    import torch
+
+    from llmcore.engine.runner import ModelRunner, own_threads
+    from llmcore.packed import DENSE_ROWS, PackedInt4Linear
+
+    runner = ModelRunner(loaded)
+    layers = [m for m in runner.model.modules() if isinstance(m, PackedInt4Linear)]
+    copies = [m.dense for m in layers]
+    times: dict[str, list[float]] = {}
+    own_threads(1)
+    with torch.inference_mode():
+        for rows in (8, 12, 16):
+            runner.cache.release()
+            runner.cache.reserve(rows, 640)
+            for row in range(rows):
+                runner.extend(row, 0, list(range(100, 200)))
+            for _ in range(3):
+                for name, dense in (("int4", False), ("with_bfloat16", True)):
+                    for layer, copy in zip(layers, copies, strict=True):
+                        layer.dense = copy if dense else None
+                    started = time.perf_counter()
+                    for i in range(5):
+                        runner.decode([5] * rows, [100 + i] * rows)
+                    times.setdefault(f"{name}_{rows}_rows", []).append((time.perf_counter() - started) / 5)
+                    if rows == 8:
+                        started = time.perf_counter()
+                        runner.extend(0, 0, list(range(100, 612)))
+                        times.setdefault(f"{name}_prompt_512", []).append(time.perf_counter() - started)
+    for layer, copy in zip(layers, copies, strict=True):
+        layer.dense = copy
+    ms = {k: rnd(1000 * statistics.median(v), 1) for k, v in times.items()}
+    return {
+        "dense_rows": DENSE_ROWS,
+        "pass_ms": ms,
+        "prompt_512_speedup": ratio(ms["int4_prompt_512"], ms["with_bfloat16_prompt_512"]),
+        "sixteen_rows_speedup": ratio(ms["int4_16_rows"], ms["with_bfloat16_16_rows"]),
     }
 
 

@@ -54,9 +54,10 @@ class _Member(nn.Module):
         return self._group.part(x, self.index)
 
 
-def fuse_projections(fast: nn.Module, source: nn.Module) -> int:
+def fuse_projections(fast: nn.Module, source: nn.Module, dense: bool = False) -> int:
     """Fuse q/k/v and gate/up of every layer of `fast` (the engine's packed copy) whose members are all
-    packed, using `source`'s (the loaded model's) float weights. Returns how many groups were fused."""
+    packed, using `source`'s (the loaded model's) float weights (`dense`: as llmcore.packed's). Returns how
+    many groups were fused."""
     fused = 0
     for name, module in list(fast.named_modules()):
         for members in GROUPS:
@@ -75,7 +76,7 @@ def fuse_projections(fast: nn.Module, source: nn.Module) -> int:
                 continue
             widths = [int(w.shape[0]) for w in weights]
             shell = nn.Linear(weight.shape[1], weight.shape[0], bias=False, device="meta")
-            group = _Group(PackedInt4Linear(shell, *grid), widths)
+            group = _Group(PackedInt4Linear(shell, *grid, dense=dense), widths)
             for index, member in enumerate(members):
                 setattr(module, member, _Member(group, index, weight.shape[1], widths[index]))
             fused += 1

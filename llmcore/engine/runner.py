@@ -80,10 +80,10 @@ class ModelRunner:
         self.loaded = loaded
         self.device = loaded.device
         self.threads = threads
-        self.model, self.decode_info = pack_for_decode(loaded.model, packed_decode)
+        self.model, self.decode_info = pack_for_decode(loaded.model, packed_decode, dense=True)
         # Only a packed copy is the engine's own to change; the loaded model is shared with other pages.
         self.fused_groups = (
-            fuse_projections(self.model, loaded.model) if self.model is not loaded.model else 0
+            fuse_projections(self.model, loaded.model, dense=True) if self.model is not loaded.model else 0
         )
         self.attention = attention
         if attention == "eager" and self.model is loaded.model:

@@ -8,7 +8,7 @@ import torch
 from llmcore.engine import Engine, GenerationRequest, TokenEvent
 from llmcore.engine.fused import fuse_projections
 from llmcore.loading import load_model
-from llmcore.packed import PackedInt4Linear, pack_for_decode
+from llmcore.packed import DENSE_ROWS, PackedInt4Linear, pack_for_decode
 from llmcore.sampling import SamplingConfig
 from tests.llmcore.test_packed import snap_layers
 
@@ -48,6 +48,11 @@ def test_the_engine_fuses_its_packed_copy_and_not_the_loaded_model(snapped) -> N
     )
     with Engine(snapped) as engine:
         assert engine.runner.fused_groups == 4
+        # every 4-bit layer, fused or not, keeps its bfloat16 copy for passes over many rows
+        packed = [m for m in engine.model.modules() if isinstance(m, PackedInt4Linear)]
+        assert len(packed) == 2 * (2 + 2)  # per layer q/k/v and gate/up fused, o and down alone
+        assert all(m.dense is not None for m in packed)
+        assert engine.decode.dense_rows == DENSE_ROWS
         fused = [e.id for e in engine.generate(request) if isinstance(e, TokenEvent)]
     assert isinstance(snapped.model.model.layers[0].self_attn.q_proj, torch.nn.Linear)
     with Engine(snapped, packed_decode="off") as plain:

@@ -10,7 +10,14 @@ from torch import nn
 
 from llmcore.engine import Engine, GenerationRequest, StatsEvent, TokenEvent
 from llmcore.loading import load_model
-from llmcore.packed import GROUP_SIZE, Float16Head, PackedInt4Linear, on_grid, pack_for_decode
+from llmcore.packed import (
+    DENSE_ROWS,
+    GROUP_SIZE,
+    Float16Head,
+    PackedInt4Linear,
+    on_grid,
+    pack_for_decode,
+)
 from llmcore.sampling import SamplingConfig
 
 
@@ -95,6 +102,34 @@ def test_packed_linear_computes_what_the_float_layer_does() -> None:
     # bfloat16 layer inputs and scales: about 3 significant digits
     assert float((got - want).norm() / want.norm()) < 1e-2
     assert not torch.equal(got, want)  # it really ran the packed kernel
+
+
+def test_many_rows_use_the_bfloat16_copy_of_the_same_weights() -> None:
+    gen = torch.Generator().manual_seed(4)
+    linear = nn.Linear(128, 96, bias=False)
+    with torch.no_grad():
+        linear.weight.copy_(snap(torch.randn(96, 128, generator=gen) * 0.05))
+    grid = on_grid(linear.weight)
+    assert grid is not None
+    plain, dense = PackedInt4Linear(linear, *grid), PackedInt4Linear(linear, *grid, dense=True)
+    assert plain.dense is None
+    assert dense.dense is not None
+    assert dense.dense.dtype == torch.bfloat16
+    # the copy holds the grid's weights as the kernel rebuilds them: off by the step's bfloat16 rounding
+    # (at most 8 codes x 2^-9 of a step) and its own (at most 2^-8 of the weight), here with a margin of 2
+    steps = grid[1].repeat_interleave(GROUP_SIZE, dim=1)
+    bound = steps / 32 + linear.weight.abs() / 128
+    assert bool(((dense.dense.float() - linear.weight).abs() <= bound + 1e-9).all())
+    few = torch.randn(DENSE_ROWS - 1, 128, generator=gen)
+    many = torch.randn(DENSE_ROWS, 128, generator=gen)
+    with torch.inference_mode():
+        assert torch.equal(dense(few), plain(few))  # below the threshold: the int4 kernel
+        got, kernel, want = dense(many), plain(many), linear(many)
+        by_copy = nn.functional.linear(many.bfloat16(), dense.dense).float()
+    assert torch.equal(got, by_copy)  # at the threshold: the bfloat16 product
+    assert not torch.equal(got, kernel)
+    assert float((got - want).norm() / want.norm()) < 1e-2
+    assert float((got - kernel).norm() / want.norm()) < 1e-2
 
 
 def test_float16_head_falls_back_to_float32_when_it_overflows() -> None:
