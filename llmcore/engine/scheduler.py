@@ -206,7 +206,7 @@ class Scheduler:
             blocks = self.prefix.match(job.prompt, limit=len(job.prompt) - 1)
             if blocks:
                 lead = job.seqs[0]
-                self.cache.write(lead.row, 0, torch.cat([b.kv for b in blocks], dim=3))
+                self.cache.write(lead.row, 0, [b.kv for b in blocks])
                 job.cached_tokens = job.prefilled = len(blocks) * BLOCK_TOKENS
                 lead.length = job.prefilled
 
