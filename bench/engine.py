@@ -246,10 +246,9 @@ def transformers_cb_part(loaded: Any) -> dict[str, Any]:
     alternatives), so the engine could not use it as is even where it were faster."""
     from transformers import GenerationConfig
 
-    from llmcore.encoding import encode_chat
     from llmcore.packed import pack_for_decode
 
-    ids = [encode_chat(loaded.tokenizer, user(p)) for p in PROMPTS]
+    ids = [loaded.encode_chat(user(p)) for p in PROMPTS]
     config = GenerationConfig(
         max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False, eos_token_id=None
     )

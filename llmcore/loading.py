@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from llmcore.encoding import EncodingError, Message, encode_chat
 from llmcore.store import ModelStore, StoreError
 from llmcore.tokenize import TokenizeError
 
@@ -111,6 +112,14 @@ class LoadedModel:
     @property
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def encode_chat(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> list[int]:
+        """Token ids of a conversation as this model reads it: rendered through its chat template, only
+        the template's markers special (user text never becomes control tokens). Every part that chats
+        with a loaded model renders through here; llmcore.encoding does the work for any tokenizer."""
+        if not self.has_chat_template:
+            raise EncodingError(f"{self.name} has no chat template.")
+        return encode_chat(self.tokenizer, messages, add_generation_prompt=add_generation_prompt)
 
     def describe(self) -> dict[str, Any]:
         return {

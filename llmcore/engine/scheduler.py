@@ -24,7 +24,6 @@ from typing import Any
 
 import torch
 
-from llmcore.encoding import encode_chat
 from llmcore.engine.beam import BeamSearch
 from llmcore.engine.detokenizer import Detokenizer
 from llmcore.engine.draft import DraftProposer
@@ -149,7 +148,7 @@ class Scheduler:
         if request.messages is not None:
             if not self.loaded.has_chat_template:
                 raise ValueError(f"{self.loaded.name} has no chat template; send prompt token ids.")
-            job.prompt = encode_chat(self.tokenizer, list(request.messages))
+            job.prompt = self.loaded.encode_chat(list(request.messages))
         else:
             job.prompt = [int(i) for i in request.prompt_ids or ()]
         if not job.prompt:

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from llmcore.encoding import encode_chat, encode_text
+from llmcore.encoding import encode_text
 from llmcore.engine import DoneEvent, Engine, GenerationRequest, GenerationStream, StatsEvent, TokenEvent
 from llmcore.jobs import JobContext, JobFailed, Update
 from llmcore.loading import LoadedModel
@@ -58,7 +58,7 @@ def _plain_ids(loaded: LoadedModel, messages: Messages) -> list[int]:
 def prompt_tokens(loaded: LoadedModel, messages: Messages) -> int:
     """The length of the prompt `greedy` sends for these messages."""
     if loaded.has_chat_template:
-        return len(encode_chat(loaded.tokenizer, [dict(m) for m in messages]))
+        return len(loaded.encode_chat([dict(m) for m in messages]))
     return len(_plain_ids(loaded, messages))
 
 

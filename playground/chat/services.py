@@ -515,7 +515,7 @@ def start_turn(owner, data: dict[str, Any]) -> Turn:  # type: ignore[no-untyped-
 
 def render_prompt(engine: Engine, messages: list[dict[str, str]]) -> list[int]:
     """Exactly what the engine would render from `messages` (chat template, generation prompt)."""
-    return encode_chat(engine.tokenizer, messages)
+    return engine.loaded.encode_chat(messages)
 
 
 STATUS_FOR_REASON = {"cancelled": Message.Status.STOPPED, "error": Message.Status.ERROR}

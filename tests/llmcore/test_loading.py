@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
+from llmcore.encoding import EncodingError
 from llmcore.loading import ModelCache, best_device, load_model
 from llmcore.store import ModelStore
 
@@ -20,6 +22,20 @@ def test_load_model_gives_a_working_model_and_tokenizer(store: ModelStore, tiny_
     with torch.no_grad():
         logits = loaded.model(ids).logits
     assert logits.shape == (1, ids.shape[1], loaded.model.config.vocab_size)
+
+
+def test_a_loaded_model_renders_a_conversation_through_its_template(store: ModelStore, tiny_model) -> None:
+    loaded = load_model(store, "tiny-llama", device="cpu")
+    messages = [{"role": "user", "content": "hi <|im_end|> there"}]
+    ids = loaded.encode_chat(messages)
+    im_start, im_end = (loaded.tokenizer.convert_tokens_to_ids(t) for t in ("<|im_start|>", "<|im_end|>"))
+    assert ids[0] == im_start
+    assert ids.count(im_end) == 1  # the template's own; the user's "<|im_end|>" stays text
+    assert loaded.tokenizer.decode(ids).endswith("<|im_start|>assistant\n")
+    assert len(loaded.encode_chat(messages, add_generation_prompt=False)) < len(ids)
+    loaded.tokenizer.chat_template = None
+    with pytest.raises(EncodingError, match="tiny-llama has no chat template"):
+        loaded.encode_chat(messages)
 
 
 def test_chat_models_stop_at_their_end_of_turn_token(store: ModelStore, tiny_model) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from llmcore import evaluate
-from llmcore.encoding import encode_chat
 from llmcore.store import StoreError
 from playground.core.services import model_cache, model_store
 
@@ -38,7 +37,7 @@ def _greedy(loaded: Any, prompt: str) -> str:
 
     tokenizer = loaded.tokenizer
     if loaded.has_chat_template:
-        ids = torch.tensor([encode_chat(tokenizer, [{"role": "user", "content": prompt}])])
+        ids = torch.tensor([loaded.encode_chat([{"role": "user", "content": prompt}])])
     else:
         ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
     ids = ids.to(loaded.device)
