@@ -83,6 +83,11 @@ class Engine:
         """Submit and wait for every event (tests, scripts)."""
         return self.submit(request).events()
 
+    def provenance(self, request: GenerationRequest, prompt_tokens: int) -> dict[str, Any]:
+        """The record an answer to `request` will carry in its StatsEvent, known before it runs (for a
+        caller that saves the answer as it starts); the StatsEvent's has the seed and clamp it ran with."""
+        return self.scheduler.provenance(request, prompt_tokens, request.seed, request.max_new_tokens)
+
     def close(self, timeout: float = 10.0) -> None:
         with self._start_lock:
             self._closed = True

@@ -37,6 +37,7 @@ from llmcore.engine.types import (
     DoneEvent,
     EngineLimits,
     FinishReason,
+    GenerationRequest,
     QueuedEvent,
     StatsEvent,
     TokenEvent,
@@ -638,19 +639,7 @@ class Scheduler:
                 max_new_tokens_requested=requested,
                 clamped=bool(job.max_new) and job.max_new < requested,
                 context_length=self.context_length,
-                provenance={
-                    "model": self.loaded.name,
-                    "prompt_tokens": len(job.prompt),
-                    "seed": job.seed,
-                    "sampling": dataclasses.asdict(request.sampling),
-                    "max_new_tokens": job.max_new or requested,
-                    "stop_sequences": list(request.stop_sequences),
-                    "best_of": request.best_of,
-                    "num_beams": request.num_beams,
-                    "speculative": dataclasses.asdict(request.speculative),
-                    "decode": self.runner.decode_info.as_json(),
-                    "attention": self.runner.attention,
-                },
+                provenance=self.provenance(request, len(job.prompt), job.seed, job.max_new or requested),
                 cached_prompt_tokens=job.cached_tokens,
                 queued_s=(job.admitted_at or stream.submitted_at) - stream.submitted_at,
                 batch_size_max=max(sizes),
@@ -666,6 +655,25 @@ class Scheduler:
             self._release(seq)
         if job in self.jobs:
             self.jobs.remove(job)
+
+    def provenance(
+        self, request: GenerationRequest, prompt_tokens: int, seed: int | None, max_new_tokens: int
+    ) -> dict[str, Any]:
+        """What an answer records of how it was made: the model, its prompt's length, the sampler, the
+        seed, and how the engine computed it. The one place this record is written."""
+        return {
+            "model": self.loaded.name,
+            "prompt_tokens": prompt_tokens,
+            "seed": seed,
+            "sampling": dataclasses.asdict(request.sampling),
+            "max_new_tokens": max_new_tokens,
+            "stop_sequences": list(request.stop_sequences),
+            "best_of": request.best_of,
+            "num_beams": request.num_beams,
+            "speculative": dataclasses.asdict(request.speculative),
+            "decode": self.runner.decode_info.as_json(),
+            "attention": self.runner.attention,
+        }
 
     def close(self) -> None:
         for job in [*self.jobs, *self.waiting]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import secrets
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -15,7 +15,7 @@ from django.db.models import Q, QuerySet
 
 # The F401 names are the token inspector's (inspector_services): it reaches llmcore through this module.
 from llmcore.attention import AttentionInputError, AttentionUnsupported  # noqa: F401
-from llmcore.encoding import encode_chat, encode_text
+from llmcore.encoding import encode_text
 from llmcore.engine import (
     Candidate,
     DoneEvent,
@@ -470,19 +470,10 @@ def start_turn(owner, data: dict[str, Any]) -> Turn:  # type: ignore[no-untyped-
             ),
         )
         provenance = {
-            "model": model_name,
+            **engine.provenance(request, len(prompt_ids)),  # the engine's own record of the answer
             "weights_sha256": weights_sha256(model_name),
-            "prompt_tokens": len(prompt_ids),
-            "sampling": asdict(sampling),
-            "seed": seed,
-            "max_new_tokens": max_new,
             "max_new_tokens_requested": settings["max_new_tokens"],
-            "stop_sequences": list(settings["stop_sequences"]),
             "system_prompt": conversation.system_prompt,
-            "best_of": settings["best_of"],
-            "num_beams": settings["num_beams"],
-            "speculative": asdict(request.speculative),
-            "decode": engine.decode.as_json(),  # how the engine multiplied (packed 4-bit or float)
             **branch.provenance,
         }
         message = Message.objects.create(

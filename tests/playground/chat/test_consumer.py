@@ -116,6 +116,7 @@ def test_send_streams_tokens_and_saves_the_answer_with_provenance(user, tiny_mod
     assert provenance["weights_sha256"] == tiny_model.sha256
     assert provenance["seed"] == 1234
     assert provenance["decode"]["kind"] == "float"  # random weights: nothing on a 4-bit grid to pack
+    assert provenance["attention"] == "sdpa-auto"  # the engine's own record, not one the chat rebuilt
     assert provenance["prompt_tokens"] == started["prompt_tokens"] == stats["prompt_tokens"] > 0
     for key, value in settings.items():
         assert provenance["sampling"][key] == value
