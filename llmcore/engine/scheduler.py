@@ -572,7 +572,6 @@ class Scheduler:
         for seq in others:
             self._release(seq)
         job.seqs = [lead]
-        lead.pending = None
         end = self.runner.virtual_tokens + len(job.prompt)
         lead.length = end
         logits = [job.beam_first_logits]
