@@ -7,9 +7,9 @@ from itertools import permutations
 from django import forms
 from django.conf import settings
 
-from llmcore.sampling import STAGES
 from playground.core.text import FloatField, TextField
 from playground.inspect.forms import ModelNameField, UserModelsForm
+from playground.inspect.services.sampling import STAGES
 
 STAGE_LABELS = {"temperature": "temperature", "top_k": "top-k", "top_p": "top-p", "min_p": "min-p"}
 # The orders people meet in practice first (transformers' warpers; llama.cpp's sampler chain), then the rest.

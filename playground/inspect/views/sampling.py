@@ -10,11 +10,10 @@ from django.shortcuts import render
 from django.urls import path
 from django.views.decorators.http import require_http_methods, require_POST
 
-from llmcore.sampling import SamplingConfig
 from playground.core.api import ApiError, api_view, json_body, validated
 from playground.inspect.forms_sampling import NextTokenForm, with_defaults
 from playground.inspect.services.common import InspectError, default_model_name
-from playground.inspect.services.sampling import explore, prompt_logits
+from playground.inspect.services.sampling import SamplingConfig, explore, prompt_logits
 
 EXAMPLE_PROMPT = "The capital of France is"
 # Range inputs for the sampler: (field, one-line explanation, min, max, step).
