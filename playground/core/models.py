@@ -1,6 +1,17 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.db import models
+from django.utils import timezone
+
+
+class WorkerHeartbeatQuerySet(models.QuerySet["WorkerHeartbeat"]):
+    def live(self) -> WorkerHeartbeatQuerySet:
+        """Workers heard from within WORKER_HEARTBEAT_TIMEOUT seconds, by hostname."""
+        since = timezone.now() - timedelta(seconds=settings.WORKER_HEARTBEAT_TIMEOUT)
+        return self.filter(last_seen__gte=since).order_by("hostname")
 
 
 class WorkerHeartbeat(models.Model):
@@ -13,6 +24,8 @@ class WorkerHeartbeat(models.Model):
     pid = models.IntegerField()
     started = models.DateTimeField()
     last_seen = models.DateTimeField(db_index=True)
+
+    objects = WorkerHeartbeatQuerySet.as_manager()
 
     def __str__(self) -> str:
         return f"{self.hostname} ({self.device})"

@@ -18,6 +18,8 @@ from django.urls import reverse
 from llmcore.loading import ModelCache, best_device
 from llmcore.store import ModelStore
 from llmcore.text import JsonTooDeep, json_type, loads_json, text_problem  # noqa: F401 (core.text's)
+from playground.celery import app
+from playground.core.models import WorkerHeartbeat
 
 
 # --- models ---------------------------------------------------------------------------------------
@@ -70,8 +72,6 @@ def check_database() -> dict[str, Any]:
 
 
 def check_broker() -> dict[str, Any]:
-    from playground.celery import app
-
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=3)
         return {"transport": conn.transport_cls if isinstance(conn.transport_cls, str) else "custom"}
@@ -99,8 +99,6 @@ def check_channel_layer() -> dict[str, Any]:
 
 
 def check_workers() -> dict[str, Any]:
-    from playground.core.workers import live_workers
-
     workers = [
         {
             "hostname": w.hostname,
@@ -109,7 +107,7 @@ def check_workers() -> dict[str, Any]:
             "queues": w.queues,
             "last_seen": w.last_seen.isoformat(),
         }
-        for w in live_workers()
+        for w in WorkerHeartbeat.objects.live()
     ]
     if not workers:
         raise RuntimeError(

@@ -1,4 +1,7 @@
-"""What a Celery worker knows about itself: its device, and a heartbeat row while it runs."""
+"""What a Celery worker knows about itself: its device, its queues, and a heartbeat row while it runs.
+
+Imported by the worker with the apps' task modules (playground/core/tasks.py), which connects the
+handlers below to the worker's start and stop."""
 
 from __future__ import annotations
 
@@ -6,13 +9,17 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from datetime import timedelta
 
+from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from playground.core.models import WorkerHeartbeat
+from playground.core.services import device_info
+
 log = logging.getLogger(__name__)
+GPU_DEVICES = {"cuda", "mps"}  # devices whose workers take the `gpu` queue
 _stop = threading.Event()
 _hostname: str | None = None
 _beat_hooks: list[Callable[[str], None]] = []
@@ -32,16 +39,8 @@ def on_beat(hook: Callable[[str], None]) -> Callable[[str], None]:
     return hook
 
 
-def worker_device() -> dict[str, str]:
-    from playground.core.services import device_info
-
-    return device_info()
-
-
 def beat(hostname: str, queues: list[str], started) -> None:  # type: ignore[no-untyped-def]
-    from playground.core.models import WorkerHeartbeat
-
-    device = worker_device()
+    device = device_info()
     WorkerHeartbeat.objects.update_or_create(
         hostname=hostname,
         defaults={
@@ -85,8 +84,6 @@ def start_heartbeat(hostname: str, queues: list[str]) -> None:
 
 
 def stop_heartbeat() -> None:
-    from playground.core.models import WorkerHeartbeat
-
     _stop.set()
     if _hostname:
         try:
@@ -96,8 +93,21 @@ def stop_heartbeat() -> None:
             log.exception("could not remove the worker's heartbeat row")
 
 
-def live_workers():  # type: ignore[no-untyped-def]
-    from playground.core.models import WorkerHeartbeat
+# --- the worker's signals ---
+@celeryd_after_setup.connect
+def choose_queues(sender: str, instance, conf, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    device = device_info()
+    queues = instance.app.amqp.queues
+    # Respect an explicit -Q; otherwise (both queues selected by default) drop `gpu` on a CPU-only worker.
+    if set(queues.consume_from) == {"cpu", "gpu"} and device["type"] not in GPU_DEVICES:
+        queues.deselect("gpu")
 
-    since = timezone.now() - timedelta(seconds=settings.WORKER_HEARTBEAT_TIMEOUT)
-    return WorkerHeartbeat.objects.filter(last_seen__gte=since).order_by("hostname")
+
+@worker_ready.connect
+def heartbeat_on_start(sender, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    start_heartbeat(sender.hostname, sorted(sender.app.amqp.queues.consume_from))
+
+
+@worker_shutdown.connect
+def heartbeat_on_stop(sender, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    stop_heartbeat()

@@ -17,12 +17,12 @@ from django.utils import timezone
 
 from llmcore.store import StoreError, name_from, validate_name
 from playground.celery import app
+from playground.core.models import WorkerHeartbeat
 from playground.core.services import model_store
-from playground.core.workers import live_workers
+from playground.core.workers import GPU_DEVICES
 from playground.jobs.models import Dataset, Job
 
 log = logging.getLogger(__name__)
-GPU_DEVICES = {"cuda", "mps"}
 # The Celery task that runs each kind of job (defined in playground/jobs/tasks.py under these names;
 # experiments in playground/accelerate/tasks.py).
 TASK_NAMES = {
@@ -39,11 +39,11 @@ class JobError(Exception):
 # --- workers and routing ----------------------------------------------------------------------------
 def live_devices() -> list[str]:
     """The devices of the workers alive now (one entry per device type)."""
-    return sorted({w.device for w in live_workers()})
+    return sorted({w.device for w in WorkerHeartbeat.objects.live()})
 
 
 def gpu_worker_alive() -> bool:
-    return any(w.device in GPU_DEVICES and "gpu" in (w.queues or []) for w in live_workers())
+    return any(w.device in GPU_DEVICES and "gpu" in (w.queues or []) for w in WorkerHeartbeat.objects.live())
 
 
 def choose_queue(devices_ok: list[str] | None = None) -> str:
@@ -177,7 +177,7 @@ def reap_lost_jobs(restarted_worker: str | None = None) -> list[int]:
     now = timezone.now()
     stale = now - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT)
     very_stale = now - timedelta(seconds=5 * settings.JOB_HEARTBEAT_TIMEOUT)
-    live = {w.hostname for w in live_workers()}
+    live = {w.hostname for w in WorkerHeartbeat.objects.live()}
     lost = []
     for job in Job.objects.filter(status=Job.Status.RUNNING):
         beat = job.heartbeat or job.started or job.created
@@ -213,7 +213,7 @@ def unclaimed_jobs() -> list[Job]:
     jobs = list(Job.objects.filter(old, status=Job.Status.QUEUED, cancel_requested=False).order_by("pk"))
     if not jobs:
         return []
-    taken = {queue for worker in live_workers() for queue in worker.queues or []}
+    taken = {queue for worker in WorkerHeartbeat.objects.live() for queue in worker.queues or []}
     return [job for job in jobs if (job.queue or "cpu") in taken]
 
 
