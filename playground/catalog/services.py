@@ -18,7 +18,10 @@ from llmcore.store import ModelMeta, ModelStore, StoreError
 from playground.catalog.models import ModelEntry
 from playground.core.services import model_cache, model_store
 
+DEFAULT_MODEL = pulls.DEFAULT_MODEL  # the model `make run` pulls and every page starts with
+
 __all__ = [
+    "DEFAULT_MODEL",
     "ModelNotFound",
     "SharingRefused",
     "StoreError",

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from playground.catalog import services
 from playground.catalog.models import ModelEntry
 from playground.core.services import model_store
+from playground.jobs.services.reports import report_rows, side_by_side
 
 
 def visible_or_404(request: HttpRequest, name: str) -> ModelEntry:
@@ -41,8 +42,6 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
     context = {"entry": entry, **access_context(request, entry), **files_context(entry)}
     report = entry.extra.get("quantize_report")
     if isinstance(report, dict) and report:
-        from playground.jobs.views import report_rows, side_by_side
-
         context.update(report=report, report_rows=report_rows(report), side_rows=side_by_side(report))
     return render(request, "catalog/detail.html", context)
 

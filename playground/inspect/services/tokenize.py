@@ -8,6 +8,7 @@ trained here (only its owner can see or use it).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -210,9 +211,12 @@ def describe_options(options: dict[str, Any]) -> str:
     return ", ".join(p for p in parts if p) or "no normalization"
 
 
-def start_training(user: Any, data: dict[str, Any], inline_bytes: int) -> TrainedTokenizer:
+def start_training(
+    user: Any, data: dict[str, Any], inline_bytes: int, queue: Callable[[int], Any]
+) -> TrainedTokenizer:
     """Train now when the text is small (raising TrainError on bad options); otherwise keep the text
-    and queue a worker task. Either way the tokenizer's row is returned."""
+    and hand the row's id to `queue` (the caller's worker task) once saved. Either way the tokenizer's
+    row is returned."""
     options = {
         k: data.get(k) or v
         for k, v in {"unicode_form": "", "lowercase": False, "strip_accents": False}.items()
@@ -238,9 +242,7 @@ def start_training(user: Any, data: dict[str, Any], inline_bytes: int) -> Traine
         return row
     row.save()
     row.corpus_path.write_text(corpus, encoding="utf-8")
-    from playground.inspect.tasks import train_tokenizer_task
-
-    transaction.on_commit(lambda: train_tokenizer_task.delay(row.pk))
+    transaction.on_commit(lambda: queue(row.pk))
     return row
 
 

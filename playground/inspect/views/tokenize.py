@@ -27,6 +27,7 @@ from playground.inspect.forms_tokenize import (
     limits,
 )
 from playground.inspect.services import tokenize as services
+from playground.inspect.tasks import train_tokenizer_task
 
 PAGE = "inspect/tokenize.html"
 DEFAULT_TEXT = (
@@ -119,7 +120,9 @@ def train(request: HttpRequest) -> HttpResponse:
     row = None
     if form.is_valid():
         try:
-            row = services.start_training(request.user, form.cleaned_data, limits()["inline_bytes"])
+            row = services.start_training(
+                request.user, form.cleaned_data, limits()["inline_bytes"], train_tokenizer_task.delay
+            )
         except services.TrainError as exc:
             form.add_error(None, str(exc))
     if row is not None and not request.htmx:

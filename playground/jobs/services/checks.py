@@ -9,6 +9,7 @@ from typing import Any
 
 from playground.core.services import model_store
 from playground.jobs.services.jobs import live_devices
+from playground.jobs.services.runner import finetune_config
 
 
 @dataclass
@@ -98,8 +99,6 @@ def check_finetune(
     if module is None:
         result.reasons = {d: ["Fine-tuning is not available in this installation."] for d in devices}
         return result
-    from playground.jobs.services.runner import finetune_config
-
     config = finetune_config(method, params, model_store().path(base_model))
     for device in devices:
         reasons = list(module.check_finetune(config, device, dataset_format))

@@ -25,6 +25,8 @@ from llmcore.loading import best_device
 from playground.catalog.services import owner_extra, sync_catalog
 from playground.core.services import model_store
 from playground.jobs.models import Job
+from playground.jobs.services.datasets import parsed_dataset
+from playground.jobs.services.jobs import mark_lost
 
 log = logging.getLogger(__name__)
 WRITE_SECONDS = 1.0  # the most often progress is written to the row
@@ -59,8 +61,6 @@ def claim(job_id: int, task_id: str | None, hostname: str, device: str) -> Job |
         )
     elif job.status == Job.Status.RUNNING:
         if job.attempt >= settings.JOB_MAX_ATTEMPTS:
-            from playground.jobs.services.jobs import mark_lost
-
             mark_lost(job)
             return None
         taken = Job.objects.filter(pk=job_id, status=Job.Status.RUNNING, attempt=job.attempt).update(
@@ -256,7 +256,6 @@ def _run(job: Job, out_dir: Path, ctx: JobContext) -> tuple[dict[str, Any], dict
         extra = {"quantize_report": _jsonable(report), "notes": notes, **_jsonable(dict(result.extra or {}))}
         return _jsonable(report), extra
     from llmcore import finetune
-    from playground.jobs.services.datasets import parsed_dataset
 
     if job.dataset is None:
         raise JobFailed("The dataset of this job was deleted.")

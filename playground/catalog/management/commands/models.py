@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from llmcore.pulls import DEFAULT_MODEL
 from playground.catalog import services
 from playground.catalog.models import ModelEntry
 from playground.catalog.templatetags.catalog import human_bytes, human_count
@@ -19,7 +18,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
         sub = parser.add_subparsers(dest="action", required=True)
-        sub.add_parser("pull-default", help=f"pull {DEFAULT_MODEL} if it is not in the store yet")
+        sub.add_parser("pull-default", help=f"pull {services.DEFAULT_MODEL} if it is not in the store yet")
         pull = sub.add_parser("pull", help="pull a model by name (see `models pullable`)")
         pull.add_argument("name")
         sub.add_parser("pullable", help="list the models that can be pulled by name")
@@ -34,7 +33,7 @@ class Command(BaseCommand):
         action = opts["action"]
         try:
             if action in ("pull-default", "pull"):
-                name = DEFAULT_MODEL if action == "pull-default" else opts["name"]
+                name = services.DEFAULT_MODEL if action == "pull-default" else opts["name"]
                 meta, added = services.pull_model(name, progress=self.say)
                 self.stdout.write(
                     self.style.SUCCESS(f"{meta.name} {'pulled' if added else 'is already here'}.")

@@ -1,0 +1,98 @@
+"""The import rules of the Django side, read off the source (beside tests/llmcore/test_framework_free.py):
+
+- only services modules (a `services` package, `services.py`, `*_services.py`) import `llmcore`; views,
+  forms, consumers, tasks and management commands reach it through them;
+- no module imports another app's views (shared display helpers live in services);
+- no module imports a playground module inside a function: that hides an import cycle instead of
+  removing it (the task is passed in, or the shared piece moves to its own module).
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAYGROUND = ROOT / "playground"
+
+
+def modules() -> list[Path]:
+    return sorted(p for p in PLAYGROUND.rglob("*.py") if "migrations" not in p.parts)
+
+
+def imports(tree: ast.AST) -> Iterator[tuple[ast.stmt, list[str]]]:
+    """Each import statement with the modules it may name (`from a import b` may import `a.b`)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield node, [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node, [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+
+
+def is_services(path: Path) -> bool:
+    return "services" in path.parts or path.name == "services.py" or path.name.endswith("_services.py")
+
+
+def app_of(path: Path) -> str:
+    return path.relative_to(PLAYGROUND).parts[0]
+
+
+def function_local(tree: ast.AST) -> set[ast.stmt]:
+    """Import statements inside a function body."""
+    inside: set[ast.stmt] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            inside |= {n for n in ast.walk(node) if isinstance(n, ast.Import | ast.ImportFrom)}
+    return inside
+
+
+def breaks(rule: str, module: str, path: Path, in_function: bool) -> bool:
+    parts = module.split(".")
+    if rule == "llmcore":
+        return parts[0] == "llmcore" and not is_services(path)
+    if rule == "views":
+        return parts[0] == "playground" and parts[2:3] == ["views"] and parts[1] != app_of(path)
+    return parts[0] == "playground" and in_function  # "cycles"
+
+
+def violations(rule: str) -> list[str]:
+    found = []
+    for path in modules():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        local = function_local(tree)
+        name = str(path.relative_to(ROOT))
+        for node, names in imports(tree):
+            for module in names:
+                if breaks(rule, module, path, node in local):
+                    found.append(f"{name}:{node.lineno} imports {module}")
+                    break
+    return sorted(set(found))
+
+
+@pytest.mark.parametrize("rule", ["llmcore", "views", "cycles"])
+def test_the_import_rules_hold(rule: str) -> None:
+    assert violations(rule) == []
+
+
+def test_the_rules_see_what_they_forbid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each rule catches a module that breaks it (the scan is not vacuous)."""
+    app = tmp_path / "playground" / "shop"
+    app.mkdir(parents=True)
+    (app / "views.py").write_text(
+        "from llmcore.sampling import STAGES\n"
+        "from playground.jobs.views import report_rows\n"
+        "def page():\n"
+        "    from playground.jobs.services import jobs\n",
+        encoding="utf-8",
+    )
+    (app / "services.py").write_text("from llmcore.sampling import STAGES\n", encoding="utf-8")
+    here = sys.modules[__name__]
+    monkeypatch.setattr(here, "PLAYGROUND", tmp_path / "playground")
+    monkeypatch.setattr(here, "ROOT", tmp_path)
+    assert violations("llmcore") == ["playground/shop/views.py:1 imports llmcore.sampling"]
+    assert violations("views") == ["playground/shop/views.py:2 imports playground.jobs.views"]
+    assert violations("cycles") == ["playground/shop/views.py:4 imports playground.jobs.services"]
