@@ -86,13 +86,21 @@ def test_weights_off_a_grid_are_not_packed() -> None:
     assert on_grid(snap(weight)[:, :48]) is None  # 48 columns: not whole groups of 32
 
 
-def test_packed_linear_computes_what_the_float_layer_does() -> None:
-    gen = torch.Generator().manual_seed(3)
-    linear = nn.Linear(128, 96, bias=True)
+def grid_linear(
+    gen: torch.Generator, bias: bool
+) -> tuple[nn.Linear, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """A 128 -> 96 layer whose weights lie on a Q4_1 grid, and that grid."""
+    linear = nn.Linear(128, 96, bias=bias)
     with torch.no_grad():
         linear.weight.copy_(snap(torch.randn(96, 128, generator=gen) * 0.05))
     grid = on_grid(linear.weight)
     assert grid is not None
+    return linear, grid
+
+
+def test_packed_linear_computes_what_the_float_layer_does() -> None:
+    gen = torch.Generator().manual_seed(3)
+    linear, grid = grid_linear(gen, bias=True)
     packed = PackedInt4Linear(linear, *grid)
     x = torch.randn(2, 5, 128, generator=gen)
     with torch.inference_mode():
@@ -106,11 +114,7 @@ def test_packed_linear_computes_what_the_float_layer_does() -> None:
 
 def test_many_rows_use_the_bfloat16_copy_of_the_same_weights() -> None:
     gen = torch.Generator().manual_seed(4)
-    linear = nn.Linear(128, 96, bias=False)
-    with torch.no_grad():
-        linear.weight.copy_(snap(torch.randn(96, 128, generator=gen) * 0.05))
-    grid = on_grid(linear.weight)
-    assert grid is not None
+    linear, grid = grid_linear(gen, bias=False)
     plain, dense = PackedInt4Linear(linear, *grid), PackedInt4Linear(linear, *grid, dense=True)
     assert plain.dense is None
     assert dense.dense is not None
