@@ -41,7 +41,6 @@ def _labels() -> dict[str, str]:
 
 @require_http_methods(["GET", "POST"])
 def page(request: HttpRequest) -> HttpResponse:
-    services.check_jobs()
     if request.htmx and request.method == "GET":
         return render(request, "accelerate/page.html#rows", _list_context(request))
     form = ExperimentForm(request.POST if request.method == "POST" else None, user=request.user)
@@ -56,7 +55,6 @@ def page(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def detail(request: HttpRequest, job_id: int) -> HttpResponse:
-    services.check_jobs()
     job = _owned(request, job_id)
     others = services.finished(request.user, job.method).exclude(pk=job.pk)[:50]
     context: dict[str, Any] = {

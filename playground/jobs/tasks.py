@@ -18,12 +18,8 @@ JOB_TASKS = set(TASK_NAMES.values())
 
 
 @shared_task(name=TASK_NAMES[Job.Kind.QUANTIZE], bind=True)
-def run_quantize_task(self: Task, job_id: int) -> str:
-    return run_job(job_id, self.request.id, self.request.hostname or "")
-
-
-@shared_task(name=TASK_NAMES[Job.Kind.FINETUNE], bind=True)
-def run_finetune_task(self: Task, job_id: int) -> str:
+def run_job_task(self: Task, job_id: int) -> str:
+    """A quantize or fine-tune job (TASK_NAMES gives both kinds this task)."""
     return run_job(job_id, self.request.id, self.request.hostname or "")
 
 

@@ -30,7 +30,6 @@ from playground.jobs.services.datasets import (
 from playground.jobs.services.jobs import (
     JobError,
     cancel_job,
-    check_jobs,
     create_job,
     live_devices,
     resume_job,
@@ -51,14 +50,12 @@ def catalog_names(user: Any) -> list[str]:
 
 
 def job_list(request: HttpRequest) -> HttpResponse:
-    check_jobs()
     jobs = Job.objects.filter(owner=request.user)[:200]
     context = {"jobs": jobs, "any_active": any(j.is_active for j in jobs), "devices": live_devices()}
     return render(request, "jobs/list.html#rows" if request.htmx else "jobs/list.html", context)
 
 
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
-    check_jobs()
     job = owned_job(request, job_id)
     context: dict[str, Any] = {
         "job": job,

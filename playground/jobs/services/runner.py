@@ -182,7 +182,7 @@ class Heartbeat:
 
 # --- running ----------------------------------------------------------------------------------------
 def run_job(job_id: int, task_id: str | None, hostname: str) -> str:
-    """The body of run_quantize_task / run_finetune_task; returns the job's final status."""
+    """The body of run_job_task; returns the job's final status."""
     device = best_device(settings.MODEL_DEVICE).type
     job = claim(job_id, task_id, hostname, device)
     if job is None:

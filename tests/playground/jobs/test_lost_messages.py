@@ -62,7 +62,7 @@ def queued_job(owner, waited: float = 60, queue: str = "cpu", **fields) -> Job: 
 
 def put_message(broker: Connection, queue: str) -> None:
     with broker.SimpleQueue(queue) as q:
-        q.put({"task": "jobs.run_quantize_task"})
+        q.put({"task": "jobs.run_job_task"})
 
 
 def unchanged(job: Job) -> bool:

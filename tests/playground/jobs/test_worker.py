@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -131,18 +132,17 @@ def test_a_worker_killed_mid_job_leaves_the_job_failed_worker_lost(stack: Stack)
     stack.wait(job_id, lambda j: j["status"] == "running" and j["step"] >= 1, 300, "the job to run")
     os.killpg(stack.worker.pid, signal.SIGKILL)  # the worker and its pool child, with no goodbye
     stack.worker.wait()
-    # The jobs page checks for lost workers on each load: stale job and worker heartbeats (4 s here).
-    job = stack.wait(
-        job_id,
-        lambda j: stack.http.get(f"{stack.url}/jobs/").ok and j["status"] != "running",
-        60,
-        "the job to be marked lost",
-    )
+    time.sleep(6)  # past the heartbeat timeout (4 s here): the worker is lost by now
+    assert stack.http.get(f"{stack.url}/jobs/").ok
+    assert stack.page(job_id)
+    assert stack.job(job_id)["status"] == "running", "a page view never changes a job (a GET writes nothing)"
+    # A worker that starts, and every worker's heartbeat, checks for lost workers: stale job and worker
+    # heartbeats (4 s here). The killed one's unacked message must not revive the job either.
+    stack.start_worker()
+    job = stack.wait(job_id, lambda j: j["status"] != "running", 60, "the job to be marked lost")
     assert job["status"] == "failed"
     assert job["error"].startswith("Worker lost"), job
     assert not stack.http.get(f"{stack.url}/models/{TINY_NAME}-lora-").ok
-
-    stack.start_worker()  # a new worker; the killed one's unacked message must not revive the job
     stack.post(f"/jobs/{job_id}/resume/")
     job = stack.wait(job_id, lambda j: j["status"] == "running" and j["attempt"] >= 1, 300, "the resumed job")
     stack.post(f"/jobs/{job_id}/cancel/")
