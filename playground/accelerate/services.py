@@ -22,8 +22,7 @@ from llmcore.experiments import EXPERIMENTS, ExperimentError, QualityConfig
 from llmcore.jobs import JobCancelled, JobContext, JobFailed
 from llmcore.loading import best_device
 from llmcore.tokenize import load_pretrained_tokenizer
-from playground.catalog.models import ModelEntry
-from playground.catalog.services import ModelNotFound, get_visible_model, visible_models
+from playground.catalog.services import ModelNotFound, get_visible_model, text_models, visible_models
 from playground.core.services import model_cache, model_store
 from playground.jobs.models import Job
 from playground.jobs.services.jobs import JobError, cancel_job, check_jobs, enqueue, live_devices, resume_job
@@ -61,11 +60,6 @@ def experiment_fields(kind: str) -> list[dataclasses.Field[Any]]:
 
 def config_defaults(kind: str) -> dict[str, Any]:
     return EXPERIMENTS[kind][1]().as_json()
-
-
-def text_models(user: Any) -> list[ModelEntry]:
-    """The models this user may run: every visible model that generates text."""
-    return [e for e in visible_models(user) if not e.is_encoder_only]
 
 
 def quantized_children(user: Any, parent: str) -> list[dict[str, Any]]:

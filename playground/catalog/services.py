@@ -22,6 +22,8 @@ DEFAULT_MODEL = pulls.DEFAULT_MODEL  # the model `make run` pulls and every page
 
 __all__ = [
     "DEFAULT_MODEL",
+    "default_model_of",
+    "text_models",
     "ModelNotFound",
     "SharingRefused",
     "StoreError",
@@ -180,6 +182,17 @@ def is_made(entry: ModelEntry) -> bool:
 def visible_models(user: Any) -> list[ModelEntry]:
     """Every model this user may see and use, by name: what each page lists and each form accepts."""
     return [e for e in sync_catalog() if may_see(user, e)]
+
+
+def text_models(user: Any) -> list[ModelEntry]:
+    """The visible models that generate text (encoder-only ones cannot chat, be fine-tuned or decode):
+    what the chat, jobs and Accelerate pages offer."""
+    return [e for e in visible_models(user) if not e.is_encoder_only]
+
+
+def default_model_of(names: list[str]) -> str | None:
+    """The model a page starts with: the default model when it is among `names`, else the first."""
+    return DEFAULT_MODEL if DEFAULT_MODEL in names else (names[0] if names else None)
 
 
 def get_visible_model(user: Any, name: str) -> ModelEntry:

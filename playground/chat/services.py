@@ -30,7 +30,7 @@ from llmcore.inspect_token import last_query_attention, step_context  # noqa: F4
 from llmcore.sampling import SamplingConfig
 from llmcore.store import StoreError  # noqa: F401
 from llmcore.tokenize import load_pretrained_tokenizer, token_display  # noqa: F401
-from playground.catalog.services import visible_models
+from playground.catalog.services import text_models
 from playground.chat.models import Conversation, Message
 from playground.core.services import model_cache, model_store
 
@@ -318,20 +318,13 @@ def engine_messages(
 def model_choices(user: Any = None) -> list[tuple[str, str]]:
     """Catalog models this user may use that generate text (encoders cannot chat); no user: the shared
     ones."""
-    return [(e.name, e.name) for e in visible_models(user) if not e.is_encoder_only]
+    return [(e.name, e.name) for e in text_models(user)]
 
 
 def context_lengths(user: Any = None) -> dict[str, int | None]:
     """The catalog's context length of each text model this user may use: what the page shows before an
     answer starts (the engine's own figure, in the "started" frame, replaces it)."""
-    return {e.name: e.context_length for e in visible_models(user) if not e.is_encoder_only}
-
-
-def default_model(names: list[str]) -> str:
-    """The model a new chat starts with: the default model when the catalog has it, else the first."""
-    from llmcore.pulls import DEFAULT_MODEL
-
-    return DEFAULT_MODEL if DEFAULT_MODEL in names else (names[0] if names else "")
+    return {e.name: e.context_length for e in text_models(user)}
 
 
 def weights_sha256(model_name: str) -> str:

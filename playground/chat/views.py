@@ -15,6 +15,7 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from playground.catalog.services import default_model_of
 from playground.chat import library, services
 from playground.chat.forms import SPECULATIVE_CHOICES
 from playground.chat.models import Conversation
@@ -188,7 +189,7 @@ def page_context(request: HttpRequest, current: Conversation | None) -> dict[str
     if current and current.model_name in names:
         model = current.model_name
     else:
-        model = asked if asked in names else services.default_model(names)
+        model = asked if asked in names else (default_model_of(names) or "")
     parameters = [{**p, "value": saved.get(p["name"])} for p in PARAMETERS]
     return {
         **sidebar_context(request, current.pk if current else None),

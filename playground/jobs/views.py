@@ -14,7 +14,7 @@ from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
-from playground.catalog.services import ModelNotFound, get_visible_model, visible_models
+from playground.catalog.services import ModelNotFound, get_visible_model, text_models
 from playground.jobs.forms import DatasetForm, FinetuneForm, QuantizeForm
 from playground.jobs.models import Dataset, Job
 from playground.jobs.services import checks
@@ -46,7 +46,7 @@ def owned_job(request: HttpRequest, job_id: int) -> Job:
 
 def catalog_names(user: Any) -> list[str]:
     """The text models this user may build on (base, teacher, student, preview): not others' private ones."""
-    return [e.name for e in visible_models(user) if not e.is_encoder_only]
+    return [e.name for e in text_models(user)]
 
 
 def job_list(request: HttpRequest) -> HttpResponse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from llmcore.loading import LoadedModel
-from playground.catalog.services import get_visible_model, visible_models
+from playground.catalog.services import default_model_of, get_visible_model, text_models, visible_models
 from playground.core.services import model_cache
 
 
@@ -16,15 +16,12 @@ class InspectError(ValueError):
 def model_choices(user: Any = None, causal_only: bool = False) -> list[tuple[str, str]]:
     """(name, label) of every catalog model this user may use; causal_only leaves out encoder-only
     models. No user: the shared models only."""
-    entries = [e for e in visible_models(user) if not (causal_only and e.is_encoder_only)]
+    entries = text_models(user) if causal_only else visible_models(user)
     return [(e.name, f"{e.name} ({e.family}, {e.parameters / 1e6:.0f} M)") for e in entries]
 
 
 def default_model_name(user: Any = None) -> str | None:
-    from llmcore.pulls import DEFAULT_MODEL
-
-    names = [name for name, _ in model_choices(user)]
-    return DEFAULT_MODEL if DEFAULT_MODEL in names else (names[0] if names else None)
+    return default_model_of([name for name, _ in model_choices(user)])
 
 
 def get_loaded(name: str, user: Any = None) -> LoadedModel:
