@@ -14,11 +14,14 @@ plain floats, ready for JSON.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from llmcore.encoding import encode_chat
+from llmcore.loading import stop_token_ids
 
 HELDOUT_TEXT = Path(__file__).resolve().parent / "data" / "heldout.txt"
 
@@ -37,21 +40,37 @@ def heldout_text() -> str:
     return HELDOUT_TEXT.read_text(encoding="utf-8")
 
 
-def context_length(loaded: Any) -> int:
-    """The model's context length for text: its position table, else what the tokenizer says, else 2048,
-    less a prompt-tuned model's virtual tokens (they take positions too)."""
-    return _positions(loaded) - loaded.virtual_tokens
-
-
-def _positions(loaded: Any) -> int:
-    config = loaded.model.config
-    text = getattr(config, "get_text_config", lambda: config)()
-    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
-        value = getattr(text, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    value = int(getattr(loaded.tokenizer, "model_max_length", 0) or 0)
-    return value if 0 < value < 10**7 else 2048
+@torch.inference_mode()
+def greedy_answer(
+    model: Any,
+    tokenizer: Any,
+    prompt: str,
+    max_new_tokens: int,
+    model_inputs: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None,
+) -> str:
+    """The model's greedy answer to one user prompt, as a comparison or a training sample shows it:
+    through the chat template when the tokenizer has one (else the text as it is), ending at the model's
+    end-of-turn or end-of-text token. `model_inputs` (LoadedModel.model_inputs) turns the ids into the
+    model's inputs, a prompt-tuned model's virtual tokens first. The chat's answers come from the engine."""
+    if getattr(tokenizer, "chat_template", None):
+        ids = torch.tensor([encode_chat(tokenizer, [{"role": "user", "content": prompt}])])
+    else:
+        ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+    ids = ids.to(next(model.parameters()).device)
+    inputs = model_inputs(ids) if model_inputs is not None else {"input_ids": ids}
+    first = next(iter(inputs.values()))
+    stops = stop_token_ids(tokenizer, model)
+    out = model.generate(
+        **inputs,
+        attention_mask=torch.ones(first.shape[:2], dtype=torch.long, device=first.device),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        eos_token_id=stops or None,
+        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stops or [0])[0],
+    )
+    # generate() returns the prompt before the new tokens only when it was given ids, not embeddings.
+    new = out[0][ids.shape[1] :] if "input_ids" in inputs else out[0]
+    return str(tokenizer.decode(new, skip_special_tokens=True)).strip()
 
 
 def logits_of(loaded: Any, ids: torch.Tensor, **kwargs: Any) -> torch.Tensor:
@@ -78,7 +97,7 @@ def perplexity(
     """
     if max_tokens < 2:
         raise ValueError("max_tokens must be at least 2")
-    ctx = context_length(loaded)
+    ctx = loaded.context_length
     window = min(window or min(ctx, 1024), ctx)
     if window < 2:
         raise ValueError("window must be at least 2 tokens")

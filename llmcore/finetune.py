@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from llmcore.datasets import ParsedDataset, encode_row, ensure_chat_template
-from llmcore.encoding import encode_chat
+from llmcore.evaluate import greedy_answer
 from llmcore.jobs import JobCancelled, JobContext, JobFailed, Update
 
 FINETUNE_METHODS = {
@@ -664,16 +664,8 @@ def generate_sample(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int
     """Greedy answer to one user prompt through the chat template (the model is put back in train mode)."""
     was_training = model.training
     model.eval()
-    prompt_ids = encode_chat(tokenizer, [{"role": "user", "content": prompt}])
-    ids = torch.tensor([prompt_ids], device=next(model.parameters()).device)
-    out = model.generate(
-        input_ids=ids,
-        attention_mask=torch.ones_like(ids),
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    if was_training:
-        model.train()
-    return str(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)).strip()
+    try:
+        return greedy_answer(model, tokenizer, prompt, max_new_tokens)
+    finally:
+        if was_training:
+            model.train()

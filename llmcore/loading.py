@@ -99,6 +99,25 @@ class LoadedModel:
         """How many soft-prompt positions come before every input (0 for all but prompt-tuned models)."""
         return 0 if self.soft_prompt is None else len(self.soft_prompt)
 
+    @property
+    def positions(self) -> int:
+        """How many positions the model reads: its position table, else what the tokenizer says, else
+        2048."""
+        config = self.model.config
+        text = getattr(config, "get_text_config", lambda: config)()
+        for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+            value = getattr(text, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        value = int(getattr(self.tokenizer, "model_max_length", 0) or 0)
+        return value if 0 < value < 10**7 else 2048
+
+    @property
+    def context_length(self) -> int:
+        """Tokens of text (prompt and answer) the model reads: its positions less a prompt-tuned model's
+        virtual tokens, which take positions too. The one reading of it the engine and the tools use."""
+        return self.positions - self.virtual_tokens
+
     def model_inputs(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
         """Model inputs for whole sequences (B, T): token ids, or embeddings with a prompt-tuned model's
         virtual tokens first (as peft puts them in training). Outputs then have `virtual_tokens` more

@@ -54,17 +54,6 @@ def own_threads(count: int, process: int | None = None) -> None:
         restore.join()
 
 
-def context_length(loaded: LoadedModel) -> int:
-    """The model's context length: its position table, else what the tokenizer says."""
-    config = loaded.model.config
-    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    value = getattr(loaded.tokenizer, "model_max_length", 0) or 0
-    return int(value) if 0 < int(value) < 10**7 else 2048
-
-
 class ModelRunner:
     """Owns the model the engine runs (a 4-bit packed copy on CPU, see llmcore.packed) and its KV cache."""
 
@@ -100,7 +89,6 @@ class ModelRunner:
         # the lean forward for Llama-shaped models, transformers' own for the rest (see llama_forward)
         self.lean = llama_forward.supports(self.model, attention) and self.sliding_window is None
         self.vocab_size = int(self.model.get_input_embeddings().num_embeddings)
-        self.context_length = context_length(loaded)
         self.virtual_tokens = loaded.virtual_tokens
         self.forward_passes = 0
         self.forward_seconds = 0.0

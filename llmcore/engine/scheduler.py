@@ -62,7 +62,7 @@ class Scheduler:
         self.limits = limits
         self.stop_ids = set(runner.loaded.stop_token_ids)
         # A prompt-tuned model's virtual tokens take positions too: what is left is the text's.
-        self.context_length = runner.context_length - runner.virtual_tokens
+        self.context_length = runner.loaded.context_length
         self.cache = runner.cache
         self.budget_bytes = int(limits.kv_cache_mb * MB)
         # The prefix cache keys blocks by tokens alone; a prompt-tuned model's virtual tokens come first

@@ -13,7 +13,7 @@ from typing import Any
 from llmcore import kernels
 from llmcore.encoding import encode_text
 from llmcore.engine import EngineLimits
-from llmcore.evaluate import context_length, heldout_text
+from llmcore.evaluate import heldout_text
 from llmcore.experiments.common import (
     chart,
     column,
@@ -42,7 +42,7 @@ def prompt_ids(loaded: LoadedModel, length: int) -> list[int]:
 def attention_sweep(
     loaded: LoadedModel, config: AttentionConfig, ctx: JobContext, options: dict[str, Any]
 ) -> dict[str, Any]:
-    limit = context_length(loaded)
+    limit = loaded.context_length
     lengths = sorted(config.lengths)
     if lengths[-1] >= limit:
         raise JobFailed(

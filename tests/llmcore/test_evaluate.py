@@ -36,7 +36,7 @@ def test_perplexity_of_a_short_text_equals_one_forward_pass(tiny) -> None:  # ty
 
 def test_sliding_windows_score_every_token_once_within_the_context(tiny) -> None:  # type: ignore[no-untyped-def]
     text = evaluate.heldout_text()
-    context = evaluate.context_length(tiny)  # 256 for the tiny model
+    context = tiny.context_length  # 256 for the tiny model
     whole = evaluate.perplexity(tiny, text, max_tokens=1000)
     small = evaluate.perplexity(tiny, text, max_tokens=1000, window=64, stride=32)
     assert whole["window"] == context  # never longer than the model can see

@@ -32,31 +32,6 @@ def parent_of(name: str) -> str:
     return parent
 
 
-def _greedy(loaded: Any, prompt: str) -> str:
-    import torch
-
-    tokenizer = loaded.tokenizer
-    if loaded.has_chat_template:
-        ids = torch.tensor([loaded.encode_chat([{"role": "user", "content": prompt}])])
-    else:
-        ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
-    ids = ids.to(loaded.device)
-    inputs = loaded.model_inputs(ids)  # a prompt-tuned model's virtual tokens first, as in chat
-    first = next(iter(inputs.values()))
-    with torch.inference_mode():
-        out = loaded.model.generate(
-            **inputs,
-            attention_mask=torch.ones(first.shape[:2], dtype=torch.long, device=first.device),
-            max_new_tokens=MAX_NEW_TOKENS,
-            do_sample=False,
-            eos_token_id=loaded.stop_token_ids or None,
-            pad_token_id=tokenizer.pad_token_id or (loaded.stop_token_ids or [0])[0],
-        )
-    # generate() returns the prompt before the new tokens only when it was given ids, not embeddings.
-    new = out[0][ids.shape[1] :] if "input_ids" in inputs else out[0]
-    return str(tokenizer.decode(new, skip_special_tokens=True))
-
-
 def compare_with_parent(name: str) -> dict[str, Any]:
     """{"child": name, "parent": ..., "numbers": {model: {loss, perplexity, tokens}}, "rows": [...]}."""
     parent = parent_of(name)
@@ -65,7 +40,10 @@ def compare_with_parent(name: str) -> dict[str, Any]:
     for model_name in (parent, name):
         loaded = model_cache().get(model_name)
         numbers[model_name] = evaluate.perplexity(loaded, text, max_tokens=MAX_TOKENS)
-        outputs[model_name] = [_greedy(loaded, prompt) for prompt in PROMPTS]
+        outputs[model_name] = [
+            evaluate.greedy_answer(loaded.model, loaded.tokenizer, p, MAX_NEW_TOKENS, loaded.model_inputs)
+            for p in PROMPTS
+        ]
     rows = [
         {"prompt": prompt, "parent": outputs[parent][i], "child": outputs[name][i]}
         for i, prompt in enumerate(PROMPTS)
