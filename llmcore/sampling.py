@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 
@@ -18,14 +19,44 @@ STAGES = ("temperature", "top_k", "top_p", "min_p")
 
 
 @dataclass(frozen=True)
-class SamplingConfig:
-    """Sampler settings; the defaults change nothing (plain softmax sampling)."""
+class Setting:
+    """What a form field and a slider need to know of one sampler setting: the one place its label,
+    bounds and explanation are written (the chat panel and the next-token explorer are built from it)."""
 
-    temperature: float = 1.0  # 0 means greedy
-    top_k: int = 0  # keep the k most likely tokens; 0 is off
-    top_p: float = 1.0  # keep the smallest set whose probability reaches p; 1 is off
-    min_p: float = 0.0  # keep tokens at least min_p times as likely as the best; 0 is off
-    repetition_penalty: float = 1.0  # > 1 makes tokens already in the context less likely
+    label: str
+    minimum: float
+    maximum: float
+    step: float
+    help: str
+
+
+def _setting(default: Any, label: str, bounds: tuple[float, float, float], help: str) -> Any:
+    """A dataclass field with its Setting; bounds: (minimum, maximum, step)."""
+    return field(default=default, metadata={"setting": Setting(label, *bounds, help)})
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Sampler settings; the defaults change nothing (plain softmax sampling). The bounds in each
+    field's Setting are what the pages accept; __post_init__ refuses what has no meaning at all."""
+
+    temperature: float = _setting(
+        1.0, "Temperature", (0, 5, 0.05), "Divides the logits: below 1 sharpens the distribution, above "
+        "1 flattens it; 0 always picks the likeliest token (greedy).",
+    )  # fmt: skip
+    top_k: int = _setting(0, "Top-k", (0, 1000, 1), "Keep only the k likeliest tokens (0 = off).")
+    top_p: float = _setting(
+        1.0, "Top-p", (0.01, 1, 0.01),
+        "Keep the likeliest tokens whose probabilities first add up to p (1 = off).",
+    )  # fmt: skip
+    min_p: float = _setting(
+        0.0, "Min-p", (0, 0.99, 0.01),
+        "Drop tokens less likely than min-p times the likeliest token's probability (0 = off).",
+    )  # fmt: skip
+    repetition_penalty: float = _setting(
+        1.0, "Repetition penalty", (0.5, 3, 0.05),
+        "Above 1 makes tokens already in the text less likely (1 = off).",
+    )  # fmt: skip
     order: tuple[str, ...] = STAGES  # the order the filtering stages run in
 
     def __post_init__(self) -> None:
@@ -45,6 +76,13 @@ class SamplingConfig:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+
+def settings() -> dict[str, tuple[Setting, Any]]:
+    """Each bounded sampler setting by field name, with its default, in the dataclass's order."""
+    return {
+        f.name: (f.metadata["setting"], f.default) for f in fields(SamplingConfig) if "setting" in f.metadata
+    }
 
 
 # --- stages: logits (V,) -> logits (V,) ------------------------------------------------------------

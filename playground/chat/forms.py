@@ -12,7 +12,8 @@ from django.core.validators import MaxLengthValidator
 
 from playground.chat import services
 from playground.chat.models import PromptTemplate, SamplerPreset
-from playground.core.text import FloatField, TextField, TextValidator, check_text
+from playground.core.sampler_services import sampler_form
+from playground.core.text import TextField, TextValidator, check_text
 
 MAX_STOP_SEQUENCES = 4
 MAX_STOP_SEQUENCE_CHARS = 32
@@ -46,7 +47,7 @@ SPECULATIVE_CHOICES = [
 ]
 
 
-class SendForm(forms.Form):
+class SendForm(sampler_form()):  # type: ignore[misc]  # temperature, top_k, top_p, min_p, repetition_penalty
     conversation = forms.IntegerField(min_value=1, required=False)
     model = forms.ChoiceField(choices=services.model_choices)
     content = TextField(
@@ -58,11 +59,6 @@ class SendForm(forms.Form):
     system = TextField(
         what="The system prompt", max_length=settings.CHAT_MAX_SYSTEM_CHARS, strip=False, required=False
     )
-    temperature = FloatField(min_value=0, max_value=5)
-    top_k = forms.IntegerField(min_value=0, max_value=1000)
-    top_p = FloatField(min_value=0.01, max_value=1)
-    min_p = FloatField(min_value=0, max_value=0.99)
-    repetition_penalty = FloatField(min_value=0.5, max_value=3)
     seed = forms.IntegerField(min_value=0, max_value=2**31 - 1, required=False)
     max_new_tokens = forms.IntegerField(min_value=1, max_value=settings.CHAT_MAX_NEW_TOKENS)
     stop_sequences = StopSequencesField(required=False)

@@ -19,20 +19,12 @@ from playground.catalog.services import default_model_of
 from playground.chat import library, services
 from playground.chat.forms import SPECULATIVE_CHOICES
 from playground.chat.models import Conversation
+from playground.core.sampler_services import sampler_rows
 from playground.core.text import TextField
 
-# Every sampler setting the consumer accepts, with the one line that explains it.
+# Every setting the consumer accepts, with the one line that explains it: the sampler's own first.
 PARAMETERS: list[dict[str, Any]] = [
-    {"name": "temperature", "label": "Temperature", "min": 0, "max": 5, "step": 0.05,
-     "hint": "Divides the logits: 0 always picks the likeliest token, higher values flatten the odds."},
-    {"name": "top_k", "label": "Top-k", "min": 0, "max": 1000, "step": 1,
-     "hint": "Keep only the k likeliest tokens (0 = off)."},
-    {"name": "top_p", "label": "Top-p", "min": 0.01, "max": 1, "step": 0.01,
-     "hint": "Keep the likeliest tokens whose probabilities first add up to p (1 = off)."},
-    {"name": "min_p", "label": "Min-p", "min": 0, "max": 0.99, "step": 0.01,
-     "hint": "Drop tokens less likely than min-p times the likeliest token's probability (0 = off)."},
-    {"name": "repetition_penalty", "label": "Repetition penalty", "min": 0.5, "max": 3, "step": 0.05,
-     "hint": "Above 1 makes tokens already in the text less likely (1 = off)."},
+    *sampler_rows(),
     {"name": "seed", "label": "Seed", "min": 0, "max": 2**31 - 1, "step": 1,
      "hint": "The random seed: the same seed and settings repeat an answer. Empty = a fresh one each time."},
     {"name": "max_new_tokens", "label": "Max new tokens", "min": 1, "max": settings.CHAT_MAX_NEW_TOKENS,

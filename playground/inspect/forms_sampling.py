@@ -7,9 +7,9 @@ from itertools import permutations
 from django import forms
 from django.conf import settings
 
-from playground.core.text import FloatField, TextField
+from playground.core.sampler_services import STAGES, sampler_form
+from playground.core.text import TextField
 from playground.inspect.forms import ModelNameField, UserModelsForm
-from playground.inspect.services.sampling import STAGES
 
 STAGE_LABELS = {"temperature": "temperature", "top_k": "top-k", "top_p": "top-p", "min_p": "min-p"}
 # The orders people meet in practice first (transformers' warpers; llama.cpp's sampler chain), then the rest.
@@ -41,12 +41,7 @@ class PromptForm(UserModelsForm):
         return text
 
 
-class NextTokenForm(PromptForm):
-    temperature = FloatField(min_value=0, max_value=5, initial=1.0)
-    top_k = forms.IntegerField(label="Top-k", min_value=0, max_value=1000, initial=0)
-    top_p = FloatField(label="Top-p", min_value=0.01, max_value=1, initial=1.0)
-    min_p = FloatField(label="Min-p", min_value=0, max_value=0.99, initial=0.0)
-    repetition_penalty = FloatField(min_value=0.5, max_value=3, initial=1.0)
+class NextTokenForm(PromptForm, sampler_form(initial=True)):  # type: ignore[misc]  # the sampler's fields
     order = forms.ChoiceField(
         choices=ORDER_CHOICES, initial=ORDER_CHOICES[0][0], widget=forms.Select(attrs={"class": "live"})
     )

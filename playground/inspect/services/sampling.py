@@ -13,13 +13,7 @@ import torch
 from django.conf import settings
 
 from llmcore.lens import LensError, encode_prompt, next_token_logits
-from llmcore.sampling import (  # noqa: F401  (STAGES and SamplingConfig re-exported for forms and views)
-    STAGES,
-    SamplingConfig,
-    explain,
-    generator_for,
-    sample,
-)
+from llmcore.sampling import SamplingConfig, explain, generator_for, sample  # SamplingConfig: for the view
 from llmcore.store import StoreError
 from llmcore.tokenize import token_display
 from playground.inspect.services.common import InspectError, get_loaded

@@ -11,31 +11,12 @@ from django.urls import path
 from django.views.decorators.http import require_http_methods, require_POST
 
 from playground.core.api import ApiError, api_view, json_body, validated
+from playground.core.sampler_services import sampler_rows
 from playground.inspect.forms_sampling import NextTokenForm, with_defaults
 from playground.inspect.services.common import InspectError, default_model_name
 from playground.inspect.services.sampling import SamplingConfig, explore, prompt_logits
 
 EXAMPLE_PROMPT = "The capital of France is"
-# Range inputs for the sampler: (field, one-line explanation, min, max, step).
-SLIDERS = [
-    (
-        "temperature",
-        "Divides the logits: below 1 sharpens the distribution, above 1 flattens it, 0 is greedy.",
-        0,
-        2,
-        0.05,
-    ),
-    ("top_k", "Keeps only the k most likely tokens; 0 turns it off.", 0, 200, 1),
-    (
-        "top_p",
-        "Keeps the most likely tokens until their probability adds up to p; 1 turns it off.",
-        0.01,
-        1,
-        0.01,
-    ),
-    ("min_p", "Keeps tokens at least min-p times as likely as the best one; 0 turns it off.", 0, 0.5, 0.01),
-    ("repetition_penalty", "Makes tokens already in the prompt less likely; 1 turns it off.", 1, 2, 0.05),
-]
 # The cumulative curve's drawing box inside its SVG viewBox.
 PLOT_X0, PLOT_X1, PLOT_Y0, PLOT_Y1 = 40, 410, 190, 10
 
@@ -82,10 +63,7 @@ def page(request: HttpRequest) -> HttpResponse:
         except InspectError as exc:
             error = str(exc)
     template = "inspect/next_token.html#result" if request.htmx else "inspect/next_token.html"
-    sliders = [
-        {"field": form[name], "hint": hint, "min": low, "max": high, "step": step}
-        for name, hint, low, high, step in SLIDERS
-    ]
+    sliders = [{**row, "field": form[row["name"]]} for row in sampler_rows()]
     return render(request, template, {"form": form, "result": result, "error": error, "sliders": sliders})
 
 

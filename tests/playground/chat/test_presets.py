@@ -83,7 +83,7 @@ def test_saving_stores_the_settings_and_shows_a_button_like_the_builtins(
     [
         ({"preset_name": "  "}, "Name the preset."),
         ({"temperature": "9"}, "Temperature: Ensure this value is less than or equal to 5."),
-        ({"top_p": "abc"}, "Top p: Enter a number."),
+        ({"top_p": "abc"}, "Top-p: Enter a number."),
         ({"max_new_tokens": "0"}, "Max new tokens: Ensure this value is greater than or equal to 1."),
         ({"best_of": "9"}, "Best of N: Ensure this value is less than or equal to 8."),
         ({"best_of": "2", "num_beams": "2"}, "Choose best-of-N or beam search, not both"),
