@@ -1,4 +1,4 @@
-"""The engine under load, all in one run on the same machine (section 7 of the notes, measured):
+"""The engine under load, all in one run on the same machine:
 
 - one stream, and eight concurrent streams, against the engine's own single stream and against llama.cpp
   (llama-cpp-python, the same Q4_1 GGUF, the engine's decode thread count) serving the eight one after

@@ -1,9 +1,10 @@
 """What a long-running model job (fine-tune, distill, quantize) sees of whoever runs it.
 
-llmcore never knows about Celery or the ORM (see DESIGN.md): the Celery task builds a `JobContext` whose
-callbacks write to the Job row, and passes it to `llmcore.finetune.run_finetune` or
-`llmcore.quantize.run_quantize`. Those call `ctx.report(...)` as they go and `ctx.check_cancelled()` between
-steps; a cancelled job raises `JobCancelled` out of the runner, which leaves no half-written model behind.
+llmcore never knows about Celery or the ORM (tests/llmcore/test_framework_free.py keeps it so): the Celery
+task builds a `JobContext` whose callbacks write to the Job row, and passes it to
+`llmcore.finetune.run_finetune` or `llmcore.quantize.run_quantize`. Those call `ctx.report(...)` as they
+go and `ctx.check_cancelled()` between steps; a cancelled job raises `JobCancelled` out of the runner,
+which leaves no half-written model behind.
 
 Tests and benchmarks use `JobContext()` directly: no callbacks, nothing cancelled, work_dir a temp folder.
 """

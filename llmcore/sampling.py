@@ -1,4 +1,5 @@
-"""Sampling as pure functions over logits (section 6.2 of the notes), shared by the explorer and chat.
+"""Sampling as pure functions over logits (temperature, top-k, top-p, min-p, repetition penalty), shared by
+the next-token explorer and the chat engine.
 
 Every stage maps logits to logits over the *whole* vocabulary: a token a stage cuts gets -inf, nothing is
 renormalized over a truncated list. `explain` runs the stages one by one and reports each distribution,

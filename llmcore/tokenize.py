@@ -1,4 +1,4 @@
-"""Text to tokens to vectors, step by step (notes section 3.1.1), and training small tokenizers.
+"""Text to tokens to vectors, step by step, and training small tokenizers.
 
 Everything works on a `tokenizers.Tokenizer`, the Rust "backend" that every fast Hugging Face tokenizer
 wraps, so a catalog model's tokenizer and one trained here go through the same code. The pipeline is the

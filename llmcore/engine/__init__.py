@@ -1,4 +1,5 @@
-"""The generation engine (chapter 7 of the notes made concrete), in the spirit of vLLM's v1 layout:
+"""The generation engine (continuous batching, prefix caching, speculative decoding, attention kernels), in
+the spirit of vLLM's v1 layout:
 
 - `types`: requests, limits and the events of a stream (FinishReason, TokenEvent, Alternative...);
 - `stream`: the events of one request, readable from a thread or from asyncio;

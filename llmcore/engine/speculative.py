@@ -1,4 +1,4 @@
-"""Speculative decoding (section 7.3.3): proposers guess tokens, `verify` keeps what the model allows.
+"""Speculative decoding: proposers guess tokens, `verify` keeps what the model allows.
 
 Verification is the standard accept/reject rule (Leviathan et al. 2023; Chen et al. 2023): a proposed
 token x drawn from the proposer's distribution q is kept with probability min(1, p(x) / q(x)), where p is

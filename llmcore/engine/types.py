@@ -32,7 +32,7 @@ SPECULATIVE_METHODS = ("off", "prompt_lookup", "draft", "auto")
 
 @dataclass(frozen=True)
 class SpeculativeConfig:
-    """Speculative decoding (section 7.3.3): a cheap proposer guesses `num_tokens` tokens, the model checks
+    """Speculative decoding: a cheap proposer guesses `num_tokens` tokens, the model checks
     them in one forward pass and keeps the longest run the accept/reject rule allows.
 
     method "prompt_lookup": continue an n-gram of the answer's end that already occurred in the prompt (no

@@ -1,16 +1,17 @@
-"""Engine experiments: chapter 7 of the notes measured on demand, on one model, by its own engine.
+"""Engine experiments: what batching, the prefix cache, speculative decoding, attention kernels and
+quantization do, measured on demand, on one model, by its own engine.
 
 Five experiments, each a config dataclass (`configs`) whose fields carry their bounds and help as
 metadata (the Accelerate page's form is built from them) and a function that returns JSON-able series:
 
-- `BatchingConfig` (7.4, `batching`): aggregate tokens/s, per-stream decode tokens/s and latency
+- `BatchingConfig` (`batching`): aggregate tokens/s, per-stream decode tokens/s and latency
   against batch size;
-- `PrefixCacheConfig` (7.3.2, `prefix_cache`): time to first token against conversation length, with
+- `PrefixCacheConfig` (`prefix_cache`): time to first token against conversation length, with
   the prefix cache and without;
-- `SpeculativeExperimentConfig` (7.3.3, `speculative`): acceptance rate and speed-up against draft
+- `SpeculativeExperimentConfig` (`speculative`): acceptance rate and speed-up against draft
   length k, per proposer, on a prompt whose answer copies from it (what prompt lookup is made for);
-- `AttentionConfig` (7.3.1, `attention`): prefill time against prompt length per attention backend;
-- `QualityConfig` (7.1, `quality`): no new measurement; the verify reports that quantize jobs stored
+- `AttentionConfig` (`attention`): prefill time against prompt length per attention backend;
+- `QualityConfig` (`quality`): no new measurement; the verify reports that quantize jobs stored
   for a model's children, as size, speed and perplexity of each against its parent.
 
 Every number comes from real requests through llmcore.engine (greedy, run to `new_tokens`). A result is

@@ -1,4 +1,4 @@
-"""Attention kernels (section 7.3.1): prefill time against prompt length, per attention backend.
+"""Attention kernels: prefill time against prompt length, per attention backend.
 
 One engine per backend (llmcore.kernels: SDPA's own choice, math, flash, memory-efficient, eager), each
 prompt computed in one forward pass (the prefill chunk is the longest length) with the prefix cache

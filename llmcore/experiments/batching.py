@@ -1,4 +1,4 @@
-"""Continuous batching (section 7.4): n streams at once, for each n the user picked.
+"""Continuous batching: n streams at once, for each n the user picked.
 
 Each size is one run of n different prompts submitted together to one engine (no prefix cache: the
 prompts share their chat-template start, and this measures batching alone). Aggregate tokens/s is every

@@ -1,4 +1,4 @@
-"""Prefix caching (section 7.3.2): time to first token as a conversation grows, the cache on and off.
+"""Prefix caching: time to first token as a conversation grows, the cache on and off.
 
 One conversation, turn after turn: a user message of about `turn_tokens` tokens of the held-out text,
 then the model's answer, which the next turn's prompt holds too. Each turn runs twice on one engine:

@@ -1,4 +1,4 @@
-"""Quality against latency and cost (section 7.1), from numbers already measured.
+"""Quality against latency and cost, from numbers already measured.
 
 A quantize job's verify report (llmcore.quantize.verify) holds the child and its parent measured side by
 side in one run: size on disk, memory, greedy decode tokens/s and perplexity on the held-out text. This

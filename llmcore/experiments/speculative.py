@@ -1,10 +1,11 @@
-"""Speculative decoding (section 7.3.3): acceptance and speed-up against draft length k, per proposer.
+"""Speculative decoding: acceptance and speed-up against draft length k, per proposer.
 
 The task is input-grounded (copy a station log from the prompt), where prompt lookup's n-grams find
 what comes next. Plain greedy decoding of the same prompt is the anchor: speed-up is the measured
 tokens/s of a run over plain decoding's, end to end; `engine_speedup` is the engine's own estimate for
 its verification passes alone. With greedy decoding every run should give the plain answer exactly
-(float rounding in a verification pass can flip a near-tie; the notes say where it did).
+(float rounding in a verification pass can flip a near-tie; each run records whether its text was
+identical).
 """
 
 from __future__ import annotations

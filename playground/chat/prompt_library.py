@@ -1,4 +1,4 @@
-"""The built-in prompt library: the prompting techniques and the tasks of the notes (zero-shot, few-shot,
+"""The built-in prompt library: the common prompting techniques and tasks (zero-shot, few-shot,
 chain-of-thought; summarization, translation, question answering, classification, natural language
 inference, extraction), written for a small instruct model: one short instruction, the answer format
 spelled out, {placeholders} for what the user fills in.
