@@ -9,7 +9,6 @@ from django import forms
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.urls import path
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from playground.core.api import ApiError, api_view, json_body, validated
@@ -148,13 +147,3 @@ def api_mean(request: HttpRequest, capture_id: str, layer: int) -> HttpResponse:
     except IndexError as exc:
         raise ApiError(str(exc), status=404) from None
     return _binary(body, (capture.num_tokens, capture.num_tokens), "float16")
-
-
-urlpatterns = [
-    path("attention/", page, name="attention"),
-    path("api/attention", api_run, name="attention-api"),
-    path("api/attention/<str:capture_id>", api_meta, name="attention-capture"),
-    path("api/attention/<str:capture_id>/overview", api_overview, name="attention-overview"),
-    path("api/attention/<str:capture_id>/layer/<int:layer>/head/<int:head>", api_head, name="attention-head"),
-    path("api/attention/<str:capture_id>/layer/<int:layer>/mean", api_mean, name="attention-mean"),
-]

@@ -6,7 +6,6 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.urls import path
 from django.views.decorators.http import require_http_methods, require_POST
 
 from playground.core.api import ApiError, api_view, json_body, validated
@@ -44,9 +43,3 @@ def api(request: HttpRequest) -> dict[str, Any]:
         return run_lens(data["model"], data["text"], data["as_chat"], request.user)
     except InspectError as exc:
         raise ApiError(str(exc)) from None
-
-
-urlpatterns = [
-    path("logit-lens/", page, name="logit-lens"),
-    path("api/logit-lens", api, name="logit-lens-api"),
-]

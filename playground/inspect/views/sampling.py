@@ -7,7 +7,6 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.urls import path
 from django.views.decorators.http import require_http_methods, require_POST
 
 from playground.core.api import ApiError, api_view, json_body, validated
@@ -76,9 +75,3 @@ def api(request: HttpRequest) -> dict[str, Any]:
         return run_explorer(data, draw=bool(body.get("sample")), user=request.user)
     except InspectError as exc:
         raise ApiError(str(exc)) from None
-
-
-urlpatterns = [
-    path("next-token/", page, name="next-token"),
-    path("api/next-token", api, name="next-token-api"),
-]

@@ -13,7 +13,7 @@ from typing import Any
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import path, reverse
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from playground.core.api import ApiError, api_view, json_body, validated
@@ -182,13 +182,3 @@ def api(request: HttpRequest) -> dict[str, Any]:
     except (LookupError, services.TokenizeError) as exc:
         raise ApiError(str(exc).strip("'\"")) from None
     return services.lab_json(lab)
-
-
-urlpatterns = [
-    path("tokenize/", page, name="tokenize"),
-    path("tokenize/chat/", chat, name="tokenize-chat"),
-    path("tokenize/train/", train, name="tokenize-train"),
-    path("tokenize/trained/", trained, name="tokenize-trained"),
-    path("tokenize/trained/<int:pk>/delete/", delete, name="tokenize-delete"),
-    path("api/tokenize", api, name="tokenize-api"),
-]
