@@ -12,8 +12,9 @@ from django.test import Client
 from django.urls import reverse
 
 from llmcore.engine import DoneEvent, StatsEvent, TokenEvent
-from playground.chat import inspector_services, services
+from playground.chat import services
 from playground.chat.models import Message
+from playground.chat.services import inspector as inspector_services
 
 pytestmark = pytest.mark.django_db
 

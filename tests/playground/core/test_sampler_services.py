@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from llmcore.sampling import SamplingConfig, settings
 from playground.chat.forms import SendForm
-from playground.chat.views import PARAMETERS
+from playground.chat.views.conversations import PARAMETERS
 from playground.inspect.forms_sampling import NextTokenForm
 
 

@@ -1,4 +1,4 @@
-"""The chat token inspector's JSON API (the work is in inspector_services.py):
+"""The chat token inspector's JSON API (the work is in services/inspector.py):
 
 GET /chat/message/<id>/tokens/        every generated token with its display label and probability
 GET /chat/message/<id>/token/<i>/     token i: probability, alternatives, context labels, attention rows
@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.gzip import gzip_page
 from django.views.decorators.http import require_GET
 
-from playground.chat.inspector_services import InspectorError, inspected_message, token_json, tokens_payload
+from playground.chat.services.inspector import InspectorError, inspected_message, token_json, tokens_payload
 
 
 @require_GET

@@ -16,9 +16,10 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from playground.catalog.services import default_model_of
-from playground.chat import library, services
+from playground.chat import services
 from playground.chat.forms import SPECULATIVE_CHOICES
 from playground.chat.models import Conversation
+from playground.chat.views import library
 from playground.core.sampler_services import sampler_rows
 from playground.core.text import TextField
 
@@ -50,7 +51,7 @@ class RenameForm(forms.Form):
 
 
 def index(request: HttpRequest) -> HttpResponse:
-    # ?prompt=builtin:<key> or ?prompt=<id>: a new chat with a library template filled in (library.py)
+    # ?prompt=builtin:<key> or ?prompt=<id>: a new chat with a library template filled in (views/library.py)
     prefill = library.prompt_prefill(request)
     return render(request, "chat/page.html", {**page_context(request, None), **prefill})
 

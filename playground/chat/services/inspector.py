@@ -1,10 +1,10 @@
-"""The chat token inspector's services, behind its JSON API (playground/chat/inspector.py): the tokens of
+"""The chat token inspector's services, behind its JSON API (chat/views/inspector.py): the tokens of
 a saved answer, and for one of them its probability, the alternatives the sampler left, and what the
 model's last position attended to at that step (the one query row of every layer and head, recomputed on
 demand from the message's stored prompt ids).
 
 Owner-scoped (someone else's message reads like a missing one); InspectorError carries the 4xx status to
-answer. Apart from the chat's turn-taking services.py: nothing here writes or generates.
+answer. Apart from the chat's turn-taking services: nothing here writes or generates.
 """
 
 from __future__ import annotations
@@ -16,9 +16,13 @@ from typing import Any
 
 from django.conf import settings
 
+from llmcore.attention import AttentionInputError, AttentionUnsupported
+from llmcore.inspect_token import last_query_attention, step_context
+from llmcore.store import StoreError
+from llmcore.tokenize import load_pretrained_tokenizer, token_display
 from playground.catalog.services import get_visible_model
-from playground.chat import services
 from playground.chat.models import Message
+from playground.chat.services.conversations import ChatError, get_message
 from playground.core.services import model_store
 from playground.inspect.services.common import get_loaded
 
@@ -39,8 +43,8 @@ class InspectorError(Exception):
 def inspected_message(owner: Any, message_id: int) -> Message:
     """The owner's saved assistant message with its tokens, or an InspectorError saying why not."""
     try:
-        message = services.get_message(owner, message_id)
-    except services.ChatError as exc:
+        message = get_message(owner, message_id)
+    except ChatError as exc:
         raise InspectorError(str(exc), 404) from None
     if message.role != Message.Role.ASSISTANT:
         raise InspectorError("Only the model's answers have generated tokens to inspect.", 400)
@@ -55,7 +59,7 @@ def model_of(message: Message) -> str:
     name = str((message.provenance or {}).get("model") or message.conversation.model_name)
     try:
         found = model_store().exists(name)
-    except services.StoreError:  # a name that is not a valid model name can name no model
+    except StoreError:  # a name that is not a valid model name can name no model
         found = False
     try:
         if found:  # and still one the answer's owner may use (its owner may have made it private)
@@ -70,8 +74,8 @@ def model_of(message: Message) -> str:
 
 
 def labels(model_name: str, ids: list[int]) -> list[str]:
-    tokenizer = services.load_pretrained_tokenizer(model_store().path(model_name))
-    return [services.token_display(tokenizer, int(i)) for i in ids]
+    tokenizer = load_pretrained_tokenizer(model_store().path(model_name))
+    return [token_display(tokenizer, int(i)) for i in ids]
 
 
 def tokens_payload(message: Message) -> dict[str, Any]:
@@ -110,7 +114,7 @@ def token_json(message: Message, index: int) -> bytes:
 def token_payload(message: Message, index: int, name: str, sha: str) -> dict[str, Any]:
     generated = [int(t[0]) for t in message.tokens]
     try:
-        context = services.step_context([int(i) for i in message.prompt_ids], generated, index)
+        context = step_context([int(i) for i in message.prompt_ids], generated, index)
     except IndexError as exc:
         raise InspectorError(str(exc), 404) from None
     token_id, text, prob, alternatives = message.tokens[index]
@@ -146,10 +150,10 @@ def attention_of(name: str, context: list[int], owner: Any) -> tuple[dict[str, A
     inspector does not look at; the token and its alternatives are shown either way."""
     try:
         loaded = get_loaded(name, owner)
-        step = services.last_query_attention(loaded, context, max_tokens=settings.INSPECT_MAX_TOKENS)
-    except (LookupError, services.StoreError) as exc:  # gone from the catalog since model_of looked
+        step = last_query_attention(loaded, context, max_tokens=settings.INSPECT_MAX_TOKENS)
+    except (LookupError, StoreError) as exc:  # gone from the catalog since model_of looked
         raise InspectorError(str(exc), 410) from None
-    except (services.AttentionInputError, services.AttentionUnsupported) as exc:
+    except (AttentionInputError, AttentionUnsupported) as exc:
         return None, str(exc)
     return {
         "layers": step.num_layers,

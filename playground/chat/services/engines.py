@@ -1,0 +1,81 @@
+"""The models a user may chat with and one engine per loaded model (its limits from the settings)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from django.conf import settings as django_settings
+
+from llmcore.engine import (
+    Engine,
+    EngineLimits,
+)
+from playground.catalog.services import text_models
+from playground.core.services import model_cache, model_store
+
+
+# --- models and engines ---------------------------------------------------------------------------
+def model_choices(user: Any = None) -> list[tuple[str, str]]:
+    """Catalog models this user may use that generate text (encoders cannot chat); no user: the shared
+    ones."""
+    return [(e.name, e.name) for e in text_models(user)]
+
+
+def context_lengths(user: Any = None) -> dict[str, int | None]:
+    """The catalog's context length of each text model this user may use: what the page shows before an
+    answer starts (the engine's own figure, in the "started" frame, replaces it)."""
+    return {e.name: e.context_length for e in text_models(user)}
+
+
+def weights_sha256(model_name: str) -> str:
+    return model_store().meta(model_name).sha256
+
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def engine_for(model_name: str) -> Engine:
+    """This process's engine for a model, loading the model through the shared cache.
+
+    An engine holds its model; when the cache has evicted or reloaded a model, its old engine is closed
+    (ending what still runs on it) so the evicted weights can be freed.
+    """
+    loaded = model_cache().get(model_name)
+    with _engines_lock:
+        live = {id(m) for m in model_cache().loaded()}
+        for name, old in list(_engines.items()):
+            if id(old.loaded) not in live or (name == model_name and old.loaded is not loaded):
+                del _engines[name]
+                old.close(timeout=0)
+        engine = _engines.get(model_name)
+        if engine is None:
+            engine = _engines[model_name] = Engine(
+                loaded,
+                packed_decode=django_settings.ENGINE_PACKED_DECODE,
+                threads=django_settings.ENGINE_THREADS or None,
+                limits=engine_limits(),
+                attention=django_settings.ENGINE_ATTENTION,
+                drafts=model_cache().get,
+            )
+        return engine
+
+
+def engine_limits() -> EngineLimits:
+    """The engines' limits, from the ENGINE_* settings."""
+    s = django_settings
+    return EngineLimits(
+        max_sequences=s.ENGINE_MAX_SEQUENCES,
+        kv_cache_mb=s.ENGINE_KV_CACHE_MB,
+        prefix_cache_mb=s.ENGINE_PREFIX_CACHE_MB,
+        prefill_chunk=s.ENGINE_PREFILL_CHUNK,
+        max_waiting=s.ENGINE_MAX_WAITING,
+    )
+
+
+def engine_metrics() -> list[dict[str, Any]]:
+    """This process's running engines and their numbers (llmcore.engine.Engine.metrics), by model."""
+    with _engines_lock:
+        engines = sorted(_engines.items())
+    return [engine.metrics() for _, engine in engines]
