@@ -53,10 +53,12 @@ def login_link(request: HttpRequest, token: str) -> HttpResponse:
     return redirect("catalog:list")
 
 
+@require_GET
 def home(request: HttpRequest) -> HttpResponse:
     return redirect("catalog:list")
 
 
+@require_GET
 def coming_soon(request: HttpRequest, section: str) -> HttpResponse:
     item = next((i for i in NAV_ITEMS if i["key"] == section), None)
     return render(request, "core/coming_soon.html", {"item": item})

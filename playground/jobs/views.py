@@ -12,7 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from playground.catalog.services import ModelNotFound, get_visible_model, text_models
 from playground.jobs.forms import DatasetForm, FinetuneForm, QuantizeForm
@@ -49,12 +49,14 @@ def catalog_names(user: Any) -> list[str]:
     return [e.name for e in text_models(user)]
 
 
+@require_GET
 def job_list(request: HttpRequest) -> HttpResponse:
     jobs = Job.objects.filter(owner=request.user)[:200]
     context = {"jobs": jobs, "any_active": any(j.is_active for j in jobs), "devices": live_devices()}
     return render(request, "jobs/list.html#rows" if request.htmx else "jobs/list.html", context)
 
 
+@require_GET
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = owned_job(request, job_id)
     context: dict[str, Any] = {
@@ -73,6 +75,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     return render(request, template, context)
 
 
+@require_GET
 def job_status(request: HttpRequest, job_id: int) -> JsonResponse:
     job = owned_job(request, job_id)
     fields = ["status", "phase", "step", "total", "eta_seconds", "error", "output_model", "attempt"]
@@ -120,6 +123,7 @@ def form_page(request: HttpRequest, form: Any, kind: str, methods: dict[str, str
     return render(request, "jobs/new.html", context)
 
 
+@require_http_methods(["GET", "POST"])
 def new_quantize(request: HttpRequest) -> HttpResponse:
     models, methods = catalog_names(request.user), checks.quant_methods()
     form = QuantizeForm(
@@ -148,6 +152,7 @@ def new_quantize(request: HttpRequest) -> HttpResponse:
     return form_page(request, form, "quantize", methods, models)
 
 
+@require_http_methods(["GET", "POST"])
 def new_finetune(request: HttpRequest) -> HttpResponse:
     models, methods = catalog_names(request.user), checks.finetune_methods()
     form = FinetuneForm(
@@ -180,6 +185,7 @@ def new_finetune(request: HttpRequest) -> HttpResponse:
     return form_page(request, form, "finetune", methods, models)
 
 
+@require_http_methods(["GET", "POST"])
 def dataset_list(request: HttpRequest) -> HttpResponse:
     form = DatasetForm(
         request.POST if request.method == "POST" else None,
@@ -217,6 +223,7 @@ def dataset_sample(request: HttpRequest) -> HttpResponse:
     return redirect("jobs:dataset", dataset.pk)
 
 
+@require_GET
 def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = Dataset.objects.filter(pk=dataset_id, owner=request.user).first()
     if dataset is None:
@@ -233,6 +240,7 @@ def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
     return render(request, "jobs/dataset.html", {**context, "preview_error": preview_error})
 
 
+@require_GET
 def compare(request: HttpRequest, name: str) -> HttpResponse:
     """The page answers at once; htmx then asks for the numbers and generations (several seconds)."""
     try:

@@ -4,7 +4,8 @@
   forms, consumers, tasks and management commands reach it through them;
 - no module imports another app's views (shared display helpers live in services);
 - no module imports a playground module inside a function: that hides an import cycle instead of
-  removing it (the task is passed in, or the shared piece moves to its own module).
+  removing it (the task is passed in, or the shared piece moves to its own module);
+- and, at run time, every routed view names the HTTP methods it takes.
 """
 
 from __future__ import annotations
@@ -96,3 +97,42 @@ def test_the_rules_see_what_they_forbid(tmp_path: Path, monkeypatch: pytest.Monk
     assert violations("llmcore") == ["playground/shop/views.py:1 imports llmcore.sampling"]
     assert violations("views") == ["playground/shop/views.py:2 imports playground.jobs.views"]
     assert violations("cycles") == ["playground/shop/views.py:4 imports playground.jobs.services"]
+
+
+# --- every view names the methods it takes -----------------------------------------------------------
+def routed_views() -> list[tuple[str, object]]:
+    """(route, view) of every URL pattern of the site's own apps (the admin and auth views are Django's)."""
+    from django.urls import URLPattern, URLResolver, get_resolver
+
+    found: list[tuple[str, object]] = []
+
+    def walk(patterns: list[object], prefix: str) -> None:
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                if getattr(pattern, "app_name", None) == "admin":
+                    continue
+                walk(pattern.url_patterns, prefix + str(pattern.pattern))
+            elif isinstance(pattern, URLPattern):
+                module = getattr(pattern.callback, "__module__", "")
+                if module.startswith("playground."):
+                    found.append((prefix + str(pattern.pattern), pattern.callback))
+
+    walk(get_resolver().url_patterns, "/")
+    return found
+
+
+@pytest.mark.django_db
+def test_every_view_refuses_a_method_it_does_not_take(admin_client) -> None:  # type: ignore[no-untyped-def]
+    """A PUT reaches no view's body: each is wrapped by require_GET / require_POST / require_http_methods
+    (or answers 405 itself, as the JSON APIs do), so a GET handler never runs for a POST or the reverse."""
+    import re as regex
+
+    views = routed_views()
+    assert len(views) > 40
+    accepted = []
+    for route, _ in views:
+        url = regex.sub(r"<int:[a-z_]+>", "1", regex.sub(r"<str:[a-z_]+>", "x", route))
+        response = admin_client.put(url)
+        if response.status_code != 405:
+            accepted.append(f"{route}: {response.status_code}")
+    assert accepted == []

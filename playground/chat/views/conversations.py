@@ -12,7 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import Resolver404, resolve, reverse
 from django.utils.text import slugify
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from playground.catalog.services import default_model_of
@@ -50,16 +50,19 @@ class RenameForm(forms.Form):
     title = TextField(what="The title", max_length=200, error_messages={"required": "Give the chat a title."})
 
 
+@require_GET
 def index(request: HttpRequest) -> HttpResponse:
     # ?prompt=builtin:<key> or ?prompt=<id>: a new chat with a library template filled in (views/library.py)
     prefill = library.prompt_prefill(request)
     return render(request, "chat/page.html", {**page_context(request, None), **prefill})
 
 
+@require_GET
 def conversation(request: HttpRequest, conversation_id: int) -> HttpResponse:
     return render(request, "chat/page.html", page_context(request, owned(request, conversation_id)))
 
 
+@require_GET
 def search(request: HttpRequest) -> HttpResponse:
     if not request.htmx:  # a plain GET (no JavaScript) gets the whole page, filtered
         return render(request, "chat/page.html", page_context(request, None))
@@ -91,6 +94,7 @@ def delete(request: HttpRequest, conversation_id: int) -> HttpResponse:
     return render(request, "chat/page.html#conversation-list", sidebar_context(request))
 
 
+@require_GET
 def message(request: HttpRequest, message_id: int) -> HttpResponse:
     """One saved message, as the page shows it: the streamed bubble is swapped for this."""
     try:
@@ -100,6 +104,7 @@ def message(request: HttpRequest, message_id: int) -> HttpResponse:
     return render(request, "chat/conversation.html#message", {"message": services.with_versions(found)})
 
 
+@require_GET
 def messages(request: HttpRequest, conversation_id: int) -> HttpResponse:
     """The branch shown, as the page's message list (htmx swaps it in after an answer or a switch)."""
     found = owned(request, conversation_id)
@@ -129,6 +134,7 @@ def after_branch_change(request: HttpRequest, change: Any, message_id: int) -> H
     return render(request, "chat/conversation.html", {"messages_list": services.history(conversation)})
 
 
+@require_GET
 def export(request: HttpRequest, conversation_id: int, fmt: str) -> HttpResponse:
     """Download a conversation as JSON (with every answer's provenance) or as Markdown."""
     if fmt not in ("json", "md"):

@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from playground.chat import prompt_library
 from playground.chat.forms import MAX_EXAMPLES, ExampleFormSet, PresetForm, PromptTemplateForm
@@ -27,6 +27,7 @@ EXAMPLES_PREFIX = "examples"
 
 
 # --- the library ----------------------------------------------------------------------------------
+@require_GET
 def library(request: HttpRequest) -> HttpResponse:
     own = PromptTemplate.objects.filter(owner=request.user)
     categories: dict[str, list[prompt_library.BuiltinPrompt]] = {}
@@ -42,6 +43,7 @@ def library(request: HttpRequest) -> HttpResponse:
     )
 
 
+@require_http_methods(["GET", "POST"])
 def new(request: HttpRequest) -> HttpResponse:
     """A new template, blank or a copy of a built-in or an own one (?from=builtin:<key> or ?from=<id>)."""
     initial: dict[str, Any] = {}
@@ -57,6 +59,7 @@ def new(request: HttpRequest) -> HttpResponse:
     return editor(request, PromptTemplate(owner=request.user), initial, examples)
 
 
+@require_http_methods(["GET", "POST"])
 def edit(request: HttpRequest, template_id: int) -> HttpResponse:
     found = own_template(request, template_id)
     return editor(request, found, {}, list(found.examples))

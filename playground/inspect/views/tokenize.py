@@ -14,7 +14,7 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from playground.core.api import ApiError, api_view, json_body, validated
 from playground.inspect.forms_tokenize import (
@@ -87,6 +87,7 @@ def render_page(request: HttpRequest, context: dict[str, Any], status: int = 200
     return render(request, PAGE, context, status=status)
 
 
+@require_http_methods(["GET", "POST"])
 def page(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         data: Any = request.POST
