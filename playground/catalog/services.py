@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -41,11 +43,40 @@ __all__ = [
 ]
 
 
-def sync_catalog() -> list[ModelEntry]:
+# Inside one request (CatalogSnapshot middleware), the catalog is read against the store once: a page
+# whose forms list the models in several fields reads the store's folders once, not once per field.
+_request_snapshot: contextvars.ContextVar[dict[str, list[ModelEntry]] | None] = contextvars.ContextVar(
+    "catalog_snapshot", default=None
+)
+
+
+@contextlib.contextmanager
+def one_snapshot() -> Iterator[None]:
+    """Within this block, sync_catalog() syncs once and then answers from that snapshot; a change made
+    here (import, pull, remove, share) takes a fresh one."""
+    token = _request_snapshot.set({})
+    try:
+        yield
+    finally:
+        _request_snapshot.reset(token)
+
+
+def sync_catalog(fresh: bool = False) -> list[ModelEntry]:
     """Make the catalog rows match the store: add, update and drop rows; link parents.
 
-    Called on every catalog page view, so it writes only when the store has changed.
+    Called on every catalog page view, so it writes only when the store has changed; within one request
+    (one_snapshot), only the first call (or one with `fresh`, after a change) reads the store.
     """
+    holder = _request_snapshot.get()
+    if holder is not None and not fresh and "entries" in holder:
+        return list(holder["entries"])
+    entries = _sync()
+    if holder is not None:
+        holder["entries"] = entries
+    return list(entries)
+
+
+def _sync() -> list[ModelEntry]:
     metas = {meta.name: meta for meta in model_store().list()}
     entries = {e.name: e for e in ModelEntry.objects.select_related("parent", "owner")}
     stale = [name for name in entries if name not in metas]
@@ -201,7 +232,7 @@ def get_visible_model(user: Any, name: str) -> ModelEntry:
     query = ModelEntry.objects.select_related("parent", "owner")
     entry = query.filter(name=name).first()
     if entry is None:
-        sync_catalog()
+        sync_catalog(fresh=True)
         entry = query.filter(name=name).first()
     if entry is None or not may_see(user, entry):
         raise ModelNotFound(name)
@@ -223,7 +254,7 @@ def set_shared(user: Any, name: str, shared: bool) -> ModelEntry:
         raise SharingRefused(f"Only the owner of {entry.name} or an admin can change who sees it.")
     if entry.shared != shared:
         model_store().update_extra(entry.name, {"shared": shared})
-        sync_catalog()
+        sync_catalog(fresh=True)
     return ModelEntry.objects.select_related("parent", "owner").get(pk=entry.pk)
 
 
@@ -243,7 +274,7 @@ def import_model(
         )
     else:
         raise StoreError(f"{source} is neither a .gguf file nor a model folder.")
-    sync_catalog()
+    sync_catalog(fresh=True)
     return meta
 
 
@@ -251,7 +282,7 @@ def pull_model(name: str, progress: Callable[[str], None] | None = None) -> tupl
     seed_dir = getattr(settings, "MODEL_SEED_DIR", None)
     seed = ModelStore(seed_dir) if seed_dir else None
     result = pulls.pull(name, model_store(), settings.DOWNLOAD_CACHE_DIR, seed_store=seed, progress=progress)
-    sync_catalog()
+    sync_catalog(fresh=True)
     return result
 
 
@@ -262,7 +293,7 @@ def remove_model(name: str) -> None:
         raise StoreError(f"{name!r} is the parent of {', '.join(children)}; remove those first.")
     store.remove(name)
     model_cache().forget(name)
-    sync_catalog()
+    sync_catalog(fresh=True)
 
 
 def pullable_models() -> list[pulls.PullSpec]:

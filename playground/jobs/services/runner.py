@@ -304,7 +304,7 @@ def _register(job: Job, out_dir: Path, report: dict[str, Any], extra: dict[str, 
         license=_parent_license(job.base_model),
         extra=_jsonable(lineage),
     )
-    sync_catalog()
+    sync_catalog(fresh=True)
 
 
 def _parent_license(name: str) -> str:

@@ -220,3 +220,26 @@ def test_pullable_lists_the_new_models(capsys) -> None:  # type: ignore[no-untyp
     assert re.search(r"^gemma-3-270m\s+Gemma Terms of Use\s+Gemma 3 270M", out, re.M)
     assert re.search(r"^minilm\s+Apache-2.0\s+all-MiniLM-L6-v2", out, re.M)
     assert re.search(r"^smollm2-135m-instruct\s+Apache-2.0", out, re.M)
+
+
+@pytest.mark.parametrize(
+    "page", ["inspect:tokenize", "inspect:attention", "inspect:next-token", "jobs:new-finetune"]
+)
+def test_a_page_reads_the_store_once_however_many_fields_list_models(  # type: ignore[no-untyped-def]
+    client_in: Client, tiny_model, monkeypatch, page: str
+) -> None:
+    """The tokenizer lab lists the catalog in its model fields, its trained-tokenizer choices and its
+    default model: seven reads of the store's folders per page view before there was one snapshot per
+    request, one now (the attention, next-token and fine-tune pages: four, four and one)."""
+    from llmcore.store import ModelStore
+
+    reads = []
+    real = ModelStore.list
+    monkeypatch.setattr(ModelStore, "list", lambda self: reads.append(1) or real(self))
+    response = client_in.get(reverse(page))
+    assert response.status_code == 200
+    assert "tiny-llama" in response.content.decode()
+    assert len(reads) == 1
+    reads.clear()
+    client_in.get(reverse(page))
+    assert len(reads) == 1, "the next request takes a fresh snapshot"
