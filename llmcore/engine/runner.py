@@ -29,10 +29,12 @@ from llmcore.loading import LoadedModel
 from llmcore.packed import pack_for_decode
 
 DEFAULT_THREADS = 1
-# A forward pass over this many new tokens is big enough work to be worth waking the pool. Measured
-# (default model, 2 cores), time to first token staying at 1 thread / switching to 2: 128 tokens
-# 208 / 245 ms, 256 tokens 436 / 393 ms, 512 tokens 951 / 713 ms, 1,000 tokens 2.10 / 1.33 s.
-PARALLEL_PREFILL_TOKENS = 192
+# A forward pass over this many new tokens is big enough work to be worth waking the pool. Measured in
+# the engine's own thread (default model, 2 cores, prompts through the bfloat16 copies of
+# llmcore.packed), one pass over the prompt at 1 thread / 2 threads: 128 tokens 127 / 167 ms, 256
+# tokens 222 / 269 ms, 512 tokens 554 / 503 ms, 1,000 tokens 1.49 / 1.06 s. With the default
+# ENGINE_PREFILL_CHUNK (256) every pass stays on one thread.
+PARALLEL_PREFILL_TOKENS = 384
 # A batched decode pass stays on the decode threads: measured in the engine's own thread (default model,
 # 2 cores, 64 tokens each), aggregate tokens/s for 8 / 16 concurrent streams was 115-130 / 146-149 when
 # passes of 8+ rows woke the pool and 148-157 / 161-175 when they did not (a bare forward pass on the

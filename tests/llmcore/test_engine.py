@@ -342,9 +342,12 @@ def test_an_engine_thread_takes_its_own_thread_count_and_leaves_others_theirs() 
         torch.set_num_threads(before)
 
 
-def test_the_engine_decodes_at_its_thread_count_and_prefills_long_prompts_wider(loaded) -> None:  # type: ignore[no-untyped-def]
-    from llmcore.engine import PARALLEL_PREFILL_TOKENS
+def test_the_engine_decodes_at_its_thread_count_and_prefills_long_prompts_wider(loaded, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from llmcore.engine import runner
 
+    # The tiny model's context (256) is below the default threshold: a lower one shows the mechanism.
+    monkeypatch.setattr(runner, "PARALLEL_PREFILL_TOKENS", 160)
+    PARALLEL_PREFILL_TOKENS = runner.PARALLEL_PREFILL_TOKENS
     with pytest.raises(ValueError, match="at least 1"):
         Engine(loaded, threads=0)
     before = torch.get_num_threads()

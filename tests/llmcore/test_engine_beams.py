@@ -149,7 +149,8 @@ def test_beam_answer_uses_the_prefix_cache_and_records_probabilities(loaded) -> 
     assert second[1][0].cached_prompt_tokens >= 16
     # each token's probability is the model's own, recomputed from one pass over the answer
     x = torch.tensor([ids + [t.id for t in first[0]]])
-    logprobs = torch.log_softmax(loaded.model(x).logits[0].float(), dim=-1)
+    with torch.inference_mode():
+        logprobs = torch.log_softmax(loaded.model(x).logits[0].float(), dim=-1)
     for k, token in enumerate(first[0]):
         assert token.model_logprob == pytest.approx(float(logprobs[len(ids) - 1 + k, token.id]), abs=1e-4)
 
