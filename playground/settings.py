@@ -197,7 +197,7 @@ ENGINE_PACKED_DECODE = envstr("ENGINE_PACKED_DECODE", "auto")
 if ENGINE_PACKED_DECODE not in ("auto", "off"):
     raise ImproperlyConfigured("ENGINE_PACKED_DECODE is auto or off.")
 # CPU threads of each chat engine's decode steps, batched or not (llmcore/engine/runner.py says why 1 is
-# the default; prefills of 192 tokens or more use all of PyTorch's threads); 0 leaves
+# the default; prompt passes of 384 tokens or more use all of PyTorch's threads); 0 leaves
 # PyTorch's process setting for everything. Raise it on a many-core machine if `python -m bench engine`
 # says it helps.
 ENGINE_THREADS = envint("ENGINE_THREADS", 1)
