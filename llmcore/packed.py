@@ -39,10 +39,12 @@ saved: the store keeps the weights as they were.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +78,21 @@ SELF_CHECK_TOLERANCE = 2e-2
 # 6 rows 49 / 62 ms, 8 rows 56 / 64, 16 rows 88 / 77; a 512-token prompt 1,635 / 444 ms
 # (`python -m bench engine`, "dense"). The copy costs 2 bytes per weight (212 MB on the default model).
 DENSE_ROWS = 12
+_passes = threading.local()  # .prompt: this thread computes a prompt pass (see prompt_pass)
+
+
+@contextlib.contextmanager
+def prompt_pass() -> Iterator[None]:
+    """Within this block (a prompt pass), 4-bit layers with a bfloat16 copy use it whatever the rows. A
+    prompt's keys and values then do not depend on how it was split: a prefix-cache hit computes only a
+    prompt's tail, maybe under DENSE_ROWS tokens, and must give what the whole pass gave (the bfloat16
+    product of a row does not depend on the other rows; a replay with the same seed repeats an answer)."""
+    before = getattr(_passes, "prompt", False)
+    _passes.prompt = True
+    try:
+        yield
+    finally:
+        _passes.prompt = before
 
 
 @dataclass(frozen=True)
@@ -173,7 +190,7 @@ class PackedInt4Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features)
-        if self.dense is not None and len(flat) >= DENSE_ROWS:
+        if self.dense is not None and (len(flat) >= DENSE_ROWS or getattr(_passes, "prompt", False)):
             y = nn.functional.linear(flat.to(torch.bfloat16), self.dense).float()
         else:
             y = self._int4(flat)

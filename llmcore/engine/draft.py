@@ -50,7 +50,7 @@ class DraftProposer:
             common += 1
         common = min(common, len(context) - 1)  # the last context token is fed to get its logits
         self.runner.cache.reserve(max(self.runner.cache.rows_capacity, row + 1), len(context) + k + 1)
-        logits = self.runner.extend(row, common, context[common:])[-1]
+        logits = self.runner.extend(row, common, context[common:], prompt=True)[-1]
         seen[:] = context
         proposals: list[int] = []
         probs: list[torch.Tensor] = []

@@ -14,6 +14,7 @@ pool (see PARALLEL_PREFILL_TOKENS). ENGINE_THREADS raises the decode count (`mak
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import Any
@@ -26,7 +27,7 @@ from llmcore.engine import llama_forward
 from llmcore.engine.fused import fuse_projections
 from llmcore.engine.kv_cache import KVShape, SlotCache, _Plan
 from llmcore.loading import LoadedModel
-from llmcore.packed import pack_for_decode
+from llmcore.packed import pack_for_decode, prompt_pass
 
 DEFAULT_THREADS = 1
 # A forward pass over this many new tokens is big enough work to be worth waking the pool. Measured in
@@ -111,9 +112,12 @@ class ModelRunner:
         logits = self._forward({"input_ids": ids}, mask, positions[:, None], keep=1)
         return logits[:, -1]
 
-    def extend(self, row: int, start: int, ids: list[int], keep: int = 1) -> torch.Tensor:
+    def extend(
+        self, row: int, start: int, ids: list[int], keep: int = 1, prompt: bool = False
+    ) -> torch.Tensor:
         """Row `row` feeds `ids` at positions start..: logits of the last `keep` positions (keep, V).
-        A row's first pass (start 0) puts a prompt-tuned model's virtual tokens before the ids."""
+        A row's first pass (start 0) puts a prompt-tuned model's virtual tokens before the ids. `prompt`:
+        a chunk of a prompt, computed as every prompt pass is (llmcore.packed.prompt_pass)."""
         tensor = torch.tensor([ids], device=self.device)
         inputs = self.loaded.model_inputs(tensor) if start == 0 else {"input_ids": tensor}
         count = next(iter(inputs.values())).shape[1]
@@ -123,7 +127,8 @@ class ModelRunner:
         distance = query[:, None] - keys[None, :]  # (q, kv)
         mask = self._masks(distance >= 0, distance, one=True)
         self.cache.plan = _Plan("extend", row=row, start=start, count=count, kv_length=end)
-        logits = self._forward(inputs, mask, query[None, :], keep=keep)
+        with prompt_pass() if prompt else contextlib.nullcontext():
+            logits = self._forward(inputs, mask, query[None, :], keep=keep)
         return logits[0]
 
     def prefill(self, rows: list[int], starts: list[int], chunks: list[list[int]]) -> torch.Tensor:
@@ -147,7 +152,8 @@ class ModelRunner:
             "prefill", rows=len(rows), positions=written, row_ids=row_ids, kv_length=kv_length
         )
         last = torch.tensor([len(c) - 1 for c in chunks], device=self.device)
-        logits = self._forward({"input_ids": ids}, mask, positions, keep=longest, select=last)
+        with prompt_pass():
+            logits = self._forward({"input_ids": ids}, mask, positions, keep=longest, select=last)
         return logits[:, -1]
 
     def _masks(

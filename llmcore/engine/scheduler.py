@@ -321,7 +321,7 @@ class Scheduler:
     def _prefill_one(self, job: Job, chunk: list[int]) -> None:
         lead = job.seqs[0]
         pos = lead.length
-        logits = self.runner.extend(lead.row, pos, chunk)
+        logits = self.runner.extend(lead.row, pos, chunk, prompt=True)
         lead.length = pos + len(chunk) + (self.runner.virtual_tokens if pos == 0 else 0)
         job.prefilled += len(chunk)
         if job.prefilled == len(job.prompt):

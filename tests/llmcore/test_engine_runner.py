@@ -100,3 +100,22 @@ def test_eager_attention_and_other_shapes_use_transformers_forward(
     runner = ModelRunner(gemma)
     assert not runner.lean
     assert runner.describe()["forward"] == "transformers"
+
+
+def test_a_prompt_split_in_two_passes_gives_what_one_pass_gave(snapped) -> None:  # type: ignore[no-untyped-def]
+    """A prefix-cache hit computes only a prompt's tail, often under DENSE_ROWS tokens: prompt passes use
+    the bfloat16 copies whatever their size, so the tail's logits equal the whole pass's (a replay with
+    the same seed repeats its answer). A decode-sized pass of the same tail runs the int4 kernel."""
+    from llmcore.engine.runner import ModelRunner
+
+    runner = ModelRunner(snapped)
+    ids = list(range(40, 60))  # 20 tokens: 16 "cached", a tail of 4
+    runner.cache.reserve(3, 32)
+    with torch.inference_mode():
+        whole = runner.extend(0, 0, ids, prompt=True)[-1]
+        runner.extend(1, 0, ids[:16], prompt=True)
+        tail = runner.extend(1, 16, ids[16:], prompt=True)[-1]
+        runner.extend(2, 0, ids[:16], prompt=True)
+        kernel = runner.extend(2, 16, ids[16:])[-1]  # 4 rows, not a prompt pass: the int4 kernel
+    assert torch.equal(tail, whole)
+    assert not torch.equal(kernel, whole)
