@@ -70,8 +70,8 @@ FROM_TORCHAO = "torchao quantized weights"
 # packing is refused: the kernels round inputs to bfloat16 (about 0.3 %); a misread layout is off by
 # far more.
 SELF_CHECK_TOLERANCE = 2e-2
-# With `dense` (the engine's copy), a 4-bit layer also keeps its weights in bfloat16, and a product over
-# this many rows or more (a batched step of many streams, a prompt) uses them. PyTorch's CPU int4 kernel
+# With `dense` (the engine's copy), a 4-bit layer also keeps its weights in bfloat16, and every prompt
+# pass (see prompt_pass) and a decode pass of this many rows or more uses them. PyTorch's CPU int4 kernel
 # is a loop of matrix-vector products: its time grows with the rows, while a bfloat16 product (oneDNN,
 # AMX where the CPU has it) reads the weights once for all of them, at four times the bytes. Measured on
 # the default model (2-core CPU, one thread, a whole decode pass), int4 alone / with bfloat16 from here:
