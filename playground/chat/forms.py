@@ -12,7 +12,7 @@ from django.core.validators import MaxLengthValidator
 
 from playground.chat import services
 from playground.chat.models import PromptTemplate, SamplerPreset
-from playground.core.sampler_services import sampler_form
+from playground.core.forms import sampler_form
 from playground.core.text import TextField, TextValidator, check_text
 
 MAX_STOP_SEQUENCES = 4

@@ -16,6 +16,8 @@ from django.http import HttpRequest
 from django.urls import reverse
 
 from llmcore.loading import ModelCache, best_device
+from llmcore.sampling import STAGES  # noqa: F401 (the explorer's form lists the stage orders)
+from llmcore.sampling import settings as sampler_settings
 from llmcore.store import ModelStore
 from llmcore.text import JsonTooDeep, json_type, loads_json, text_problem  # noqa: F401 (core.text's)
 from playground.celery import app
@@ -185,3 +187,23 @@ def ensure_admin(username: str = "admin"):  # type: ignore[no-untyped-def]
         return existing, False
     user = User.objects.create_superuser(username=username, email="", password=None)
     return user, True
+
+
+# --- the sampler's settings as the pages show them --------------------------------------------------
+def sampler_rows() -> list[dict[str, Any]]:
+    """name, label, min, max, step, hint, default and integer of each sampler setting, from
+    llmcore.sampling's own description of it: the one source of the chat's and the next-token
+    explorer's forms, panel and sliders (playground/core/forms.py builds the fields)."""
+    return [
+        {
+            "name": name,
+            "label": s.label,
+            "min": s.minimum,
+            "max": s.maximum,
+            "step": s.step,
+            "hint": s.help,
+            "default": default,
+            "integer": type(default) is int,
+        }
+        for name, (s, default) in sampler_settings().items()
+    ]

@@ -7,7 +7,8 @@ from itertools import permutations
 from django import forms
 from django.conf import settings
 
-from playground.core.sampler_services import STAGES, sampler_form
+from playground.core.forms import sampler_form
+from playground.core.services import STAGES
 from playground.core.text import TextField
 from playground.inspect.forms import ModelNameField, UserModelsForm
 

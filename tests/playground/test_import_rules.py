@@ -1,6 +1,6 @@
 """The import rules of the Django side, read off the source (beside tests/llmcore/test_framework_free.py):
 
-- only services modules (a `services` package, `services.py`, `*_services.py`) import `llmcore`; views,
+- only services modules (a `services` package or `services.py`) import `llmcore`; views,
   forms, consumers, tasks and management commands reach it through them;
 - no module imports another app's views (shared display helpers live in services);
 - no module imports a playground module inside a function: that hides an import cycle instead of
@@ -35,7 +35,7 @@ def imports(tree: ast.AST) -> Iterator[tuple[ast.stmt, list[str]]]:
 
 
 def is_services(path: Path) -> bool:
-    return "services" in path.parts or path.name == "services.py" or path.name.endswith("_services.py")
+    return "services" in path.parts or path.name == "services.py"
 
 
 def app_of(path: Path) -> str:

@@ -20,7 +20,7 @@ from playground.chat import services
 from playground.chat.forms import SPECULATIVE_CHOICES
 from playground.chat.models import Conversation
 from playground.chat.views import library
-from playground.core.sampler_services import sampler_rows
+from playground.core.services import sampler_rows
 from playground.core.text import TextField
 
 # Every setting the consumer accepts, with the one line that explains it: the sampler's own first.

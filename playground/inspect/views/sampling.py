@@ -10,7 +10,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from playground.core.api import ApiError, api_view, json_body, validated
-from playground.core.sampler_services import sampler_rows
+from playground.core.services import sampler_rows
 from playground.inspect.forms_sampling import NextTokenForm, with_defaults
 from playground.inspect.services.common import InspectError, default_model_name
 from playground.inspect.services.sampling import SamplingConfig, explore, prompt_logits
