@@ -57,7 +57,8 @@ class _Member(nn.Module):
 def fuse_projections(fast: nn.Module, source: nn.Module, dense: bool = False) -> int:
     """Fuse q/k/v and gate/up of every layer of `fast` (the engine's packed copy) whose members are all
     packed, using `source`'s (the loaded model's) float weights (`dense`: as llmcore.packed's). Returns how
-    many groups were fused."""
+    many groups were fused. With `dense`, a group takes its members' bfloat16 copies rather than rebuilding
+    them."""
     fused = 0
     for name, module in list(fast.named_modules()):
         for members in GROUPS:
@@ -76,7 +77,12 @@ def fuse_projections(fast: nn.Module, source: nn.Module, dense: bool = False) ->
                 continue
             widths = [int(w.shape[0]) for w in weights]
             shell = nn.Linear(weight.shape[1], weight.shape[0], bias=False, device="meta")
-            group = _Group(PackedInt4Linear(shell, *grid, dense=dense), widths)
+            copies = [p.dense for p in parts if isinstance(p, PackedInt4Linear) and p.dense is not None]
+            reuse = dense and len(copies) == len(parts)
+            packed = PackedInt4Linear(shell, *grid, dense=dense and not reuse)
+            if reuse:  # the members' copies, rows side by side: the same grid, so the same weights
+                packed.dense = torch.cat(copies, dim=0)
+            group = _Group(packed, widths)
             for index, member in enumerate(members):
                 setattr(module, member, _Member(group, index, weight.shape[1], widths[index]))
             fused += 1
