@@ -211,7 +211,9 @@ def load_folder(
     common = {"local_files_only": True, "trust_remote_code": False}
     with reading_tokenizer(name or path.name):
         tokenizer = AutoTokenizer.from_pretrained(path, **common)
-    model = auto.from_pretrained(path, dtype=dtype, use_safetensors=True, **common)
+    model = auto.from_pretrained(
+        path, dtype=dtype, use_safetensors=True, local_files_only=True, trust_remote_code=False
+    )
     model.to(target)  # type: ignore[arg-type]
     model.eval()
     stops = stop_token_ids(tokenizer, model) if is_causal else []
