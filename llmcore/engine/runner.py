@@ -97,6 +97,9 @@ class ModelRunner:
         self.forward_seconds = 0.0
         self._process_threads: int | None = None
         self._threads_now: int | None = None
+        # Measured once, before any sequence holds a row: whether this machine's kernels give a prompt
+        # split by a prefix-cache hit what the whole prompt gave (what a replay's report relies on).
+        self.split_invariant = self.probe_split()
 
     # --- passes ---
     def decode(self, last_tokens: list[int], lengths: list[int]) -> torch.Tensor:
@@ -205,6 +208,34 @@ class ModelRunner:
         self.forward_seconds += time.perf_counter() - started
         return logits.float()
 
+    def probe_split(self, tokens: int = 48, split: int = 32, prompt: bool = True) -> bool:
+        """Whether `tokens` prompt tokens computed in one pass and as `split` tokens, then the rest, give
+        bit-identical logits on this machine (in a cache of its own; `prompt` False computes the tail as a
+        decode-sized pass would). A bfloat16 product of a row does not depend on the other rows with
+        every kernel measured here, but a CPU's library may pick its kernel by the number of rows; a
+        replay with the same seed repeats an answer token for token only where this holds."""
+        limit = getattr(self.model.config, "max_position_embeddings", None) or tokens + self.virtual_tokens
+        tokens = min(tokens, limit - self.virtual_tokens)
+        split = min(split, tokens - 1)
+        ids = [(7 * i + 3) % self.vocab_size for i in range(tokens)]
+        own, self.cache = self.cache, SlotCache(self.shape, self.device)
+        before = torch.get_num_threads()
+        if self.threads is not None:  # the engine thread's count: a kernel may split its work by it
+            own_threads(self.threads, before)
+        try:
+            self.cache.reserve(2, tokens + self.virtual_tokens)
+            with torch.inference_mode():
+                whole = self.extend(0, 0, ids, prompt=True)[-1]
+                self.extend(1, 0, ids[:split], prompt=True)
+                tail = self.extend(1, split + self.virtual_tokens, ids[split:], prompt=prompt)[-1]
+            return bool(torch.equal(whole, tail))
+        finally:
+            self.cache = own
+            if self.threads is not None:
+                torch.set_num_threads(before)
+            self.forward_passes = 0
+            self.forward_seconds = 0.0
+
     # --- threads ---
     def start_thread(self) -> None:
         """Called from the engine's own thread before its first pass."""
@@ -227,6 +258,7 @@ class ModelRunner:
             "forward": "lean" if self.lean else "transformers",
             "kv_token_bytes": self.shape.token_bytes,
             "threads": self.threads,
+            "split_invariant": self.split_invariant,
         }
 
 

@@ -672,6 +672,9 @@ class Scheduler:
             "speculative": dataclasses.asdict(request.speculative),
             "decode": self.runner.decode_info.as_json(),
             "attention": self.runner.attention,
+            # whether this machine computes a prompt split by a prefix-cache hit as the whole (a replay
+            # then repeats the answer unless a batched pass or the weights differ)
+            "split_invariant": self.runner.split_invariant,
         }
 
     def close(self) -> None:

@@ -119,3 +119,17 @@ def test_a_prompt_split_in_two_passes_gives_what_one_pass_gave(snapped) -> None:
         kernel = runner.extend(2, 16, ids[16:])[-1]  # 4 rows, not a prompt pass: the int4 kernel
     assert torch.equal(tail, whole)
     assert not torch.equal(kernel, whole)
+
+
+def test_the_runner_measures_whether_a_split_prompt_repeats_the_whole_pass(snapped) -> None:  # type: ignore[no-untyped-def]
+    """The probe a replay's report relies on: prompt passes (bfloat16 copies) are split-invariant here,
+    and the same probe tells when they are not (a tail of 8 rows computed as a decode pass takes the
+    int4 kernel, which rounds differently)."""
+    from llmcore.engine.runner import ModelRunner
+
+    runner = ModelRunner(snapped)
+    assert runner.split_invariant is True
+    assert runner.describe()["split_invariant"] is True
+    assert runner.probe_split(tokens=48, split=40, prompt=False) is False
+    assert runner.forward_passes == 0  # the probe's passes are not the engine's
+    assert runner.cache.allocated_bytes == 0  # nor its cache rows

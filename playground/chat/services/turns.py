@@ -191,6 +191,10 @@ def finish_turn(
     }
     if candidates and len(candidates) > 1:  # best-of-N: every candidate, the chosen one first
         provenance["candidates"] = candidates_json(candidates)
+    if provenance.get("action") == "replay" and message.status == Message.Status.COMPLETE:
+        source = Message.objects.filter(pk=provenance.get("source")).first()
+        if source is not None:
+            provenance["replay"] = replay_report(source, message.tokens, provenance)
     message.provenance = provenance
     message.save(update_fields=["content", "status", "error", "provenance", "tokens"])
     message.conversation.save(update_fields=["updated"])
@@ -201,6 +205,39 @@ def finish_turn_from_done(
     message_id: int, done: DoneEvent, stats: StatsEvent | None, tokens: list[list[Any]] | None = None
 ) -> Message:
     return finish_turn(message_id, done.text, done.reason, stats, done.error, tokens, done.candidates)
+
+
+def replay_report(source: Message, tokens: list[list[Any]], provenance: dict[str, Any]) -> dict[str, Any]:
+    """Whether a replay repeated its source answer token for token and, where it parted, what the
+    engine recorded that differed between the two runs: the same seed draws the same random numbers, so
+    only different probabilities make a sampled token differ."""
+    before = [int(t[0]) for t in source.tokens]
+    after = [int(t[0]) for t in tokens]
+    parted = next((i for i, (a, b) in enumerate(zip(before, after, strict=False)) if a != b), None)
+    if parted is None and len(before) != len(after):
+        parted = min(len(before), len(after))
+    if parted is None:
+        return {"matches": True, "parted_at": None, "reasons": []}
+    old, new = source.provenance or {}, provenance
+    old_stats, new_stats = old.get("stats") or {}, new.get("stats") or {}
+    reasons = []
+    batch = max(old_stats.get("batch_size_max") or 1, new_stats.get("batch_size_max") or 1)
+    if batch > 1:
+        reasons.append(
+            f"one of the two shared forward passes with other answers (up to {batch} rows): a batched "
+            "pass rounds its last bits otherwise than a lone one"
+        )
+    cached = (old_stats.get("cached_prompt_tokens") or 0, new_stats.get("cached_prompt_tokens") or 0)
+    if cached[0] != cached[1] and not (old.get("split_invariant") and new.get("split_invariant")):
+        reasons.append(
+            f"the prefix cache gave {cached[0]} and then {cached[1]} prompt tokens, and this machine's "
+            "kernels compute a prompt split in two passes otherwise than in one"
+        )
+    if old.get("weights_sha256") != new.get("weights_sha256") or old.get("decode") != new.get("decode"):
+        reasons.append("the model's weights or the way the engine multiplies them changed since")
+    if not reasons:
+        reasons.append("none that the engine records (batching, a split prompt, weights, kernels)")
+    return {"matches": False, "parted_at": parted, "reasons": reasons}
 
 
 def candidates_json(candidates: list[Candidate]) -> list[dict[str, Any]]:

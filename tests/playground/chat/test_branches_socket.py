@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from channels.testing import WebsocketCommunicator
+from django.test import Client
 
 from playground.chat import services
 from playground.chat.models import Conversation, Message
@@ -56,6 +57,12 @@ def action(name: str, conversation: int, message: int, **extra: Any) -> dict[str
 def first_answer(user, **settings: Any) -> Message:  # type: ignore[no-untyped-def]
     (frames,) = talk(user, send_frame("Tell me a story", **settings))
     return Message.objects.get(pk=frames[-1]["message"])
+
+
+def conversation_page(user, conversation_id: int) -> str:  # type: ignore[no-untyped-def]
+    client = Client()
+    client.force_login(user)
+    return client.get(f"/chat/{conversation_id}/").content.decode()
 
 
 def shown(conversation_id: int) -> list[str]:
@@ -212,6 +219,32 @@ def test_replay_gives_the_same_text_with_the_same_seed_and_settings(user, tiny_m
     assert new.provenance["sampling"] == old.provenance["sampling"]
     assert new.provenance["action"] == "replay"
     assert new.parent_id == old.parent_id
+    assert new.provenance["replay"] == {"matches": True, "parted_at": None, "reasons": []}
+    page = conversation_page(user, old.conversation_id)
+    assert "Replay of the answer it came from: the same" in page
+
+
+def test_a_replay_that_parts_from_its_original_says_where_and_what_differed(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+    """An original decoded beside other answers, with another prefix-cache split, can differ in its last
+    bits: made here by editing the saved original (a flip cannot be forced on a real batch)."""
+    old = first_answer(user, temperature=1.0, seed=3, max_new_tokens=12)
+    tokens = [list(t) for t in old.tokens]
+    tokens[5][0] = (tokens[5][0] + 1) % 100
+    old.tokens = tokens
+    old.provenance["stats"]["batch_size_max"] = 3
+    old.provenance["stats"]["cached_prompt_tokens"] = 32
+    old.provenance["split_invariant"] = False
+    old.save()
+    ((*_, done),) = talk(user, action("replay", old.conversation_id, old.pk))
+    report = Message.objects.get(pk=done["message"]).provenance["replay"]
+    assert report["matches"] is False
+    assert report["parted_at"] == 5
+    assert "up to 3 rows" in report["reasons"][0]
+    assert "the prefix cache gave 32 and then" in report["reasons"][1]
+    assert len(report["reasons"]) == 2
+    page = conversation_page(user, old.conversation_id)
+    assert "parted from its original at token 6" in page
+    assert "up to 3 rows" in page
 
 
 def test_replaying_a_branch_forces_the_same_start_and_gives_the_same_text(user, tiny_model) -> None:  # type: ignore[no-untyped-def]

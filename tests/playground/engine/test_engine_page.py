@@ -52,6 +52,9 @@ def test_the_page_shows_the_model_its_worker_and_the_tokens_generated(
     attention = running.engine.metrics()["attention"]  # the kernel's label, or its name
     assert f"attention {escape(attention['label'] if isinstance(attention, dict) else attention)}" in card
     assert '<a href="/engine/" aria-current="page">Engine</a>' in html  # the navigation marks the section
+    repeat = running.engine.metrics()["split_invariant"]  # measured on this machine (the runner's probe)
+    said = "split prompts repeat" if repeat else "split prompts round otherwise"
+    assert f'data-testid="split-invariant">{said}</span>' in card
 
 
 def test_the_partial_answers_the_numbers_then_204_until_one_changes(
