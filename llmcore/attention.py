@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from llmcore.encoding import encode_chat, encode_text
+from llmcore.errors import UserError
 from llmcore.tokenize import token_display
 
 OVERVIEW_SIZE = 64  # the model view draws each head from at most 64x64 pooled cells
@@ -55,11 +56,11 @@ _CAPTURE_LOCK = threading.Lock()
 _TWINS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
-class AttentionInputError(ValueError):
+class AttentionInputError(UserError, ValueError):
     """The input cannot be captured (too long, empty...); the message says why, for the user."""
 
 
-class AttentionUnsupported(RuntimeError):
+class AttentionUnsupported(UserError, RuntimeError):
     """The model does not expose its attention weights in a way this module can capture."""
 
 
@@ -383,7 +384,7 @@ class CaptureTooBig(AttentionInputError):
     """One capture would take more memory than the whole cache may hold."""
 
 
-class CaptureBusy(RuntimeError):
+class CaptureBusy(UserError, RuntimeError):
     """Other captures hold every running slot, or the memory this one needs, for longer than it may wait."""
 
 

@@ -24,13 +24,15 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
+from llmcore.errors import UserError
+
 Message = dict[str, str]
 
 _plain_backends: weakref.WeakKeyDictionary[Tokenizer, Tokenizer] = weakref.WeakKeyDictionary()
 _plain_lock = threading.Lock()
 
 
-class EncodingError(ValueError):
+class EncodingError(UserError, ValueError):
     """A conversation cannot be encoded so that its text stays text; the message says why, for the user."""
 
 

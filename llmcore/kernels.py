@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from llmcore.errors import UserError
 from llmcore.loading import default_dtype
 
 ATTENTION_BACKENDS = ("sdpa-auto", "math", "flash", "efficient", "eager")
@@ -60,7 +61,7 @@ _AUTO_CHOICE_NAMES = {
 }
 
 
-class AttentionBackendError(ValueError):
+class AttentionBackendError(UserError, ValueError):
     """An attention backend that is unknown, or that this PyTorch cannot run on the device asked for."""
 
 

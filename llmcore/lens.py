@@ -14,10 +14,11 @@ from typing import Any
 import torch
 
 from llmcore.encoding import encode_chat, encode_text
+from llmcore.errors import UserError
 from llmcore.loading import LoadedModel
 
 
-class LensError(ValueError):
+class LensError(UserError, ValueError):
     """The model or input cannot be read this way; the message says why, for the user."""
 
 

@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from llmcore.errors import UserError
+
 META_FILE = "meta.json"
 ADAPTER_DIR = "adapter"  # a fine-tune's peft adapter, kept beside the merged weights
 # Bumped when read_facts learns new facts: a model whose meta.json has older facts gets them re-read once.
@@ -51,7 +53,7 @@ CONFIG_FILES = {"config.json", "generation_config.json"}
 Progress = Callable[[str], None]
 
 
-class StoreError(Exception):
+class StoreError(UserError):
     """A model cannot be imported, found or removed; the message says why, for the user."""
 
 

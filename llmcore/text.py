@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from llmcore.errors import UserError
+
 # Deeper than any request, frame or dataset row the playground takes (a chat dataset row nests 3 levels).
 MAX_JSON_DEPTH = 64
 
 
-class JsonTooDeep(ValueError):
+class JsonTooDeep(UserError, ValueError):
     """JSON that nests deeper than MAX_JSON_DEPTH; the message says so, for the user."""
 
 

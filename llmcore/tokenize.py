@@ -25,9 +25,10 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 
 from llmcore.encoding import EncodingError, encode_chat, text_backend
 from llmcore.encoding import render_chat as render_chat_text
+from llmcore.errors import UserError
 
 
-class TokenizeError(Exception):
+class TokenizeError(UserError):
     """Something the person can fix or should know: shown as a message, never a traceback."""
 
 

@@ -75,6 +75,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # A user-facing error a view left unhandled: its 4xx, as JSON, an htmx alert or a page (never a 500).
+    "playground.core.errors.UserErrorMiddleware",
     "playground.core.security.SiteCSPMiddleware",
     # Last, as django-axes asks: it turns a login refused for too many failures into the 429 page.
     "axes.middleware.AxesMiddleware",

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmcore.errors import UserError
 from llmcore.kernels import ATTENTION_BACKENDS
 
 BATCH_SIZES = (1, 2, 4, 8, 16)
@@ -20,7 +21,7 @@ PREFILL_LENGTHS = (32, 64, 128, 256, 512, 1024, 2048, 4096)  # the cap is 4,096 
 MAX_TURNS = 8
 
 
-class ExperimentError(ValueError):
+class ExperimentError(UserError, ValueError):
     """A parameter out of its bounds; `field` names it, so a form can put the sentence beside it."""
 
     def __init__(self, message: str, field: str = "") -> None:

@@ -18,7 +18,7 @@ from django.db import transaction
 from llmcore import pulls
 from llmcore.store import ModelMeta, ModelStore, StoreError
 from playground.catalog.models import ModelEntry
-from playground.core.services import model_cache, model_store
+from playground.core.services import PlaygroundError, model_cache, model_store
 
 DEFAULT_MODEL = pulls.DEFAULT_MODEL  # the model `make run` pulls and every page starts with
 
@@ -177,17 +177,19 @@ def list_models() -> list[ModelEntry]:
 
 
 # --- who may see and use a model --------------------------------------------------------------------
-class ModelNotFound(LookupError):
+class ModelNotFound(PlaygroundError, LookupError):
     """No such model, or one this user may not see: the two read the same, so a private model's name is
     never confirmed to someone it is not shared with."""
 
     def __init__(self, name: str) -> None:
-        super().__init__(f"No model named {name!r} in the catalog.")
+        super().__init__(f"No model named {name!r} in the catalog.", status=404)
         self.name = name
 
 
-class SharingRefused(PermissionError):
+class SharingRefused(PlaygroundError, PermissionError):
     """The user may see the model but not change who else sees it; the message says why."""
+
+    status = 403
 
 
 def is_admin(user: Any) -> bool:

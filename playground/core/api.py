@@ -5,7 +5,8 @@ cookie's value in an X-CSRFToken header), so the same session that browses can s
 
 Whatever a script sends is answered in JSON, {"error": "...", "fields": {...}}, with a 4xx: a body that is
 not JSON, nests too deeply (llmcore.text) or is over Django's DATA_UPLOAD_MAX_MEMORY_SIZE (413, from
-api_body_limit, before the CSRF check would read it and answer Django's HTML page).
+api_body_limit, before the CSRF check would read it and answer Django's HTML page), and any user-facing
+error (llmcore.errors.UserError) the view raises, with its status (core.services.error_status).
 """
 
 from __future__ import annotations
@@ -19,15 +20,18 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from playground.core.services import PlaygroundError, UserError, error_status
 from playground.core.text import JsonTooDeep, loads_json
 
 API_PREFIX = "/api/"
 
 
-class ApiError(Exception):
+class ApiError(PlaygroundError):
+    """A request the API refuses, with the fields at fault (a form's errors) when there are any."""
+
     def __init__(self, message: str, status: int = 400, fields: dict[str, list[str]] | None = None) -> None:
-        super().__init__(message)
-        self.message, self.status, self.fields = message, status, fields or {}
+        super().__init__(message, status)
+        self.message, self.fields = message, fields or {}
 
 
 def json_body(request: HttpRequest) -> dict[str, Any]:
@@ -54,21 +58,28 @@ def validated(form_class: type[forms.Form], data: Any, **form_kwargs: Any) -> di
 
 
 def api_view(view: Callable[..., Any]) -> Callable[..., HttpResponse]:
-    """Turn ApiError into a JSON error response; a dict result becomes a JSON response."""
+    """Answer any user-facing error (ApiError, an app's PlaygroundError, llmcore's UserError) as JSON
+    with its status; a dict result becomes a JSON response."""
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             result = view(request, *args, **kwargs)
-        except ApiError as exc:
+        except UserError as exc:
             return error_response(exc)
         return JsonResponse(result) if isinstance(result, dict) else result
 
     return wrapper
 
 
-def error_response(exc: ApiError) -> JsonResponse:
-    return JsonResponse({"error": exc.message, "fields": exc.fields}, status=exc.status)
+def error_response(exc: UserError) -> JsonResponse:
+    fields = getattr(exc, "fields", None) or {}
+    return JsonResponse({"error": error_message(exc), "fields": fields}, status=error_status(exc))
+
+
+def error_message(exc: UserError) -> str:
+    """The sentence for the person: a KeyError-style repr's quotes taken off."""
+    return str(getattr(exc, "message", None) or exc).strip("'\"")
 
 
 def api_body_limit(

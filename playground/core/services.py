@@ -15,6 +15,8 @@ from django.db import connection
 from django.http import HttpRequest
 from django.urls import reverse
 
+from llmcore.attention import CaptureBusy
+from llmcore.errors import UserError  # noqa: F401 (the base every app's user-facing errors share)
 from llmcore.loading import ModelCache, best_device
 from llmcore.sampling import STAGES  # noqa: F401 (the explorer's form lists the stage orders)
 from llmcore.sampling import settings as sampler_settings
@@ -22,6 +24,27 @@ from llmcore.store import ModelStore
 from llmcore.text import JsonTooDeep, json_type, loads_json, text_problem  # noqa: F401 (core.text's)
 from playground.celery import app
 from playground.core.models import WorkerHeartbeat
+
+
+# --- errors a user should read --------------------------------------------------------------------
+class PlaygroundError(UserError):
+    """A UserError of the web side (llmcore.errors), with the HTTP status it is answered with. Every
+    app's user-facing errors derive from it; the API helper (core.api.api_view) and, for whatever a view
+    leaves unhandled, core.errors.UserErrorMiddleware answer any UserError, in one place each."""
+
+    status = 400
+
+    def __init__(self, message: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+
+def error_status(exc: UserError) -> int:
+    """The HTTP status of a user-facing error: its own, or 400; 503 for a server too busy to take it."""
+    if isinstance(exc, CaptureBusy):
+        return 503
+    return int(getattr(exc, "status", 400))
 
 
 # --- models ---------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from playground.chat.models import Conversation, Message
+from playground.core.services import PlaygroundError
 
 # What a conversation starts with; every key is validated by forms.SendForm.
 DEFAULT_SETTINGS: dict[str, Any] = {
@@ -29,7 +30,7 @@ SAMPLER_KEYS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty")
 TITLE_CHARS = 60
 
 
-class ChatError(ValueError):
+class ChatError(PlaygroundError, ValueError):
     """Something the user can fix (unknown conversation, prompt too long...); the message is for them."""
 
 

@@ -3,7 +3,7 @@ a saved answer, and for one of them its probability, the alternatives the sample
 model's last position attended to at that step (the one query row of every layer and head, recomputed on
 demand from the message's stored prompt ids).
 
-Owner-scoped (someone else's message reads like a missing one); InspectorError carries the 4xx status to
+Owner-scoped (someone else's message reads like a missing one); a ChatError carries the 4xx status to
 answer. Apart from the chat's turn-taking services: nothing here writes or generates.
 """
 
@@ -34,24 +34,18 @@ _cache: OrderedDict[tuple[int, int, str], bytes] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-class InspectorError(Exception):
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 def inspected_message(owner: Any, message_id: int) -> Message:
-    """The owner's saved assistant message with its tokens, or an InspectorError saying why not."""
+    """The owner's saved assistant message with its tokens, or a ChatError (with a status) saying why not."""
     try:
         message = get_message(owner, message_id)
     except ChatError as exc:
-        raise InspectorError(str(exc), 404) from None
+        raise ChatError(str(exc), status=404) from None
     if message.role != Message.Role.ASSISTANT:
-        raise InspectorError("Only the model's answers have generated tokens to inspect.", 400)
+        raise ChatError("Only the model's answers have generated tokens to inspect.")
     if message.status == Message.Status.STREAMING:
-        raise InspectorError("This answer is still being written: inspect it when it is done.", 409)
+        raise ChatError("This answer is still being written: inspect it when it is done.", status=409)
     if not message.tokens:
-        raise InspectorError("This answer kept no generated tokens.", 404)
+        raise ChatError("This answer kept no generated tokens.", status=404)
     return message
 
 
@@ -67,8 +61,8 @@ def model_of(message: Message) -> str:
     except LookupError:
         found = False
     if not found:
-        raise InspectorError(
-            f"The model {name} is no longer in the catalog, so its tokens cannot be read.", 410
+        raise ChatError(
+            f"The model {name} is no longer in the catalog, so its tokens cannot be read.", status=410
         )
     return name
 
@@ -116,7 +110,7 @@ def token_payload(message: Message, index: int, name: str, sha: str) -> dict[str
     try:
         context = step_context([int(i) for i in message.prompt_ids], generated, index)
     except IndexError as exc:
-        raise InspectorError(str(exc), 404) from None
+        raise ChatError(str(exc), status=404) from None
     token_id, text, prob, alternatives = message.tokens[index]
     provenance = message.provenance or {}
     notes = []
@@ -152,7 +146,7 @@ def attention_of(name: str, context: list[int], owner: Any) -> tuple[dict[str, A
         loaded = get_loaded(name, owner)
         step = last_query_attention(loaded, context, max_tokens=settings.INSPECT_MAX_TOKENS)
     except (LookupError, StoreError) as exc:  # gone from the catalog since model_of looked
-        raise InspectorError(str(exc), 410) from None
+        raise ChatError(str(exc), status=410) from None
     except (AttentionInputError, AttentionUnsupported) as exc:
         return None, str(exc)
     return {

@@ -18,22 +18,19 @@ from django.urls import reverse
 
 from llmcore.attention import (
     AttentionCapture,
-    AttentionInputError,
-    AttentionUnsupported,
     CaptureBusy,
     CaptureCache,
     capture_attention,
     capture_size,
     prepare_input,
 )
-from llmcore.store import StoreError
+from playground.core.services import PlaygroundError
 from playground.inspect.services.common import get_loaded
 
 __all__ = [
     "AttentionCapture",
     "CaptureBusy",
     "CaptureGone",
-    "USER_ERRORS",
     "capture_meta",
     "find_capture",
     "run_attention",
@@ -47,17 +44,14 @@ EVICTED = (
 )
 
 
-class CaptureGone(LookupError):
+class CaptureGone(PlaygroundError, LookupError):
     """The capture id is unknown here: evicted, never made, made by someone else, or in another process."""
 
+    status = 404
 
-class UnknownModel(ValueError):
+
+class UnknownModel(PlaygroundError, ValueError):
     """The model is not in the catalog (any more)."""
-
-
-# What a user's request can go wrong with; the message of each says why, for the user. CaptureBusy is the
-# server's state rather than the input's: the JSON API answers it with 503 instead of 400.
-USER_ERRORS = (UnknownModel, StoreError, AttentionInputError, AttentionUnsupported, CaptureBusy)
 
 
 def capture_cache() -> CaptureCache:
@@ -76,8 +70,8 @@ def run_attention(user: Any, model_name: str, text: str, as_chat: bool) -> dict[
     """Capture one model's attention over the text; the meta the page and the API answer with. The
     capture is kept for this user only.
 
-    Raises one of USER_ERRORS for input it cannot capture: an unknown model (or one this user may not
-    see), text over the limits...
+    Raises a UserError (llmcore.errors) for input it cannot capture: an unknown model (or one this user
+    may not see), text over the limits...
     """
     try:
         loaded = get_loaded(model_name, user)

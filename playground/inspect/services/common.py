@@ -6,10 +6,10 @@ from typing import Any
 
 from llmcore.loading import LoadedModel
 from playground.catalog.services import default_model_of, get_visible_model, text_models, visible_models
-from playground.core.services import model_cache
+from playground.core.services import PlaygroundError, model_cache
 
 
-class InspectError(ValueError):
+class InspectError(PlaygroundError, ValueError):
     """Input a tool cannot take (too long, wrong kind of model...); the message is for the user."""
 
 

@@ -12,6 +12,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from playground.core.api import ApiError, api_view, json_body, validated
+from playground.core.services import UserError
 from playground.core.text import TextField
 from playground.inspect.forms import ModelNameField, UserModelsForm
 from playground.inspect.services import attention as services
@@ -66,7 +67,7 @@ def page(request: HttpRequest) -> HttpResponse:
             try:
                 for name in names:
                     results.append(services.run_attention(request.user, name, data["text"], data["as_chat"]))
-            except services.USER_ERRORS as exc:
+            except UserError as exc:
                 errors.append(str(exc))
         else:
             errors = [e for field_errors in form.errors.values() for e in field_errors]
@@ -90,19 +91,12 @@ def page(request: HttpRequest) -> HttpResponse:
 @api_view
 def api_run(request: HttpRequest) -> dict[str, Any]:
     data = validated(AttentionForm, json_body(request), user=request.user)
-    try:
-        return services.run_attention(request.user, data["model"], data["text"], data["as_chat"])
-    except services.CaptureBusy as exc:
-        raise ApiError(str(exc), status=503) from None
-    except services.USER_ERRORS as exc:
-        raise ApiError(str(exc)) from None
+    # api_view answers what cannot be captured: 400, or 503 while other captures hold every slot
+    return services.run_attention(request.user, data["model"], data["text"], data["as_chat"])
 
 
 def _capture(request: HttpRequest, capture_id: str) -> services.AttentionCapture:
-    try:
-        return services.find_capture(request.user.pk, capture_id)
-    except services.CaptureGone as exc:
-        raise ApiError(str(exc), status=404) from None
+    return services.find_capture(request.user.pk, capture_id)  # CaptureGone: 404
 
 
 def _binary(body: bytes, shape: tuple[int, ...], dtype: str) -> HttpResponse:

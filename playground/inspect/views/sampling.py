@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from playground.core.api import ApiError, api_view, json_body, validated
+from playground.core.api import api_view, json_body, validated
 from playground.core.services import sampler_rows
 from playground.inspect.forms_sampling import NextTokenForm, with_defaults
 from playground.inspect.services.common import InspectError, default_model_name
@@ -71,7 +71,4 @@ def page(request: HttpRequest) -> HttpResponse:
 def api(request: HttpRequest) -> dict[str, Any]:
     body = json_body(request)
     data = validated(NextTokenForm, with_defaults(body), user=request.user)
-    try:
-        return run_explorer(data, draw=bool(body.get("sample")), user=request.user)
-    except InspectError as exc:
-        raise ApiError(str(exc)) from None
+    return run_explorer(data, draw=bool(body.get("sample")), user=request.user)  # InspectError: a 400

@@ -7,14 +7,14 @@ from typing import Any
 
 from llmcore import evaluate
 from llmcore.store import StoreError
-from playground.core.services import model_cache, model_store
+from playground.core.services import PlaygroundError, model_cache, model_store
 
 PROMPTS = evaluate.DEFAULT_PROMPTS[:3]
 MAX_NEW_TOKENS = 32
 MAX_TOKENS = 1024  # held-out tokens scored per model: enough for a stable number, quick on a CPU
 
 
-class CompareError(Exception):
+class CompareError(PlaygroundError):
     """The comparison cannot be made; the message is for the user."""
 
 

@@ -11,13 +11,13 @@ from django.conf import settings
 
 from llmcore import datasets as core_datasets
 from llmcore.tokenize import load_pretrained_tokenizer
-from playground.core.services import model_store
+from playground.core.services import PlaygroundError, model_store
 from playground.jobs.models import Dataset
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".txt")
 
 
-class DatasetRejected(Exception):
+class DatasetRejected(PlaygroundError):
     """The upload itself is refused (size, type); the message is for the user."""
 
 

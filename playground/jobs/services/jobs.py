@@ -18,7 +18,7 @@ from django.utils import timezone
 from llmcore.store import StoreError, name_from, validate_name
 from playground.celery import app
 from playground.core.models import WorkerHeartbeat
-from playground.core.services import model_store
+from playground.core.services import PlaygroundError, model_store
 from playground.core.workers import GPU_DEVICES
 from playground.jobs.models import Dataset, Job
 
@@ -33,7 +33,7 @@ TASK_NAMES = {
 }
 
 
-class JobError(Exception):
+class JobError(PlaygroundError):
     """A job cannot be created, cancelled or resumed; the message is for the user."""
 
 

@@ -1,0 +1,112 @@
+"""One base for errors a person should read (llmcore.errors.UserError; the web side's PlaygroundError
+carries a status), answered in one place: core.api.api_view for the JSON endpoints, and
+core.errors.UserErrorMiddleware for whatever a page's view leaves unhandled, never a 500."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+from pathlib import Path
+
+import pytest
+from django.http import HttpRequest, HttpResponse
+from django.test import Client
+from django.urls import path
+
+from llmcore.errors import UserError
+from playground import urls as site_urls
+from playground.catalog.services import ModelNotFound
+from playground.core.services import PlaygroundError
+
+ROOT = Path(__file__).resolve().parents[3]
+# Exceptions that are not messages for a person: a job's own control flow between worker and runner.
+NOT_FOR_USERS = {"llmcore.jobs.JobCancelled", "llmcore.jobs.JobFailed"}
+
+
+def missing(request: HttpRequest) -> HttpResponse:
+    raise ModelNotFound("no-such-model")
+
+
+def refused(request: HttpRequest) -> HttpResponse:
+    raise PlaygroundError("That cannot be done <now>.", status=409)
+
+
+def broken(request: HttpRequest) -> HttpResponse:
+    raise RuntimeError("a bug")
+
+
+# the site's own routes too: its pages' navigation names them
+urlpatterns = [
+    path("missing/", missing),
+    path("refused/", refused),
+    path("broken/", broken),
+    *site_urls.urlpatterns,
+]
+
+
+@pytest.fixture
+def client_in(django_user_model, settings):  # type: ignore[no-untyped-def]
+    settings.ROOT_URLCONF = __name__
+    client = Client(raise_request_exception=False)
+    client.force_login(django_user_model.objects.create_user(username="erin", password="a long passphrase"))
+    return client
+
+
+@pytest.mark.django_db
+def test_an_unhandled_user_error_is_a_page_with_its_status_and_an_escaped_message(client_in) -> None:  # type: ignore[no-untyped-def]
+    page = client_in.get("/missing/")
+    assert page.status_code == 404
+    assert "No model named &#x27;no-such-model&#x27; in the catalog." in page.content.decode()
+    assert "<h1>Not found</h1>" in page.content.decode()
+    other = client_in.get("/refused/")
+    assert other.status_code == 409
+    assert "That cannot be done &lt;now&gt;." in other.content.decode()
+    assert client_in.get("/broken/").status_code == 500  # a bug stays a bug
+
+
+@pytest.mark.django_db
+def test_htmx_gets_the_alert_alone_marked_for_the_page_to_show(client_in) -> None:  # type: ignore[no-untyped-def]
+    response = client_in.get("/refused/", headers={"HX-Request": "true"})
+    assert response.status_code == 409
+    assert response["X-User-Error"] == "1"  # static/js/site.js lets htmx swap it in
+    body = response.content.decode()
+    alert = '<p class="message error" role="alert" data-testid="user-error">'
+    alert += "That cannot be done &lt;now&gt;.</p>"
+    assert body.strip() == alert
+
+
+@pytest.mark.django_db
+def test_a_script_gets_json(client_in) -> None:  # type: ignore[no-untyped-def]
+    response = client_in.get("/missing/", headers={"Accept": "application/json"})
+    assert response.status_code == 404
+    said = "No model named 'no-such-model' in the catalog."
+    assert json.loads(response.content) == {"error": said, "fields": {}}
+
+
+def exception_classes(package: str) -> list[type[BaseException]]:
+    found = []
+    for file in sorted((ROOT / package).rglob("*.py")):
+        if "migrations" in file.parts or "management" in file.parts:
+            continue
+        name = ".".join(file.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        module = importlib.import_module(name)
+        for _, value in inspect.getmembers(module, inspect.isclass):
+            if issubclass(value, BaseException) and value.__module__ == name:
+                found.append(value)
+    return found
+
+
+@pytest.mark.parametrize("package", ["llmcore", "playground"])
+def test_every_error_of_the_project_is_a_user_error(package: str) -> None:
+    """An exception class of llmcore or playground is a message for a person (UserError; on the web side a
+    PlaygroundError, with its status) unless it is named here as control flow."""
+    classes = exception_classes(package)
+    assert len(classes) >= 8
+    base = UserError if package == "llmcore" else PlaygroundError
+    strays = [
+        f"{c.__module__}.{c.__name__}"
+        for c in classes
+        if not issubclass(c, base) and f"{c.__module__}.{c.__name__}" not in NOT_FOR_USERS
+    ]
+    assert strays == []
