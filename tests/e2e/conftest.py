@@ -57,7 +57,7 @@ class Site:
         return self.log_path.read_text(errors="replace")[-4000:]
 
 
-def get(url: str, timeout: float = 10) -> tuple[int, dict, str]:  # type: ignore[type-arg]
+def get(url: str, timeout: float = 10) -> tuple[int, dict, str]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.status, dict(response.headers), response.read().decode()
@@ -65,7 +65,7 @@ def get(url: str, timeout: float = 10) -> tuple[int, dict, str]:  # type: ignore
         return exc.code, dict(exc.headers), exc.read().decode()
 
 
-def logged_in_page(site: Site, browser, path: str = "/models/"):  # type: ignore[no-untyped-def]
+def logged_in_page(site: Site, browser, path: str = "/models/"):
     """A new browser page, logged in through a one-time link, opened at `path`."""
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.goto(site.login_link())
@@ -80,7 +80,7 @@ def logged_in_page(site: Site, browser, path: str = "/models/"):  # type: ignore
 HEALTHZ_TOKEN = "e2e-healthz-token"
 
 
-def healthz(url: str) -> dict:  # type: ignore[type-arg]
+def healthz(url: str) -> dict:
     request = urllib.request.Request(f"{url}/healthz", headers={"Authorization": f"Bearer {HEALTHZ_TOKEN}"})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -112,13 +112,13 @@ def start_site(data_dir: Path, **env_extra: str) -> Site:
 
 
 @pytest.fixture(scope="session")
-def site(real_model_store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:  # type: ignore[no-untyped-def]
+def site(real_model_store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     running = start_site(tmp_path_factory.mktemp("site"))
     yield running
     stop_process(running.process)
 
 
-def wait_for_function(  # type: ignore[no-untyped-def]
+def wait_for_function(
     page, expression: str, *, arg=None, timeout: float | None = None, polling: float | str | None = None
 ):
     """page.wait_for_function's contract (a truthy value of `expression`, called with `arg` when it is a
@@ -145,16 +145,16 @@ class CheckedBrowser:
     fails when the site breaks its own Content-Security-Policy (an inline style, script or handler that
     the browser refused: the page looks fine in the test and is broken for a user)."""
 
-    def __init__(self, browser) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, browser) -> None:
         self._browser = browser
         self.violations: list[str] = []
 
-    def watch(self, page):  # type: ignore[no-untyped-def]
-        def on_console(message) -> None:  # type: ignore[no-untyped-def]
+    def watch(self, page):
+        def on_console(message) -> None:
             if "Content Security Policy" in message.text:
                 self.violations.append(f"{page.url}: {message.text}")
 
-        def on_error(error) -> None:  # type: ignore[no-untyped-def]
+        def on_error(error) -> None:
             if "Content Security Policy" in str(error):
                 self.violations.append(f"{page.url}: {error}")
 
@@ -165,20 +165,20 @@ class CheckedBrowser:
         page.wait_for_function = functools.partial(wait_for_function, page)
         return page
 
-    def new_page(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def new_page(self, *args, **kwargs):
         return self.watch(self._browser.new_page(*args, **kwargs))
 
-    def new_context(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def new_context(self, *args, **kwargs):
         context = self._browser.new_context(*args, **kwargs)
         context.on("page", self.watch)
         return context
 
-    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+    def __getattr__(self, name: str):
         return getattr(self._browser, name)
 
 
 @pytest.fixture
-def browser():  # type: ignore[no-untyped-def]
+def browser():
     require(Path(CHROMIUM).exists(), f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 

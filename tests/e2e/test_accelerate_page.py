@@ -28,7 +28,7 @@ def stack(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield s
 
 
-def run_batching(page, stack: Stack, sizes: tuple[str, ...]) -> int:  # type: ignore[no-untyped-def]
+def run_batching(page, stack: Stack, sizes: tuple[str, ...]) -> int:
     page.goto(f"{stack.url}/accelerate/")
     page.locator("#id_model").select_option(TINY_NAME)
     page.locator('input[name="experiment"][value="batching"]').check()
@@ -46,7 +46,7 @@ def run_batching(page, stack: Stack, sizes: tuple[str, ...]) -> int:  # type: ig
     return int(page.url.rstrip("/").split("/")[-1])
 
 
-def test_an_experiment_runs_on_the_worker_and_its_plot_is_drawn_then_compared(stack: Stack, browser) -> None:  # type: ignore[no-untyped-def]
+def test_an_experiment_runs_on_the_worker_and_its_plot_is_drawn_then_compared(stack: Stack, browser) -> None:
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(manage(stack.env, "login_link", "--base-url", stack.url).strip())
     page.get_by_role("button", name="Log in").click()

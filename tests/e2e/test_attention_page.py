@@ -31,11 +31,11 @@ WATCH_FIRST_VIEW = """() => {
 }"""
 
 
-def open_page(site: Site, browser):  # type: ignore[no-untyped-def]
+def open_page(site: Site, browser):
     return logged_in_page(site, browser, "/attention/")
 
 
-def run(page, text: str) -> None:  # type: ignore[no-untyped-def]
+def run(page, text: str) -> None:
     page.get_by_label("Text").fill(text)
     page.get_by_role("button", name="Show attention").click()
     page.wait_for_selector(
@@ -45,7 +45,7 @@ def run(page, text: str) -> None:  # type: ignore[no-untyped-def]
     assert errors == []
 
 
-def test_a_sentence_draws_the_model_view_and_a_head_shows_weights_on_hover(site: Site, browser) -> None:  # type: ignore[no-untyped-def]
+def test_a_sentence_draws_the_model_view_and_a_head_shows_weights_on_hover(site: Site, browser) -> None:
     page = open_page(site, browser)
     run(page, SENTENCE)
     panel = page.locator("[data-attention-panel]")
@@ -110,7 +110,7 @@ def test_a_sentence_draws_the_model_view_and_a_head_shows_weights_on_hover(site:
     assert panel.locator("[data-role=gone]").is_hidden()
 
 
-def test_a_long_input_draws_its_first_view_from_a_small_download(site: Site, browser) -> None:  # type: ignore[no-untyped-def]
+def test_a_long_input_draws_its_first_view_from_a_small_download(site: Site, browser) -> None:
     page = open_page(site, browser)
     # 86 sentences are 1023 tokens for the default model: just under the 1024-token limit.
     text = " ".join(f"Sentence {i} tells the model one more small thing." for i in range(86))
@@ -139,7 +139,7 @@ def test_a_long_input_draws_its_first_view_from_a_small_download(site: Site, bro
     assert sum(received) < 10_000_000
 
 
-def test_an_encoder_side_by_side_shows_bidirectional_attention(site: Site, browser, minilm_store) -> None:  # type: ignore[no-untyped-def]
+def test_an_encoder_side_by_side_shows_bidirectional_attention(site: Site, browser, minilm_store) -> None:
     # minilm_store pulls the encoder into the store the site serves; the page lists it on load.
     page = open_page(site, browser)
     options = page.locator("select[name=compare] option").all_inner_texts()

@@ -14,19 +14,19 @@ SLOW = 180_000  # ms: a shared CPU runs the model
 CLEANUP = "Conversation.objects.filter(title__startswith='Describe the sea').delete()"
 
 
-def raw_text(message) -> str:  # type: ignore[no-untyped-def]
+def raw_text(message) -> str:
     """The message as written (what Copy and Edit use), not its Markdown rendering."""
     return message.locator(".msg-actions").get_attribute("data-content")
 
 
 @pytest.fixture
-def own_chats(site: Site):  # type: ignore[no-untyped-def]
+def own_chats(site: Site):
     """The chats this test starts are deleted afterwards: other tests on the same site count chats."""
     yield
     manage(site.env, "shell", "-c", f"from playground.chat.models import Conversation; {CLEANUP}")
 
 
-def test_versions_of_answers_and_questions(site: Site, browser, own_chats) -> None:  # type: ignore[no-untyped-def]
+def test_versions_of_answers_and_questions(site: Site, browser, own_chats) -> None:
     page = logged_in_page(site, browser, "/chat/")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.get_by_text("Connected").wait_for()

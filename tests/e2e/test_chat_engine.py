@@ -15,14 +15,14 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def one_seat(real_model_store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:  # type: ignore[no-untyped-def]
+def one_seat(real_model_store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """A site whose engine decodes one sequence at a time: the second chat has to wait."""
     running = start_site(tmp_path_factory.mktemp("one-seat"), ENGINE_MAX_SEQUENCES="1")
     yield running
     stop_process(running.process)
 
 
-def test_a_second_chat_waits_in_line_then_answers(one_seat: Site, browser) -> None:  # type: ignore[no-untyped-def]
+def test_a_second_chat_waits_in_line_then_answers(one_seat: Site, browser) -> None:
     first = logged_in_page(one_seat, browser, "/chat/")
     second = logged_in_page(one_seat, browser, "/chat/")
     for page in (first, second):
@@ -50,7 +50,7 @@ def test_a_second_chat_waits_in_line_then_answers(one_seat: Site, browser) -> No
     assert "waited" in answer.get_by_test_id("stats").inner_text()
 
 
-def test_speculative_decoding_is_chosen_in_the_panel_and_reported(site: Site, browser) -> None:  # type: ignore[no-untyped-def]
+def test_speculative_decoding_is_chosen_in_the_panel_and_reported(site: Site, browser) -> None:
     page = logged_in_page(site, browser, "/chat/")
     page.get_by_text("Connected").wait_for()
     page.get_by_role("button", name="Deterministic").click()

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 PROMPT_TOKENS = 37  # "What is the capital of France?" in the default model's chat template
 
 
-def test_a_token_of_an_answer_opens_the_inspector(site: Site, browser) -> None:  # type: ignore[no-untyped-def]
+def test_a_token_of_an_answer_opens_the_inspector(site: Site, browser) -> None:
     page = logged_in_page(site, browser, "/chat/")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.get_by_text("Connected").wait_for()

@@ -10,7 +10,7 @@ from tests.e2e.conftest import ARTIFACTS, Site, logged_in_page
 pytestmark = pytest.mark.integration
 
 
-def test_the_few_shot_template_and_a_saved_preset_in_the_chat(site: Site, browser) -> None:  # type: ignore[no-untyped-def]
+def test_the_few_shot_template_and_a_saved_preset_in_the_chat(site: Site, browser) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page = logged_in_page(site, browser, "/chat/")
     page.get_by_role("link", name="Prompt library").click()

@@ -20,7 +20,7 @@ RECORD_LENGTHS = """() => {
 STREAMING_LENGTH = "(document.querySelector('[data-testid=streaming-text]')?.textContent.length ?? -1)"
 
 
-def test_a_chat_streams_stops_and_is_kept(site: Site, browser) -> None:  # type: ignore[no-untyped-def]
+def test_a_chat_streams_stops_and_is_kept(site: Site, browser) -> None:
     page = logged_in_page(site, browser, "/chat/")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.get_by_text("Connected").wait_for()

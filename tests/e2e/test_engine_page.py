@@ -16,7 +16,7 @@ GENERATED = f"""() => {{
 }}"""
 
 
-def test_the_engine_page_follows_a_chat_answer_live(site: Site, browser) -> None:  # type: ignore[no-untyped-def]
+def test_the_engine_page_follows_a_chat_answer_live(site: Site, browser) -> None:
     context = browser.new_context(viewport={"width": 1400, "height": 900})  # one login, two tabs
     chat = context.new_page()
     chat.goto(site.login_link())

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 FINISHED = "['succeeded', 'failed', 'cancelled'].includes(document.querySelector('#job-status')?.textContent)"
 
 
-def test_a_lora_job_from_the_sample_set_runs_live_and_opens_in_the_catalog(site: Site, browser) -> None:  # type: ignore[no-untyped-def]
+def test_a_lora_job_from_the_sample_set_runs_live_and_opens_in_the_catalog(site: Site, browser) -> None:
     from llmcore.store import ModelStore
 
     name = f"e2e-lora-{uuid.uuid4().hex[:6]}"

@@ -15,7 +15,7 @@ from tests.e2e.conftest import ARTIFACTS, Site, logged_in_page
 pytestmark = pytest.mark.integration
 
 
-def test_a_quantize_job_from_the_form_runs_live_and_joins_the_catalog(site: Site, browser) -> None:  # type: ignore[no-untyped-def]
+def test_a_quantize_job_from_the_form_runs_live_and_joins_the_catalog(site: Site, browser) -> None:
     from llmcore.store import ModelStore
 
     name = f"e2e-bf16-{uuid.uuid4().hex[:6]}"

@@ -9,7 +9,7 @@ from tests.e2e.conftest import ARTIFACTS, Site, logged_in_page
 pytestmark = pytest.mark.integration
 
 
-def test_moving_the_temperature_slider_changes_the_bars(site: Site, browser) -> None:  # type: ignore[no-untyped-def]
+def test_moving_the_temperature_slider_changes_the_bars(site: Site, browser) -> None:
     page = logged_in_page(site, browser, "/next-token/")
     bars = page.get_by_test_id("final-bars").locator("li .num")
     before = bars.first.inner_text()
@@ -33,7 +33,7 @@ def test_moving_the_temperature_slider_changes_the_bars(site: Site, browser) -> 
     page.screenshot(path=str(ARTIFACTS / "next-token.png"), full_page=True)
 
 
-def test_the_logit_lens_shows_the_answer_emerging(site: Site, browser) -> None:  # type: ignore[no-untyped-def]
+def test_the_logit_lens_shows_the_answer_emerging(site: Site, browser) -> None:
     page = logged_in_page(site, browser, "/logit-lens/")
     page.get_by_role("button", name="Run the lens").click()
     grid = page.get_by_test_id("lens")

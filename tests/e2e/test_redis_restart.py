@@ -75,7 +75,7 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def redis_site(real_model_store, own_redis: RedisServer, tmp_path: Path) -> Iterator[Site]:  # type: ignore[no-untyped-def]
+def redis_site(real_model_store, own_redis: RedisServer, tmp_path: Path) -> Iterator[Site]:
     data_dir = tmp_path / "site"
     data_dir.mkdir()
     running = start_site(data_dir, REDIS_URL=own_redis.url)
@@ -83,7 +83,7 @@ def redis_site(real_model_store, own_redis: RedisServer, tmp_path: Path) -> Iter
     stop_process(running.process)
 
 
-def ask(page, question: str) -> Any:  # type: ignore[no-untyped-def]
+def ask(page, question: str) -> Any:
     """Send a message from the composer; returns the locator of its finished answer."""
     before = page.locator("li.msg.assistant").count()
     page.locator("#id_content").fill(question)
@@ -93,7 +93,7 @@ def ask(page, question: str) -> Any:  # type: ignore[no-untyped-def]
     return answer
 
 
-def socket_outcome(ws) -> str:  # type: ignore[no-untyped-def]
+def socket_outcome(ws) -> str:
     """A ping on a socket that was open through the restart: "pong", or how it was closed."""
     from websockets.exceptions import ConnectionClosed
 
@@ -129,7 +129,7 @@ def socket_answer(site: Site, cookie: str) -> dict[str, Any]:
                 return frame
 
 
-def test_a_chat_open_through_a_redis_restart_keeps_streaming_and_answering(  # type: ignore[no-untyped-def]
+def test_a_chat_open_through_a_redis_restart_keeps_streaming_and_answering(
     redis_site: Site, own_redis: RedisServer, browser
 ) -> None:
     from websockets.sync.client import connect

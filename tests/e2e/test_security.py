@@ -22,7 +22,7 @@ def opener() -> tuple[urllib.request.OpenerDirector, http.cookiejar.CookieJar]:
     return urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar)), jar
 
 
-def post(open_, jar, url: str, fields: dict[str, str]) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+def post(open_, jar, url: str, fields: dict[str, str]) -> tuple[int, str]:
     csrf = next(c.value for c in jar if c.name == "csrftoken")
     data = urllib.parse.urlencode({"csrfmiddlewaretoken": csrf, **fields}).encode()
     try:
@@ -79,7 +79,7 @@ def test_pages_carry_the_policy_with_the_sites_websocket_origin(site: Site) -> N
     assert f"connect-src 'self' {site.url.replace('http://', 'ws://')}" in csp
 
 
-def test_a_page_that_breaks_the_policy_is_caught(site: Site, browser) -> None:  # type: ignore[no-untyped-def]
+def test_a_page_that_breaks_the_policy_is_caught(site: Site, browser) -> None:
     page = logged_in_page(site, browser)
     page.evaluate("document.body.insertAdjacentHTML('beforeend', '<p style=\"color: red\">inline</p>')")
     page.wait_for_timeout(200)

@@ -32,7 +32,7 @@ def test_strangers_are_sent_to_the_login_page(site: Site) -> None:
     assert 'name="password"' in html
 
 
-def test_a_newcomer_logs_in_with_the_link_and_sees_the_default_model(site: Site, browser) -> None:  # type: ignore[no-untyped-def]
+def test_a_newcomer_logs_in_with_the_link_and_sees_the_default_model(site: Site, browser) -> None:
     page = browser.new_page(viewport={"width": 1400, "height": 800})
     page.goto(site.login_link())
     page.get_by_role("button", name="Log in").click()
@@ -79,7 +79,7 @@ def test_websockets_check_origin_and_login(site: Site) -> None:
     ws_url = site.url.replace("http://", "ws://") + "/ws/health/"
     cookie = session_cookie(site)
 
-    async def scenario() -> tuple[object, object, dict]:  # type: ignore[type-arg]
+    async def scenario() -> tuple[object, object, dict]:
         # A page on another origin may not open a socket to the site, even with the user's cookie.
         try:
             async with websockets.connect(
@@ -115,7 +115,7 @@ def port_open(url: str) -> bool:
         return s.connect_ex((parsed.hostname, parsed.port)) == 0
 
 
-def test_ctrl_c_stops_the_server_and_the_worker_together(real_model_store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_ctrl_c_stops_the_server_and_the_worker_together(real_model_store, tmp_path) -> None:
     site = start_site(tmp_path)
     assert port_open(site.url)
     site.process.send_signal(signal.SIGINT)

@@ -23,7 +23,7 @@ ANSWERED = ("stop", "length")
 
 
 @pytest.fixture(scope="module")
-def redis_site(real_model_store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:  # type: ignore[no-untyped-def]
+def redis_site(real_model_store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     url = redis_url_for_tests()
     require(redis_available(url), f"no Redis answers at {url}")
     import redis
@@ -55,7 +55,7 @@ def send_frame(content: str, **settings: Any) -> str:
     )
 
 
-async def connect(site: Site, path: str, cookie: str):  # type: ignore[no-untyped-def]
+async def connect(site: Site, path: str, cookie: str):
     import websockets
 
     return await websockets.connect(
@@ -63,7 +63,7 @@ async def connect(site: Site, path: str, cookie: str):  # type: ignore[no-untype
     )
 
 
-async def answer(ws, content: str = "What is the capital of France?", **settings: Any) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+async def answer(ws, content: str = "What is the capital of France?", **settings: Any) -> dict[str, Any]:
     """Send one message and read frames up to its "done"; a closed socket reads as its close code."""
     from websockets.exceptions import ConnectionClosed
 
@@ -79,7 +79,7 @@ async def answer(ws, content: str = "What is the capital of France?", **settings
         return {"type": "closed", "code": exc.rcvd.code if exc.rcvd else None}
 
 
-async def ping(ws) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+async def ping(ws) -> dict[str, Any]:
     from websockets.exceptions import ConnectionClosed
 
     try:

@@ -16,7 +16,7 @@ def expected(text: str) -> core.Tokenization:
     return core.tokenize(core.load_pretrained_tokenizer(REAL_MODEL_STORE / DEFAULT_MODEL), text)
 
 
-def test_chips_and_counts_follow_the_text_as_you_type(site: Site, browser) -> None:  # type: ignore[no-untyped-def]
+def test_chips_and_counts_follow_the_text_as_you_type(site: Site, browser) -> None:
     from playwright.sync_api import expect
 
     page = logged_in_page(site, browser, "/tokenize/")
@@ -47,7 +47,7 @@ def test_chips_and_counts_follow_the_text_as_you_type(site: Site, browser) -> No
     expect(page.locator("table.emb tbody tr")).to_have_count(tokens.counts.tokens)
 
 
-def test_the_conversation_is_rendered_through_the_chat_template_as_you_type(site: Site, browser) -> None:  # type: ignore[no-untyped-def]
+def test_the_conversation_is_rendered_through_the_chat_template_as_you_type(site: Site, browser) -> None:
     from playwright.sync_api import expect
 
     page = logged_in_page(site, browser, "/tokenize/")
@@ -62,7 +62,7 @@ def test_the_conversation_is_rendered_through_the_chat_template_as_you_type(site
     expect(page.locator('[data-count="chat-special"]')).to_have_text("5")
 
 
-def test_a_trained_tokenizer_is_compared_side_by_side(site: Site, browser) -> None:  # type: ignore[no-untyped-def]
+def test_a_trained_tokenizer_is_compared_side_by_side(site: Site, browser) -> None:
     from playwright.sync_api import expect
 
     page = logged_in_page(site, browser, "/tokenize/")
@@ -84,7 +84,7 @@ def test_a_trained_tokenizer_is_compared_side_by_side(site: Site, browser) -> No
     page.screenshot(path=str(ARTIFACTS / "tokenizer-lab.png"), full_page=True)
 
 
-def test_a_big_upload_is_trained_by_the_worker_and_the_page_notices(site: Site, browser, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_big_upload_is_trained_by_the_worker_and_the_page_notices(site: Site, browser, tmp_path) -> None:
     from playwright.sync_api import expect
 
     page = logged_in_page(site, browser, "/tokenize/")

@@ -29,7 +29,7 @@ FP16_ROW_TOLERANCE = 2e-3  # a row of float16 values sums to 1 within a few floa
 
 
 @pytest.fixture
-def llama(store, tiny_model) -> LoadedModel:  # type: ignore[no-untyped-def]
+def llama(store, tiny_model) -> LoadedModel:
     return load_model(store, "tiny-llama", device="cpu")
 
 
@@ -117,7 +117,7 @@ def test_grouped_query_heads_are_mapped_to_the_key_value_head_they_read(llama: L
     assert (cap.num_heads, cap.num_kv_heads, cap.kv_head_of) == (4, 2, [0, 0, 1, 1])
 
 
-def test_an_encoder_attends_in_both_directions(store, tiny_bert) -> None:  # type: ignore[no-untyped-def]
+def test_an_encoder_attends_in_both_directions(store, tiny_bert) -> None:
     bert = load_model(store, TINY_BERT, device="cpu")
     assert not bert.is_causal
     cap = capture(bert)
@@ -218,7 +218,7 @@ def test_as_chat_wraps_the_text_in_the_chat_template(llama: LoadedModel) -> None
     assert "".join(plain.tokens) == "Hello·world"
 
 
-def test_as_chat_on_a_model_without_a_template_reads_the_text_and_says_so(store, tiny_bert) -> None:  # type: ignore[no-untyped-def]
+def test_as_chat_on_a_model_without_a_template_reads_the_text_and_says_so(store, tiny_bert) -> None:
     bert = load_model(store, TINY_BERT, device="cpu")
     inp = prepare_input(bert.tokenizer, SENTENCE, as_chat=True, max_tokens=1024, model_name=TINY_BERT)
     assert not inp.as_chat

@@ -23,7 +23,7 @@ SENTENCE = "The quick brown fox jumps over the lazy dog."
 
 
 @pytest.fixture
-def llama(store, tiny_model) -> LoadedModel:  # type: ignore[no-untyped-def]
+def llama(store, tiny_model) -> LoadedModel:
     return load_model(store, "tiny-llama", device="cpu")
 
 

@@ -23,7 +23,7 @@ def jsonl(*rows: object) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
+def tokenizer(tiny_model_dir: Path):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -181,7 +181,7 @@ def test_instruction_input_joins_the_user_turn() -> None:
     ]
 
 
-def test_preview_counts_only_assistant_tokens(tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_preview_counts_only_assistant_tokens(tokenizer) -> None:
     parsed = parse_dataset(jsonl({"instruction": "Hello world", "output": "The lazy dog."}), "d.jsonl")
     [example] = preview(tokenizer, parsed, n=3, max_seq_len=200)
     counted = "".join(t for t, counts in example.tokens if counts)
@@ -193,7 +193,7 @@ def test_preview_counts_only_assistant_tokens(tokenizer) -> None:  # type: ignor
     assert example.loss_tokens == sum(1 for _, c in example.tokens if c)
 
 
-def test_preview_masks_every_assistant_turn_of_a_chat(tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_preview_masks_every_assistant_turn_of_a_chat(tokenizer) -> None:
     messages = [
         {"role": "user", "content": "Hello"},
         {"role": "assistant", "content": "The fox."},
@@ -208,7 +208,7 @@ def test_preview_masks_every_assistant_turn_of_a_chat(tokenizer) -> None:  # typ
     assert "More" not in counted
 
 
-def test_preview_shows_truncation_and_raw_text_counts_everything(tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_preview_shows_truncation_and_raw_text_counts_everything(tokenizer) -> None:
     parsed = parse_dataset(b"The quick brown fox jumps over the lazy dog. " * 10, "d.txt")
     [example] = preview(tokenizer, parsed, max_seq_len=16)
     assert example.truncated
@@ -217,7 +217,7 @@ def test_preview_shows_truncation_and_raw_text_counts_everything(tokenizer) -> N
     assert all(counts for _, counts in example.tokens)
 
 
-def test_preview_falls_back_to_a_template_for_base_models(tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_preview_falls_back_to_a_template_for_base_models(tokenizer) -> None:
     tokenizer = type(tokenizer).from_pretrained(tokenizer.name_or_path)
     tokenizer.chat_template = None
     parsed = parse_dataset(jsonl({"instruction": "Hello", "output": "The fox."}), "d.jsonl")

@@ -12,7 +12,7 @@ from tests.conftest import DOWNLOAD_CACHE
 pytestmark = pytest.mark.integration
 
 
-def test_the_default_model_has_the_published_architecture(real_model_store) -> None:  # type: ignore[no-untyped-def]
+def test_the_default_model_has_the_published_architecture(real_model_store) -> None:
     meta = real_model_store.meta(DEFAULT_MODEL)
     facts = meta.facts
     assert (facts.layers, facts.attention_heads, facts.kv_heads) == (30, 9, 3)
@@ -25,14 +25,14 @@ def test_the_default_model_has_the_published_architecture(real_model_store) -> N
     assert not list(folder.glob("*.gguf")), "the GGUF is converted once, not kept beside the safetensors"
 
 
-def test_pulling_again_adds_nothing(real_model_store) -> None:  # type: ignore[no-untyped-def]
+def test_pulling_again_adds_nothing(real_model_store) -> None:
     before = real_model_store.meta(DEFAULT_MODEL)
     meta, added = pull(DEFAULT_MODEL, real_model_store, DOWNLOAD_CACHE)
     assert added is False
     assert meta.created == before.created
 
 
-def test_a_short_greedy_chat_answer_stops_at_end_of_turn(real_model_store) -> None:  # type: ignore[no-untyped-def]
+def test_a_short_greedy_chat_answer_stops_at_end_of_turn(real_model_store) -> None:
     loaded = load_model(real_model_store, DEFAULT_MODEL, device="cpu")
     tok = loaded.tokenizer
     im_end = tok.convert_tokens_to_ids("<|im_end|>")
@@ -51,7 +51,7 @@ def test_a_short_greedy_chat_answer_stops_at_end_of_turn(real_model_store) -> No
     assert "Paris" in tok.decode(new, skip_special_tokens=True)
 
 
-def test_text_survives_encode_then_decode(real_model_store) -> None:  # type: ignore[no-untyped-def]
+def test_text_survives_encode_then_decode(real_model_store) -> None:
     loaded = load_model(real_model_store, DEFAULT_MODEL, device="cpu")
     text = "Hello, wörld! 你好 🙂  tabs\tand  spaces"
     ids = loaded.tokenizer.encode(text, add_special_tokens=False)

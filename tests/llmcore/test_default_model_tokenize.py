@@ -12,11 +12,11 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def smollm2(real_model_store):  # type: ignore[no-untyped-def]
+def smollm2(real_model_store):
     return core.load_pretrained_tokenizer(real_model_store.path(DEFAULT_MODEL))
 
 
-def test_the_default_tokenizer_gives_tricky_unicode_back_exactly(smollm2) -> None:  # type: ignore[no-untyped-def]
+def test_the_default_tokenizer_gives_tricky_unicode_back_exactly(smollm2) -> None:
     result = core.tokenize(smollm2, TRICKY)
     assert result.decoded == TRICKY
     assert result.round_trip_exact
@@ -27,18 +27,18 @@ def test_the_default_tokenizer_gives_tricky_unicode_back_exactly(smollm2) -> Non
 @pytest.mark.parametrize(
     "text", ["", " ", "\n\n\n", "\t \t", "a" * 500, "👨‍👩‍👧" * 20, "e\u0301\u0301\u0301"]
 )
-def test_the_default_tokenizer_round_trips_edge_cases(smollm2, text: str) -> None:  # type: ignore[no-untyped-def]
+def test_the_default_tokenizer_round_trips_edge_cases(smollm2, text: str) -> None:
     assert core.tokenize(smollm2, text).decoded == text
 
 
-def test_the_default_pipeline_is_byte_level_bpe_without_normalizer(smollm2) -> None:  # type: ignore[no-untyped-def]
+def test_the_default_pipeline_is_byte_level_bpe_without_normalizer(smollm2) -> None:
     steps = core.pipeline(smollm2, "Hello world")
     assert (steps.normalizer, steps.pre_tokenizer, steps.model) == (None, "ByteLevel", "BPE")
     assert [t.text for t in steps.tokenization.tokens] == ["Hello", "Ġworld"]
     assert [t.display for t in steps.tokenization.tokens] == ["Hello", "·world"]
 
 
-def test_the_chat_template_marks_im_start_and_im_end_as_special(smollm2) -> None:  # type: ignore[no-untyped-def]
+def test_the_chat_template_marks_im_start_and_im_end_as_special(smollm2) -> None:
     messages = [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Hi"},
@@ -52,7 +52,7 @@ def test_the_chat_template_marks_im_start_and_im_end_as_special(smollm2) -> None
     assert chat.tokenization.round_trip_exact
 
 
-def test_the_default_model_rotates_64_dims_per_head_with_base_100000(real_model_store) -> None:  # type: ignore[no-untyped-def]
+def test_the_default_model_rotates_64_dims_per_head_with_base_100000(real_model_store) -> None:
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(real_model_store.path(DEFAULT_MODEL), local_files_only=True)

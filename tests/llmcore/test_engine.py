@@ -18,21 +18,21 @@ RANDOM = SamplingConfig(temperature=1.0)
 
 
 @pytest.fixture
-def loaded(store, tiny_model):  # type: ignore[no-untyped-def]
+def loaded(store, tiny_model):
     return load_model(store, "tiny-llama", device="cpu")
 
 
 @pytest.fixture
-def engine(loaded):  # type: ignore[no-untyped-def]
+def engine(loaded):
     with Engine(loaded) as eng:
         yield eng
 
 
-def prompt(loaded, text: str = "Hello world") -> list[int]:  # type: ignore[no-untyped-def]
+def prompt(loaded, text: str = "Hello world") -> list[int]:
     return list(loaded.tokenizer.encode(text))
 
 
-def request(loaded, **kw) -> GenerationRequest:  # type: ignore[no-untyped-def]
+def request(loaded, **kw) -> GenerationRequest:
     kw.setdefault("prompt_ids", prompt(loaded))
     kw.setdefault("sampling", GREEDY)
     kw.setdefault("max_new_tokens", 12)
@@ -40,14 +40,14 @@ def request(loaded, **kw) -> GenerationRequest:  # type: ignore[no-untyped-def]
     return GenerationRequest(**kw)
 
 
-def split(events):  # type: ignore[no-untyped-def]
+def split(events):
     tokens = [e for e in events if isinstance(e, TokenEvent)]
     stats = [e for e in events if isinstance(e, StatsEvent)]
     done = [e for e in events if isinstance(e, DoneEvent)]
     return tokens, stats, done
 
 
-def test_stream_is_tokens_then_stats_then_one_done(engine, loaded) -> None:  # type: ignore[no-untyped-def]
+def test_stream_is_tokens_then_stats_then_one_done(engine, loaded) -> None:
     events = engine.generate(request(loaded, top_alternatives=3))
     tokens, stats, done = split(events)
     assert len(tokens) == 12
@@ -65,7 +65,7 @@ def test_stream_is_tokens_then_stats_then_one_done(engine, loaded) -> None:  # t
     assert stats[0].provenance["sampling"]["temperature"] == 0
 
 
-def test_greedy_equals_transformers_generate(engine, loaded) -> None:  # type: ignore[no-untyped-def]
+def test_greedy_equals_transformers_generate(engine, loaded) -> None:
     ids = prompt(loaded, "The quick brown fox")
     tokens, _, done = split(engine.generate(request(loaded, prompt_ids=ids, max_new_tokens=20)))
     x = torch.tensor([ids])
@@ -75,7 +75,7 @@ def test_greedy_equals_transformers_generate(engine, loaded) -> None:  # type: i
     assert [t.id for t in tokens] == out[0, len(ids) :].tolist()
 
 
-def test_seeded_sampling_reproduces_and_a_missing_seed_is_reported(engine, loaded) -> None:  # type: ignore[no-untyped-def]
+def test_seeded_sampling_reproduces_and_a_missing_seed_is_reported(engine, loaded) -> None:
     a = split(engine.generate(request(loaded, sampling=RANDOM, seed=7, max_new_tokens=15)))
     b = split(engine.generate(request(loaded, sampling=RANDOM, seed=7, max_new_tokens=15)))
     c = split(engine.generate(request(loaded, sampling=RANDOM, seed=8, max_new_tokens=15)))
@@ -88,7 +88,7 @@ def test_seeded_sampling_reproduces_and_a_missing_seed_is_reported(engine, loade
     assert [t.id for t in replay[0]] == [t.id for t in first[0]]
 
 
-def test_two_concurrent_streams_interleave_and_match_their_solo_results(engine, loaded) -> None:  # type: ignore[no-untyped-def]
+def test_two_concurrent_streams_interleave_and_match_their_solo_results(engine, loaded) -> None:
     ra = request(loaded, sampling=RANDOM, seed=1, max_new_tokens=60)
     rb = request(
         loaded, prompt_ids=prompt(loaded, "Attention lets"), sampling=RANDOM, seed=2, max_new_tokens=60
@@ -109,7 +109,7 @@ def test_two_concurrent_streams_interleave_and_match_their_solo_results(engine, 
     assert all(order[k] != order[k + 1] for k in range(b_steps[0], min(a_steps[-1], b_steps[-1])))
 
 
-def test_cancel_stops_before_the_next_token(engine, loaded) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_stops_before_the_next_token(engine, loaded) -> None:
     stream = engine.submit(request(loaded, max_new_tokens=250))
     seen: list[object] = []
     for event in stream:
@@ -124,7 +124,7 @@ def test_cancel_stops_before_the_next_token(engine, loaded) -> None:  # type: ig
     assert stats[0].generated_tokens < 250
 
 
-def test_stop_sequence_ends_the_stream_without_its_text(engine, loaded) -> None:  # type: ignore[no-untyped-def]
+def test_stop_sequence_ends_the_stream_without_its_text(engine, loaded) -> None:
     full = split(engine.generate(request(loaded, max_new_tokens=20)))[2][0].text
     printable = [
         k for k in range(2, len(full) - 2) if full[k : k + 2].isprintable() and full[k : k + 2].strip()
@@ -138,7 +138,7 @@ def test_stop_sequence_ends_the_stream_without_its_text(engine, loaded) -> None:
     assert stop not in done[0].text
 
 
-def test_end_of_turn_token_stops(loaded) -> None:  # type: ignore[no-untyped-def]
+def test_end_of_turn_token_stops(loaded) -> None:
     im_end = loaded.tokenizer.convert_tokens_to_ids("<|im_end|>")
     with torch.no_grad():  # as in test_loading: make the end-of-turn token the most likely one
         loaded.model.lm_head.weight.zero_()
@@ -157,7 +157,7 @@ def test_end_of_turn_token_stops(loaded) -> None:  # type: ignore[no-untyped-def
     assert stats[0].prompt_tokens > 3  # the chat template was rendered
 
 
-def test_max_new_tokens_is_clamped_to_the_context(engine, loaded) -> None:  # type: ignore[no-untyped-def]
+def test_max_new_tokens_is_clamped_to_the_context(engine, loaded) -> None:
     ids = prompt(loaded)
     context = loaded.model.config.max_position_embeddings
     tokens, stats, done = split(engine.generate(request(loaded, max_new_tokens=10_000)))
@@ -171,7 +171,7 @@ def test_max_new_tokens_is_clamped_to_the_context(engine, loaded) -> None:  # ty
     assert "context" in (too_long[2][0].error or "")
 
 
-def test_best_of_keeps_the_best_mean_logprob_and_reports_the_others(engine, loaded) -> None:  # type: ignore[no-untyped-def]
+def test_best_of_keeps_the_best_mean_logprob_and_reports_the_others(engine, loaded) -> None:
     tokens, _, done = split(engine.generate(request(loaded, sampling=RANDOM, seed=5, best_of=3)))
     cands = done[0].candidates
     assert len(cands) == 3
@@ -187,7 +187,7 @@ def test_best_of_keeps_the_best_mean_logprob_and_reports_the_others(engine, load
         assert [t.id for t in solo] == c.token_ids
 
 
-def test_beam_search_is_deterministic(engine, loaded) -> None:  # type: ignore[no-untyped-def]
+def test_beam_search_is_deterministic(engine, loaded) -> None:
     r = request(loaded, num_beams=3, max_new_tokens=10)
     a, b = split(engine.generate(r)), split(engine.generate(r))
     assert [t.id for t in a[0]] == [t.id for t in b[0]]
@@ -206,7 +206,7 @@ def test_beam_search_is_deterministic(engine, loaded) -> None:  # type: ignore[n
     assert [t.id for t in a[0]] == out[0, x.shape[1] :].tolist()
 
 
-def test_async_iteration(engine, loaded) -> None:  # type: ignore[no-untyped-def]
+def test_async_iteration(engine, loaded) -> None:
     async def collect() -> list[object]:
         return [event async for event in engine.submit(request(loaded))]
 
@@ -217,7 +217,7 @@ def test_async_iteration(engine, loaded) -> None:  # type: ignore[no-untyped-def
     assert done[0].reason == "length"
 
 
-def test_an_error_ends_only_its_stream(engine, loaded) -> None:  # type: ignore[no-untyped-def]
+def test_an_error_ends_only_its_stream(engine, loaded) -> None:
     good = engine.submit(request(loaded, max_new_tokens=30))
     bad = engine.submit(request(loaded, prompt_ids=[loaded.model.config.vocab_size + 5]))
     bad_tokens, _, bad_done = split(bad.events())
@@ -228,10 +228,10 @@ def test_an_error_ends_only_its_stream(engine, loaded) -> None:  # type: ignore[
     assert split(engine.generate(request(loaded)))[2][0].reason == "length"  # still serving
 
 
-def test_a_model_failure_mid_stream_is_reported(engine, loaded) -> None:  # type: ignore[no-untyped-def]
+def test_a_model_failure_mid_stream_is_reported(engine, loaded) -> None:
     calls = {"n": 0}
 
-    def flaky(module, args):  # type: ignore[no-untyped-def]
+    def flaky(module, args):
         calls["n"] += 1  # every forward pass embeds its tokens first: the third one fails
         if calls["n"] == 3:
             raise RuntimeError("boom")
@@ -246,7 +246,7 @@ def test_a_model_failure_mid_stream_is_reported(engine, loaded) -> None:  # type
     assert "boom" in (done[0].error or "")
 
 
-def test_text_is_held_back_until_a_character_is_complete(engine, loaded) -> None:  # type: ignore[no-untyped-def]
+def test_text_is_held_back_until_a_character_is_complete(engine, loaded) -> None:
     # "é" is two bytes; the tiny byte-level tokenizer has a token for each byte.
     ids = loaded.tokenizer.encode("é")
     assert len(ids) == 2
@@ -257,7 +257,7 @@ def test_text_is_held_back_until_a_character_is_complete(engine, loaded) -> None
     assert detokenizer.delta() == "é"
 
 
-def test_incremental_text_equals_decoding_the_whole_answer(loaded) -> None:  # type: ignore[no-untyped-def]
+def test_incremental_text_equals_decoding_the_whole_answer(loaded) -> None:
     # Random ids split characters, run spaces together and mix special tokens: the window scheme must
     # still give exactly what decoding everything at once gives, and hold back a stop sequence's start.
     ids = torch.randint(0, loaded.tokenizer.vocab_size, (300,), generator=torch.Generator().manual_seed(3))
@@ -293,7 +293,7 @@ def test_requests_are_validated() -> None:
 
 
 @pytest.mark.integration
-def test_real_model_answers_paris(real_model_store) -> None:  # type: ignore[no-untyped-def]
+def test_real_model_answers_paris(real_model_store) -> None:
     from llmcore.pulls import DEFAULT_MODEL
 
     real = load_model(real_model_store, DEFAULT_MODEL, device="cpu")
@@ -313,7 +313,7 @@ def test_real_model_answers_paris(real_model_store) -> None:  # type: ignore[no-
     assert stats[0].provenance["model"] == DEFAULT_MODEL
 
 
-def in_thread(fn):  # type: ignore[no-untyped-def]
+def in_thread(fn):
     """fn() run in a new thread (threads take PyTorch's thread count when they first touch it)."""
     import threading
 
@@ -342,7 +342,7 @@ def test_an_engine_thread_takes_its_own_thread_count_and_leaves_others_theirs() 
         torch.set_num_threads(before)
 
 
-def test_the_engine_decodes_at_its_thread_count_and_prefills_long_prompts_wider(loaded, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_engine_decodes_at_its_thread_count_and_prefills_long_prompts_wider(loaded, monkeypatch) -> None:
     from llmcore.engine import runner
 
     # The tiny model's context (256) is below the default threshold: a lower one shows the mechanism.
@@ -356,7 +356,7 @@ def test_the_engine_decodes_at_its_thread_count_and_prefills_long_prompts_wider(
         with Engine(loaded, threads=1) as engine:
             seen: list[tuple[int, int]] = []  # (tokens in, threads) per forward pass
 
-            def counting(module, args):  # type: ignore[no-untyped-def]
+            def counting(module, args):
                 seen.append((args[0].shape[1], torch.get_num_threads()))  # each pass embeds its ids first
 
             engine.model.get_input_embeddings().register_forward_pre_hook(counting)

@@ -29,11 +29,11 @@ RANDOM = SamplingConfig(temperature=1.0, top_k=40)
 
 
 @pytest.fixture
-def loaded(store, tiny_model):  # type: ignore[no-untyped-def]
+def loaded(store, tiny_model):
     return load_model(store, "tiny-llama", device="cpu")
 
 
-def ids(loaded, text: str) -> list[int]:  # type: ignore[no-untyped-def]
+def ids(loaded, text: str) -> list[int]:
     return list(loaded.tokenizer.encode(text))
 
 
@@ -53,7 +53,7 @@ def texts(n: int) -> list[str]:
     ]
 
 
-def test_eight_requests_batched_give_their_solo_tokens(loaded) -> None:  # type: ignore[no-untyped-def]
+def test_eight_requests_batched_give_their_solo_tokens(loaded) -> None:
     requests = [
         GenerationRequest(
             prompt_ids=ids(loaded, t),
@@ -77,7 +77,7 @@ def test_eight_requests_batched_give_their_solo_tokens(loaded) -> None:  # type:
     assert sum(len(a) for a in solo) > 3 * (passes - sum(len(a) + 1 for a in solo))
 
 
-def test_a_request_joins_running_streams_and_finished_ones_leave(loaded) -> None:  # type: ignore[no-untyped-def]
+def test_a_request_joins_running_streams_and_finished_ones_leave(loaded) -> None:
     with Engine(loaded) as engine:
         long = engine.submit(
             GenerationRequest(prompt_ids=[5, 6, 7], max_new_tokens=120, ignore_stop_tokens=True)
@@ -101,7 +101,7 @@ def test_a_request_joins_running_streams_and_finished_ones_leave(loaded) -> None
     assert sizes[-1] == 1
 
 
-def test_a_failing_and_a_cancelled_stream_leave_the_others_untouched(loaded) -> None:  # type: ignore[no-untyped-def]
+def test_a_failing_and_a_cancelled_stream_leave_the_others_untouched(loaded) -> None:
     good = GenerationRequest(prompt_ids=ids(loaded, "hello"), sampling=RANDOM, seed=3, max_new_tokens=30,
                              ignore_stop_tokens=True)  # fmt: skip
     with Engine(loaded) as engine:
@@ -124,7 +124,7 @@ def test_a_failing_and_a_cancelled_stream_leave_the_others_untouched(loaded) -> 
     assert engine.runner.cache.allocated_bytes == 0
 
 
-def test_a_full_engine_queues_in_order_and_says_how_many_are_ahead(loaded) -> None:  # type: ignore[no-untyped-def]
+def test_a_full_engine_queues_in_order_and_says_how_many_are_ahead(loaded) -> None:
     limits = EngineLimits(max_sequences=2)
     request = GenerationRequest(prompt_ids=[3, 4, 5], max_new_tokens=40, ignore_stop_tokens=True)
     with Engine(loaded, limits=limits) as engine:
@@ -145,7 +145,7 @@ def test_a_full_engine_queues_in_order_and_says_how_many_are_ahead(loaded) -> No
     assert stats[4].queued_s > stats[0].queued_s
 
 
-def test_the_kv_budget_is_explicit(loaded) -> None:  # type: ignore[no-untyped-def]
+def test_the_kv_budget_is_explicit(loaded) -> None:
     token_bytes = KVShape.of(loaded.model.config, torch.float32).token_bytes
     mb = 100 * token_bytes / 2**20  # room for 100 positions
     with Engine(loaded, limits=EngineLimits(kv_cache_mb=mb)) as engine:
@@ -165,7 +165,7 @@ def test_the_kv_budget_is_explicit(loaded) -> None:  # type: ignore[no-untyped-d
     assert last.reason == "length"
 
 
-def test_a_long_prompt_is_prefilled_in_chunks_while_a_stream_flows(loaded) -> None:  # type: ignore[no-untyped-def]
+def test_a_long_prompt_is_prefilled_in_chunks_while_a_stream_flows(loaded) -> None:
     limits = EngineLimits(prefill_chunk=16, prefix_cache_mb=0)
     long_prompt = (ids(loaded, "a long prompt about many things ") * 10)[:150]
     request = GenerationRequest(
@@ -186,7 +186,7 @@ def test_a_long_prompt_is_prefilled_in_chunks_while_a_stream_flows(loaded) -> No
 
 
 # --- the prefix cache ---
-def test_prefix_cache_reuses_a_shared_prefix_and_changes_nothing(loaded) -> None:  # type: ignore[no-untyped-def]
+def test_prefix_cache_reuses_a_shared_prefix_and_changes_nothing(loaded) -> None:
     system = ids(loaded, "You are a helpful assistant who answers in one line. " * 3)
     questions = [ids(loaded, q) for q in ("What is a cat?", "Why is the sky blue?", "Name a prime.")]
     requests = [
@@ -212,7 +212,7 @@ def test_prefix_cache_reuses_a_shared_prefix_and_changes_nothing(loaded) -> None
     assert prefix.blocks > 0
 
 
-def test_the_next_turn_reuses_the_previous_answer(loaded) -> None:  # type: ignore[no-untyped-def]
+def test_the_next_turn_reuses_the_previous_answer(loaded) -> None:
     first = ids(loaded, "user: tell me a story about a fox\nassistant:")
     with Engine(loaded) as engine:
         tokens, _, _ = run(
@@ -229,7 +229,7 @@ def test_the_next_turn_reuses_the_previous_answer(loaded) -> None:  # type: igno
     assert fresh.cached_prompt_tokens == 0
 
 
-def test_prefix_blocks_are_evicted_least_recently_used_leaves_first(loaded) -> None:  # type: ignore[no-untyped-def]
+def test_prefix_blocks_are_evicted_least_recently_used_leaves_first(loaded) -> None:
     shape = KVShape.of(loaded.model.config, torch.float32)
     cache = SlotCache(shape, torch.device("cpu"))
     cache.reserve(1, 64)
@@ -265,7 +265,7 @@ def test_prompt_lookup_continues_an_earlier_occurrence() -> None:
     assert prompt_lookup([5, 6, 7, 5], 2, 3, min_ngram=2) == []  # auto's rule: no lone-token matches
 
 
-def test_greedy_speculative_output_equals_plain_greedy(loaded) -> None:  # type: ignore[no-untyped-def]
+def test_greedy_speculative_output_equals_plain_greedy(loaded) -> None:
     text = ids(loaded, "the cat sat on the mat and the cat sat on the hat and the cat ")
     plain = GenerationRequest(prompt_ids=text, sampling=GREEDY, max_new_tokens=40, ignore_stop_tokens=True)
     spec = GenerationRequest(
@@ -281,7 +281,7 @@ def test_greedy_speculative_output_equals_plain_greedy(loaded) -> None:  # type:
     assert stats.speculative["accepted"] == sum(t.speculative for t in got)
 
 
-def test_draft_model_speculation_is_exact_and_a_foreign_tokenizer_is_refused(loaded, store) -> None:  # type: ignore[no-untyped-def]
+def test_draft_model_speculation_is_exact_and_a_foreign_tokenizer_is_refused(loaded, store) -> None:
     text = ids(loaded, "once upon a time there was a")
     plain = GenerationRequest(prompt_ids=text, sampling=GREEDY, max_new_tokens=30, ignore_stop_tokens=True)
     spec = GenerationRequest(
@@ -321,7 +321,7 @@ def test_verification_samples_exactly_the_models_distribution() -> None:
         assert abs(lookup_counts[token] / draws - float(p[token])) < 5 * se, (token, lookup_counts)
 
 
-def test_auto_speculation_stops_proposing_when_it_does_not_pay(loaded) -> None:  # type: ignore[no-untyped-def]
+def test_auto_speculation_stops_proposing_when_it_does_not_pay(loaded) -> None:
     # Random weights on random text: prompt lookup's guesses are almost never kept, so auto backs off.
     request = GenerationRequest(
         prompt_ids=ids(loaded, "abcabcabcabc xyz"), sampling=RANDOM, seed=5, max_new_tokens=120,
@@ -333,11 +333,11 @@ def test_auto_speculation_stops_proposing_when_it_does_not_pay(loaded) -> None: 
     assert stats.speculative["skipped_steps"] > stats.speculative["verify_passes"]
 
 
-def test_engine_metrics_count_what_runs(loaded) -> None:  # type: ignore[no-untyped-def]
+def test_engine_metrics_count_what_runs(loaded) -> None:
     numbers: dict[str, Any] = {}
     with Engine(loaded) as engine:
 
-        def during_a_pass(module, args):  # type: ignore[no-untyped-def]
+        def during_a_pass(module, args):
             # runs in the engine's thread, in the middle of a step: the sequence is certainly running
             if not numbers and engine.scheduler.totals["generated_tokens"] >= 5:
                 numbers.update(engine.scheduler.metrics())
@@ -355,7 +355,7 @@ def test_engine_metrics_count_what_runs(loaded) -> None:  # type: ignore[no-unty
     assert after["prefix_cache"]["blocks"] > 0
 
 
-def test_prompts_that_arrive_together_are_prefilled_in_one_pass(loaded) -> None:  # type: ignore[no-untyped-def]
+def test_prompts_that_arrive_together_are_prefilled_in_one_pass(loaded) -> None:
     from llmcore.engine.sequence import Job
     from llmcore.engine.stream import GenerationStream
 
@@ -380,7 +380,7 @@ def test_prompts_that_arrive_together_are_prefilled_in_one_pass(loaded) -> None:
         assert [e.id for e in stream.events() if isinstance(e, TokenEvent)] == alone
 
 
-def test_a_request_cancelled_while_waiting_leaves_the_line(loaded) -> None:  # type: ignore[no-untyped-def]
+def test_a_request_cancelled_while_waiting_leaves_the_line(loaded) -> None:
     from llmcore.engine.sequence import Job
     from llmcore.engine.stream import GenerationStream
 
@@ -404,7 +404,7 @@ def test_a_request_cancelled_while_waiting_leaves_the_line(loaded) -> None:  # t
     assert [e for e in events[2] if isinstance(e, DoneEvent)][0].reason == "length"
 
 
-def test_a_late_starting_row_beside_a_long_chunk_is_prefilled_right(loaded) -> None:  # type: ignore[no-untyped-def]
+def test_a_late_starting_row_beside_a_long_chunk_is_prefilled_right(loaded) -> None:
     # B's first 32 tokens come from the prefix cache, so its chunk starts at 32; padded to C's 40-token
     # chunk its positions run past the cache's capacity (about 44): found by 20 chats at once on Redis.
     from llmcore.engine.sequence import Job

@@ -20,15 +20,15 @@ RANDOM = SamplingConfig(temperature=1.0)
 
 
 @pytest.fixture
-def loaded(store, tiny_model):  # type: ignore[no-untyped-def]
+def loaded(store, tiny_model):
     return load_model(store, "tiny-llama", device="cpu")
 
 
-def prompt(loaded, text: str) -> list[int]:  # type: ignore[no-untyped-def]
+def prompt(loaded, text: str) -> list[int]:
     return list(loaded.tokenizer.encode(text))
 
 
-def reference(loaded, ids: list[int], beams: int, new: int, eos: list[int] | None, penalty: float = 1.0):  # type: ignore[no-untyped-def]
+def reference(loaded, ids: list[int], beams: int, new: int, eos: list[int] | None, penalty: float = 1.0):
     """transformers' beam search: the generated tokens, up to (not with) the first end token."""
     x = torch.tensor([ids])
     out = loaded.model.generate(
@@ -47,7 +47,7 @@ def reference(loaded, ids: list[int], beams: int, new: int, eos: list[int] | Non
     return out, False
 
 
-def beam_request(ids: list[int], beams: int, new: int, **kw) -> GenerationRequest:  # type: ignore[no-untyped-def]
+def beam_request(ids: list[int], beams: int, new: int, **kw) -> GenerationRequest:
     kw.setdefault("ignore_stop_tokens", False)
     kw.setdefault("sampling", GREEDY)
     return GenerationRequest(prompt_ids=ids, max_new_tokens=new, num_beams=beams, **kw)
@@ -57,7 +57,7 @@ def beam_request(ids: list[int], beams: int, new: int, **kw) -> GenerationReques
     ("length_penalty", "early_stopping"),
     [(1.0, False), (0.5, False), (2.0, "never"), (1.0, True), (-1.0, False)],
 )
-def test_beams_with_end_tokens_equal_transformers(loaded, length_penalty, early_stopping) -> None:  # type: ignore[no-untyped-def]
+def test_beams_with_end_tokens_equal_transformers(loaded, length_penalty, early_stopping) -> None:
     loaded.model.generation_config.length_penalty = length_penalty
     loaded.model.generation_config.early_stopping = early_stopping
     checked = ended = 0
@@ -79,7 +79,7 @@ def test_beams_with_end_tokens_equal_transformers(loaded, length_penalty, early_
         assert ended >= 3
 
 
-def test_beams_with_a_repetition_penalty_equal_transformers(loaded) -> None:  # type: ignore[no-untyped-def]
+def test_beams_with_a_repetition_penalty_equal_transformers(loaded) -> None:
     ids = prompt(loaded, "la la la la la")
     want, _ = reference(loaded, ids, 4, 12, None, penalty=1.8)
     plain, _ = reference(loaded, ids, 4, 12, None)
@@ -99,7 +99,7 @@ def test_beams_with_a_repetition_penalty_equal_transformers(loaded) -> None:  # 
     assert [t.id for t in tokens] == want
 
 
-def test_beams_share_the_decode_pass_with_other_streams(loaded) -> None:  # type: ignore[no-untyped-def]
+def test_beams_share_the_decode_pass_with_other_streams(loaded) -> None:
     ids = prompt(loaded, "The cat sat")
     want, _ = reference(loaded, ids, 3, 16, None)
     with Engine(loaded) as engine:
@@ -125,7 +125,7 @@ def test_beams_share_the_decode_pass_with_other_streams(loaded) -> None:  # type
     assert passes < 2 * 40 + 16 + 10
 
 
-def test_a_cancelled_beam_search_stops_at_once(loaded) -> None:  # type: ignore[no-untyped-def]
+def test_a_cancelled_beam_search_stops_at_once(loaded) -> None:
     ids = prompt(loaded, "Hello world")
     with Engine(loaded) as engine:
         stream = engine.submit(beam_request(ids, 3, 200, ignore_stop_tokens=True))
@@ -140,7 +140,7 @@ def test_a_cancelled_beam_search_stops_at_once(loaded) -> None:  # type: ignore[
     assert done[0].reason == "length"
 
 
-def test_beam_answer_uses_the_prefix_cache_and_records_probabilities(loaded) -> None:  # type: ignore[no-untyped-def]
+def test_beam_answer_uses_the_prefix_cache_and_records_probabilities(loaded) -> None:
     ids = prompt(loaded, "a b c d e f g h i j k l m n o p q r s t u v w x y z " * 2)
     with Engine(loaded) as engine:
         first = split(engine.generate(beam_request(ids, 2, 8, ignore_stop_tokens=True)))

@@ -14,13 +14,13 @@ from tests.llmcore.test_packed import snap_layers
 
 
 @pytest.fixture
-def snapped(store, tiny_model):  # type: ignore[no-untyped-def]
+def snapped(store, tiny_model):
     loaded = load_model(store, "tiny-llama", device="cpu")
     assert snap_layers(loaded.model) == 14
     return loaded
 
 
-def test_fused_groups_give_the_packed_layers_numbers(snapped) -> None:  # type: ignore[no-untyped-def]
+def test_fused_groups_give_the_packed_layers_numbers(snapped) -> None:
     fast, info = pack_for_decode(snapped.model, "auto")
     assert info.kind != "float"
     tokens = torch.tensor([snapped.tokenizer.encode("Fused products must not change a thing.")])
@@ -39,7 +39,7 @@ def test_fused_groups_give_the_packed_layers_numbers(snapped) -> None:  # type: 
     torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
 
 
-def test_the_engine_fuses_its_packed_copy_and_not_the_loaded_model(snapped) -> None:  # type: ignore[no-untyped-def]
+def test_the_engine_fuses_its_packed_copy_and_not_the_loaded_model(snapped) -> None:
     request = GenerationRequest(
         prompt_ids=snapped.tokenizer.encode("once upon a time"),
         sampling=SamplingConfig(temperature=0),
@@ -62,7 +62,7 @@ def test_the_engine_fuses_its_packed_copy_and_not_the_loaded_model(snapped) -> N
 
 
 @pytest.mark.parametrize("packed", ["auto", "off"])
-def test_the_lean_forward_gives_transformers_logits(snapped, packed) -> None:  # type: ignore[no-untyped-def]
+def test_the_lean_forward_gives_transformers_logits(snapped, packed) -> None:
     from llmcore.engine.runner import ModelRunner
 
     lean = ModelRunner(snapped, packed_decode=packed)
@@ -85,7 +85,7 @@ def test_the_lean_forward_gives_transformers_logits(snapped, packed) -> None:  #
 
 def test_eager_attention_and_other_shapes_use_transformers_forward(
     store, tiny_model, tiny_gemma3_dir
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     from llmcore.engine.runner import ModelRunner
 
     loaded = load_model(store, "tiny-llama", device="cpu")
@@ -102,7 +102,7 @@ def test_eager_attention_and_other_shapes_use_transformers_forward(
     assert runner.describe()["forward"] == "transformers"
 
 
-def test_a_prompt_split_in_two_passes_gives_what_one_pass_gave(snapped) -> None:  # type: ignore[no-untyped-def]
+def test_a_prompt_split_in_two_passes_gives_what_one_pass_gave(snapped) -> None:
     """A prefix-cache hit computes only a prompt's tail, often under DENSE_ROWS tokens: prompt passes use
     the bfloat16 copies whatever their size, so the tail's logits equal the whole pass's (a replay with
     the same seed repeats its answer). A decode-sized pass of the same tail runs the int4 kernel."""
@@ -121,7 +121,7 @@ def test_a_prompt_split_in_two_passes_gives_what_one_pass_gave(snapped) -> None:
     assert not torch.equal(kernel, whole)
 
 
-def test_the_runner_measures_whether_a_split_prompt_repeats_the_whole_pass(snapped) -> None:  # type: ignore[no-untyped-def]
+def test_the_runner_measures_whether_a_split_prompt_repeats_the_whole_pass(snapped) -> None:
     """The probe a replay's report relies on: prompt passes (bfloat16 copies) are split-invariant here,
     and the same probe tells when they are not (a tail of 8 rows computed as a decode pass takes the
     int4 kernel, which rounds differently)."""

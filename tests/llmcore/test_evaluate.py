@@ -13,11 +13,11 @@ from llmcore.store import ModelStore
 
 
 @pytest.fixture
-def tiny(store: ModelStore, tiny_model):  # type: ignore[no-untyped-def]
+def tiny(store: ModelStore, tiny_model):
     return load_model(store, "tiny-llama", device="cpu")
 
 
-def _direct_loss(loaded, text: str) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+def _direct_loss(loaded, text: str) -> tuple[float, int]:
     ids = loaded.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
     ids = torch.cat([torch.tensor([loaded.tokenizer.bos_token_id]), ids])
     with torch.no_grad():
@@ -25,7 +25,7 @@ def _direct_loss(loaded, text: str) -> tuple[float, int]:  # type: ignore[no-unt
     return float(torch.nn.functional.cross_entropy(logits[:-1], ids[1:])), len(ids) - 1
 
 
-def test_perplexity_of_a_short_text_equals_one_forward_pass(tiny) -> None:  # type: ignore[no-untyped-def]
+def test_perplexity_of_a_short_text_equals_one_forward_pass(tiny) -> None:
     text = "The quick brown fox jumps over the lazy dog. Hello world!"
     result = evaluate.perplexity(tiny, text)
     loss, tokens = _direct_loss(tiny, text)
@@ -34,7 +34,7 @@ def test_perplexity_of_a_short_text_equals_one_forward_pass(tiny) -> None:  # ty
     assert result["perplexity"] == pytest.approx(math.exp(loss), rel=1e-4)
 
 
-def test_sliding_windows_score_every_token_once_within_the_context(tiny) -> None:  # type: ignore[no-untyped-def]
+def test_sliding_windows_score_every_token_once_within_the_context(tiny) -> None:
     text = evaluate.heldout_text()
     context = tiny.context_length  # 256 for the tiny model
     whole = evaluate.perplexity(tiny, text, max_tokens=1000)
@@ -47,14 +47,14 @@ def test_sliding_windows_score_every_token_once_within_the_context(tiny) -> None
     assert small["loss"] != pytest.approx(whole["loss"], rel=1e-9)
 
 
-def test_perplexity_refuses_bad_windows(tiny) -> None:  # type: ignore[no-untyped-def]
+def test_perplexity_refuses_bad_windows(tiny) -> None:
     with pytest.raises(ValueError, match="stride"):
         evaluate.perplexity(tiny, "hello world", window=16, stride=32)
     with pytest.raises(ValueError, match="max_tokens"):
         evaluate.perplexity(tiny, "hello world", max_tokens=1)
 
 
-def test_a_model_agrees_with_itself_and_not_with_a_perturbed_copy(tiny) -> None:  # type: ignore[no-untyped-def]
+def test_a_model_agrees_with_itself_and_not_with_a_perturbed_copy(tiny) -> None:
     same = evaluate.next_token_agreement(tiny, tiny)
     assert same["top1_agreement"] == 1.0
     assert same["mean_kl"] == pytest.approx(0.0, abs=1e-6)
@@ -70,7 +70,7 @@ def test_a_model_agrees_with_itself_and_not_with_a_perturbed_copy(tiny) -> None:
     assert moved["mean_kl"] > 0.01
 
 
-def test_agreement_refuses_models_with_different_tokenizers(tiny) -> None:  # type: ignore[no-untyped-def]
+def test_agreement_refuses_models_with_different_tokenizers(tiny) -> None:
     other = copy.copy(tiny)
     other.tokenizer = copy.deepcopy(tiny.tokenizer)
     other.tokenizer.add_tokens(["<extra-token>"])

@@ -13,7 +13,7 @@ from llmcore.loading import LoadedModel, load_model
 
 
 @pytest.fixture
-def loaded(store, tiny_model) -> LoadedModel:  # type: ignore[no-untyped-def]
+def loaded(store, tiny_model) -> LoadedModel:
     return load_model(store, "tiny-llama", device="cpu")
 
 
@@ -22,11 +22,11 @@ def recording() -> tuple[JobContext, list[Update]]:
     return JobContext(on_update=updates.append), updates
 
 
-def chart(result: dict, chart_id: str) -> dict:  # type: ignore[type-arg]
+def chart(result: dict, chart_id: str) -> dict:
     return next(c for c in result["charts"] if c["id"] == chart_id)
 
 
-def points(result: dict, chart_id: str, name: str) -> list[list[float]]:  # type: ignore[type-arg]
+def points(result: dict, chart_id: str, name: str) -> list[list[float]]:
     return next(s["points"] for s in chart(result, chart_id)["series"] if s["name"] == name)
 
 
@@ -72,7 +72,7 @@ def test_a_conversation_is_cut_to_fit_the_models_context(loaded: LoadedModel) ->
 
 def test_speculative_reports_acceptance_and_speedup_per_proposer_and_keeps_greedy_output(
     loaded: LoadedModel, store
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     config = config_for(
         "speculative", {"draft_lengths": [1, 4], "new_tokens": 32, "draft_model": "tiny-llama"}
     )
@@ -114,7 +114,7 @@ def test_attention_times_each_available_backend_and_skips_the_others(loaded: Loa
         run_experiment(loaded, config_for("attention", {"lengths": [256]}))
 
 
-def test_quality_reads_the_verify_reports_of_quantized_children(store, tiny_model, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_quality_reads_the_verify_reports_of_quantized_children(store, tiny_model, tmp_path) -> None:
     from llmcore import quantize
 
     out = tmp_path / "bf16"
@@ -151,7 +151,7 @@ def test_quality_reads_the_verify_reports_of_quantized_children(store, tiny_mode
         ("nonsense", {}, "kind"),
     ],
 )
-def test_parameters_out_of_bounds_are_refused_naming_the_field(kind: str, params: dict, field: str) -> None:  # type: ignore[type-arg]
+def test_parameters_out_of_bounds_are_refused_naming_the_field(kind: str, params: dict, field: str) -> None:
     with pytest.raises(ExperimentError) as caught:
         config_for(kind, params)
     assert caught.value.field == field

@@ -66,7 +66,7 @@ def config(method: str, base_dir: Path, **overrides: object) -> FinetuneConfig:
     if method == "distill":
         values.update(teacher_dir=base_dir, student_layers=1)
     values.update(overrides)
-    return FinetuneConfig(**values)  # type: ignore[arg-type]
+    return FinetuneConfig(**values)
 
 
 def losses(updates: list[Update]) -> list[float]:

@@ -15,7 +15,7 @@ FP16_ROW_TOLERANCE = 2e-3  # a row of float16 values sums to 1 within a few floa
 
 
 @pytest.fixture
-def llama(store, tiny_model) -> LoadedModel:  # type: ignore[no-untyped-def]
+def llama(store, tiny_model) -> LoadedModel:
     return load_model(store, "tiny-llama", device="cpu")
 
 
@@ -89,7 +89,7 @@ def test_a_step_reads_the_prompt_and_the_tokens_before_it() -> None:
 
 
 @pytest.mark.integration
-def test_the_default_model_gives_30_layers_of_9_heads(real_model_store) -> None:  # type: ignore[no-untyped-def]
+def test_the_default_model_gives_30_layers_of_9_heads(real_model_store) -> None:
     from llmcore.pulls import DEFAULT_MODEL
 
     loaded = load_model(real_model_store, DEFAULT_MODEL, device="cpu")

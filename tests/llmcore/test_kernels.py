@@ -24,7 +24,7 @@ TEXT = "Attention lets every token look at the tokens that came before. Hello wo
 
 
 @pytest.fixture
-def loaded(store, tiny_model) -> LoadedModel:  # type: ignore[no-untyped-def]
+def loaded(store, tiny_model) -> LoadedModel:
     return load_model(store, "tiny-llama", device="cpu")
 
 

@@ -44,22 +44,22 @@ def snap_layers(model: nn.Module, only: str = "") -> int:
 
 
 @pytest.fixture
-def loaded(store, tiny_model):  # type: ignore[no-untyped-def]
+def loaded(store, tiny_model):
     return load_model(store, "tiny-llama", device="cpu")
 
 
 @pytest.fixture
-def snapped(loaded):  # type: ignore[no-untyped-def]
+def snapped(loaded):
     """The tiny model with every decoder linear layer on a 4-bit grid, as if imported from a Q4_1 GGUF."""
     assert snap_layers(loaded.model) == 14  # 2 layers x (q, k, v, o, gate, up, down)
     return loaded
 
 
-def ids(loaded, text: str = "Hello world, this is a test of packed weights.") -> torch.Tensor:  # type: ignore[no-untyped-def]
+def ids(loaded, text: str = "Hello world, this is a test of packed weights.") -> torch.Tensor:
     return torch.tensor([loaded.tokenizer.encode(text)])
 
 
-def logits(model, tokens: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def]
+def logits(model, tokens: torch.Tensor) -> torch.Tensor:
     with torch.inference_mode():
         return model(tokens).logits[0].float()
 
@@ -149,7 +149,7 @@ def test_float16_head_falls_back_to_float32_when_it_overflows() -> None:
     torch.testing.assert_close(out, head(huge))
 
 
-def test_pack_for_decode_packs_a_4bit_model_and_leaves_the_loaded_one_alone(snapped) -> None:  # type: ignore[no-untyped-def]
+def test_pack_for_decode_packs_a_4bit_model_and_leaves_the_loaded_one_alone(snapped) -> None:
     tokens = ids(snapped)
     before = logits(snapped.model, tokens)
     fast, info = pack_for_decode(snapped.model)
@@ -181,7 +181,7 @@ def test_pack_for_decode_packs_a_4bit_model_and_leaves_the_loaded_one_alone(snap
     assert not torch.equal(after, before)
 
 
-def test_only_layers_on_a_grid_are_packed(loaded) -> None:  # type: ignore[no-untyped-def]
+def test_only_layers_on_a_grid_are_packed(loaded) -> None:
     assert snap_layers(loaded.model, only=".mlp.") == 6
     fast, info = pack_for_decode(loaded.model)
     assert (info.kind, info.packed_layers, info.linear_layers) == ("int4-packed", 6, 14)
@@ -192,7 +192,7 @@ def test_only_layers_on_a_grid_are_packed(loaded) -> None:  # type: ignore[no-un
     assert layer.self_attn.v_proj.weight is loaded.model.model.layers[1].self_attn.v_proj.weight
 
 
-def test_models_that_are_not_packed_are_returned_as_they_are(loaded) -> None:  # type: ignore[no-untyped-def]
+def test_models_that_are_not_packed_are_returned_as_they_are(loaded) -> None:
     fast, info = pack_for_decode(loaded.model)  # random float weights: no grid
     assert fast is loaded.model
     assert info.kind == "float"
@@ -212,7 +212,7 @@ def test_models_that_are_not_packed_are_returned_as_they_are(loaded) -> None:  #
         pack_for_decode(loaded.model, "fast")
 
 
-def test_engine_runs_the_packed_copy_and_says_so(snapped) -> None:  # type: ignore[no-untyped-def]
+def test_engine_runs_the_packed_copy_and_says_so(snapped) -> None:
     prompt = list(snapped.tokenizer.encode("Hello world"))
     request = GenerationRequest(
         prompt_ids=prompt, sampling=SamplingConfig(temperature=0), max_new_tokens=6, ignore_stop_tokens=True
@@ -237,7 +237,7 @@ def test_engine_runs_the_packed_copy_and_says_so(snapped) -> None:  # type: igno
 
 
 @pytest.mark.integration
-def test_the_default_model_is_packed_whole_and_predicts_as_float32_does(real_model_store) -> None:  # type: ignore[no-untyped-def]
+def test_the_default_model_is_packed_whole_and_predicts_as_float32_does(real_model_store) -> None:
     from llmcore.evaluate import heldout_text, next_token_agreement, perplexity
     from llmcore.pulls import DEFAULT_MODEL
 

@@ -48,16 +48,16 @@ def quantized_child(
 def logits(model: nn.Module, loaded: LoadedModel) -> torch.Tensor:
     tokens = torch.tensor([loaded.tokenizer.encode(TEXT)])
     with torch.inference_mode():
-        return model(tokens).logits[0].float()  # type: ignore[operator]
+        return model(tokens).logits[0].float()
 
 
 @pytest.fixture(params=list(CHILDREN))
-def method(request) -> str:  # type: ignore[no-untyped-def]
+def method(request) -> str:
     return str(request.param)
 
 
 @pytest.fixture
-def child(method: str, store, tiny_model, tiny_model_dir: Path, tmp_path: Path) -> LoadedModel:  # type: ignore[no-untyped-def]
+def child(method: str, store, tiny_model, tiny_model_dir: Path, tmp_path: Path) -> LoadedModel:
     return quantized_child(store, tiny_model_dir, tmp_path / "out", method)
 
 
@@ -125,7 +125,7 @@ def test_int8_codes_are_read_in_place_not_copied(
 
 def test_a_kernel_that_disagrees_leaves_the_child_as_it_is(
     store: ModelStore, tiny_model, tiny_model_dir: Path, tmp_path: Path, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     child = quantized_child(store, tiny_model_dir, tmp_path / "out", "int8_weight")
     real = PackedInt8Linear.forward
     monkeypatch.setattr(PackedInt8Linear, "forward", lambda self, x: 1.1 * real(self, x))  # 10 % off

@@ -26,7 +26,7 @@ from tests.conftest import TINY_NAME, build_tiny_gemma3, require
 PROMPTS = ["Hello world! How are you", "The quick brown fox"]
 
 
-def _quantize(source: Path, out: Path, method: str, **kwargs) -> tuple:  # type: ignore[no-untyped-def]
+def _quantize(source: Path, out: Path, method: str, **kwargs) -> tuple:
     updates: list[Update] = []
     result = run_quantize(source, out, QuantizeConfig(method, **kwargs), JobContext(on_update=updates.append))
     return result, updates

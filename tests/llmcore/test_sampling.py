@@ -98,7 +98,7 @@ def test_bad_settings_are_refused() -> None:
         {"order": ("top_k", "top_k", "top_p", "min_p")},
     ]:
         with pytest.raises(ValueError):
-            SamplingConfig(**bad)  # type: ignore[arg-type]
+            SamplingConfig(**bad)
 
 
 def test_a_fixed_seed_draws_the_same_tokens() -> None:

@@ -25,7 +25,7 @@ CORPUS = [
 
 
 @pytest.fixture
-def tiny_tokenizer(store: ModelStore, tiny_model):  # type: ignore[no-untyped-def]
+def tiny_tokenizer(store: ModelStore, tiny_model):
     return core.load_pretrained_tokenizer(store.path("tiny-llama"))
 
 
@@ -45,14 +45,14 @@ def byte_fallback_tokenizer() -> Tokenizer:
 
 
 # --- showing pieces -------------------------------------------------------------------------------
-def test_spaces_tabs_and_newlines_are_made_visible(tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_spaces_tabs_and_newlines_are_made_visible(tiny_tokenizer) -> None:
     result = core.tokenize(tiny_tokenizer, "a  b\tc\nd")
     shown = "".join(t.display for t in result.tokens)
     assert shown == "a··b→c↵d"
     assert {p.kind for t in result.tokens for p in t.pieces} == {"text", "space"}
 
 
-def test_byte_level_stand_ins_are_decoded_and_split_characters_show_their_bytes(tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_byte_level_stand_ins_are_decoded_and_split_characters_show_their_bytes(tiny_tokenizer) -> None:
     result = core.tokenize(tiny_tokenizer, " 👋")
     assert result.tokens[0].text.startswith("Ġ")  # the vocabulary's stand-in for a space
     assert result.tokens[0].display.startswith("·")
@@ -80,14 +80,14 @@ def test_control_and_invisible_characters_are_named() -> None:
     assert core.pieces_of_text("\u0301") == [core.Piece("text", "◌\u0301")]  # a lone accent gets a circle
 
 
-def test_special_tokens_in_the_text_are_flagged_when_parsing_is_asked_for(tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_special_tokens_in_the_text_are_flagged_when_parsing_is_asked_for(tiny_tokenizer) -> None:
     result = core.tokenize(tiny_tokenizer, "<|im_start|>hi", parse_special=True)
     first = result.tokens[0]
     assert (first.text, first.special, first.display) == ("<|im_start|>", True, "<|im_start|>")
     assert not any(t.special for t in result.tokens[1:])
 
 
-def test_special_token_text_stays_text_by_default(tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_special_token_text_stays_text_by_default(tiny_tokenizer) -> None:
     result = core.tokenize(tiny_tokenizer, "<|im_start|>hi")
     assert not any(t.special for t in result.tokens)
     assert len(result.tokens) > 2
@@ -95,7 +95,7 @@ def test_special_token_text_stays_text_by_default(tiny_tokenizer) -> None:  # ty
     assert result.round_trip_exact
 
 
-def test_counts_are_tokens_characters_and_utf8_bytes(tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_counts_are_tokens_characters_and_utf8_bytes(tiny_tokenizer) -> None:
     result = core.tokenize(tiny_tokenizer, "héllo 👋")
     assert (result.counts.characters, result.counts.bytes) == (7, 11)
     assert result.counts.tokens == len(result.tokens) == len(result.ids)
@@ -103,7 +103,7 @@ def test_counts_are_tokens_characters_and_utf8_bytes(tiny_tokenizer) -> None:  #
 
 
 # --- round trips ----------------------------------------------------------------------------------
-def test_the_tiny_tokenizer_gives_tricky_unicode_back_exactly(tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_the_tiny_tokenizer_gives_tricky_unicode_back_exactly(tiny_tokenizer) -> None:
     result = core.tokenize(tiny_tokenizer, TRICKY)
     assert result.decoded == TRICKY
     assert result.round_trip_exact
@@ -116,13 +116,13 @@ def test_a_lowercasing_tokenizer_says_its_round_trip_differs() -> None:
     assert result.decoded == "hello"
 
 
-def test_half_a_surrogate_pair_is_refused_with_a_message(tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_half_a_surrogate_pair_is_refused_with_a_message(tiny_tokenizer) -> None:
     with pytest.raises(core.TokenizeError, match="surrogate"):
         core.tokenize(tiny_tokenizer, "a\ud800b")
 
 
 # --- the pipeline ---------------------------------------------------------------------------------
-def test_the_pipeline_of_a_byte_level_tokenizer_has_no_normalizer(tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_the_pipeline_of_a_byte_level_tokenizer_has_no_normalizer(tiny_tokenizer) -> None:
     steps = core.pipeline(tiny_tokenizer, "Hello world")
     assert (steps.normalizer, steps.normalized) == (None, None)
     assert steps.pre_tokenizer == "ByteLevel"
@@ -152,7 +152,7 @@ def test_a_sentencepiece_style_normalizer_is_described() -> None:
 
 
 # --- embeddings and positions ---------------------------------------------------------------------
-def test_embeddings_are_rows_of_the_input_embedding_table(store: ModelStore, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_embeddings_are_rows_of_the_input_embedding_table(store: ModelStore, tiny_model) -> None:
     from llmcore.loading import load_model
 
     loaded = load_model(store, "tiny-llama", device="cpu")
@@ -196,7 +196,7 @@ def test_rope_per_layer_type_and_no_rope_at_all() -> None:
 
 
 # --- chat templates -------------------------------------------------------------------------------
-def test_the_chat_template_marks_its_special_tokens(tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_the_chat_template_marks_its_special_tokens(tiny_tokenizer) -> None:
     messages = [{"role": "user", "content": "Hi"}]
     chat = core.render_chat(tiny_tokenizer, messages, generation_prompt=True)
     assert chat.text == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"

@@ -5,12 +5,12 @@ from django.test import Client
 
 
 @pytest.fixture
-def user(django_user_model):  # type: ignore[no-untyped-def]
+def user(django_user_model):
     return django_user_model.objects.create_user(username="alice", password="correct horse battery staple")
 
 
 @pytest.fixture
-def client_in(user) -> Client:  # type: ignore[no-untyped-def]
+def client_in(user) -> Client:
     client = Client()
     client.force_login(user)
     return client

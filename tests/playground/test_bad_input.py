@@ -24,13 +24,13 @@ SURROGATE = '"a\\ud800b"'  # the JSON escape of half a surrogate pair, between t
 
 
 @pytest.fixture(autouse=True)
-def fresh_caches(monkeypatch) -> Any:  # type: ignore[no-untyped-def]
+def fresh_caches(monkeypatch) -> Any:
     monkeypatch.setattr(attention_services, "_cache", None)
     yield
     model_cache().clear()
 
 
-def post(client: Client, path: str, body: str, **extra: Any):  # type: ignore[no-untyped-def]
+def post(client: Client, path: str, body: str, **extra: Any):
     return client.post(path, body, content_type="application/json", **extra)
 
 
@@ -48,7 +48,7 @@ def body_for(path: str, text_json: str = '"Hello there"') -> str:
 )
 def test_deeply_nested_json_is_refused_with_a_400(
     client_in: Client, tiny_model, path: str, body: str
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     response = post(client_in, path, body)
     assert response.status_code == 400
     assert response.json() == {"error": "The JSON nests more than 64 levels deep; flatten it.", "fields": {}}
@@ -58,7 +58,7 @@ def test_deeply_nested_json_is_refused_with_a_400(
 @pytest.mark.parametrize("path", APIS)
 def test_a_lone_surrogate_in_the_text_is_refused_with_its_position(
     client_in: Client, tiny_model, path: str
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     response = post(client_in, path, body_for(path, SURROGATE))
     assert response.status_code == 400
     answer = response.json()
@@ -74,7 +74,7 @@ def test_a_lone_surrogate_in_the_text_is_refused_with_its_position(
 )
 def test_text_that_is_not_a_string_is_refused(
     client_in: Client, tiny_model, path: str, value: str, kind: str
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     response = post(client_in, path, body_for(path, value))
     assert response.status_code == 400
     assert f"must be a string, not {kind}" in response.json()["error"]
@@ -84,7 +84,7 @@ def test_text_that_is_not_a_string_is_refused(
 @pytest.mark.parametrize("path", APIS)
 def test_a_body_over_the_size_limit_is_answered_413_in_json(
     client_in: Client, tiny_model, path: str, settings
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2_000
     response = post(client_in, path, body_for(path, json.dumps("x" * 5_000)))
     assert response.status_code == 413
@@ -98,7 +98,7 @@ def test_a_body_over_the_size_limit_is_answered_413_in_json(
 @pytest.mark.django_db
 def test_an_oversized_form_body_to_the_api_is_json_even_through_the_csrf_check(
     django_user_model, tiny_model, settings
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2_000
     client = Client(enforce_csrf_checks=True)
     client.force_login(django_user_model.objects.create_user(username="scripter", password="x" * 20))
@@ -111,7 +111,7 @@ def test_an_oversized_form_body_to_the_api_is_json_even_through_the_csrf_check(
 
 
 @pytest.mark.django_db
-def test_an_oversized_form_post_to_a_page_keeps_djangos_page(client_in: Client, tiny_model, settings) -> None:  # type: ignore[no-untyped-def]
+def test_an_oversized_form_post_to_a_page_keeps_djangos_page(client_in: Client, tiny_model, settings) -> None:
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2_000
     response = client_in.post(reverse("inspect:logit-lens"), {"text": "x" * 5_000, "model": "tiny-llama"})
     assert response.status_code == 400
@@ -120,7 +120,7 @@ def test_an_oversized_form_post_to_a_page_keeps_djangos_page(client_in: Client, 
 
 # --- a tokenizer file that does not parse ---------------------------------------------------------
 @pytest.fixture
-def broken_tokenizer(tiny_model) -> Path:  # type: ignore[no-untyped-def]
+def broken_tokenizer(tiny_model) -> Path:
     path = model_store().path("tiny-llama") / "tokenizer.json"
     path.write_text('{"version": "1.0", "model": {"type": "BPE", "vocab": 5}}')
     return path
@@ -157,7 +157,7 @@ def test_the_logit_lens_page_says_why_a_tokenizer_cannot_be_read(
 
 
 # --- the chat socket ------------------------------------------------------------------------------
-def socket_replies(user: Any, *frames: str) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+def socket_replies(user: Any, *frames: str) -> list[dict[str, Any]]:
     """The reply to each raw text frame, then proof that the socket still answers."""
     headers = headers_for(user)
 
@@ -180,7 +180,7 @@ def frame_with(**fields: Any) -> str:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_socket_refuses_deep_json_and_stays_open(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_socket_refuses_deep_json_and_stays_open(user, tiny_model) -> None:
     deep_content = frame_with(content="x").replace('"x"', DEEP)
     *errors, pong = socket_replies(user, DEEP, deep_content)
     assert pong == {"type": "pong"}
@@ -188,7 +188,7 @@ def test_the_socket_refuses_deep_json_and_stays_open(user, tiny_model) -> None: 
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_socket_refuses_a_lone_surrogate_with_its_position(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_socket_refuses_a_lone_surrogate_with_its_position(user, tiny_model) -> None:
     frames = [
         frame_with(content="x").replace('"x"', SURROGATE),
         frame_with(system="x").replace('"x"', SURROGATE),
@@ -207,7 +207,7 @@ def test_the_socket_refuses_a_lone_surrogate_with_its_position(user, tiny_model)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_socket_refuses_content_that_is_not_a_string(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_socket_refuses_content_that_is_not_a_string(user, tiny_model) -> None:
     as_list, as_number, pong = socket_replies(
         user, frame_with(content=["Hello", "there"]), frame_with(content=42)
     )
@@ -217,7 +217,7 @@ def test_the_socket_refuses_content_that_is_not_a_string(user, tiny_model) -> No
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_socket_refuses_ids_no_database_can_hold(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_socket_refuses_ids_no_database_can_hold(user, tiny_model) -> None:
     huge = 10**30
     new, regenerate, branch, pong = socket_replies(
         user,
@@ -232,7 +232,7 @@ def test_the_socket_refuses_ids_no_database_can_hold(user, tiny_model) -> None: 
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_raw_surrogate_in_a_frame_is_measured_not_crashed_on(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_a_raw_surrogate_in_a_frame_is_measured_not_crashed_on(user, tiny_model) -> None:
     """A frame the test client hands over as a Python string with a raw surrogate in it (no socket
     carries one: UTF-8 frames cannot) still gets the form's answer, not a 1011 close."""
     (reply, pong) = socket_replies(user, frame_with(content="x").replace('"x"', '"a\ud800b"'))
@@ -242,7 +242,7 @@ def test_a_raw_surrogate_in_a_frame_is_measured_not_crashed_on(user, tiny_model)
 
 # --- numbers too large for a float (found by tests/playground/test_fuzz.py) ------------------------
 @pytest.mark.django_db
-def test_a_number_too_large_for_a_float_is_refused_by_the_api(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_a_number_too_large_for_a_float_is_refused_by_the_api(client_in: Client, tiny_model) -> None:
     body = '{"text": "Hello", "model": "tiny-llama", "temperature": 1' + "0" * 400 + "}"
     response = post(client_in, "/api/next-token", body)
     assert response.status_code == 400
@@ -250,7 +250,7 @@ def test_a_number_too_large_for_a_float_is_refused_by_the_api(client_in: Client,
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_number_too_large_for_a_float_is_refused_by_the_socket(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_a_number_too_large_for_a_float_is_refused_by_the_socket(user, tiny_model) -> None:
     reply, pong = socket_replies(user, json.dumps(send_frame(temperature=10**400)))
     assert pong == {"type": "pong"}
     assert reply["fields"]["temperature"] == ["Enter a number."]

@@ -80,7 +80,7 @@ def assert_not_5xx(response: Any, what: str) -> None:
 
 
 @pytest.fixture(autouse=True)
-def fresh_caches(monkeypatch) -> Any:  # type: ignore[no-untyped-def]
+def fresh_caches(monkeypatch) -> Any:
     monkeypatch.setattr(attention_services, "_cache", None)
     yield
     model_cache().clear()
@@ -115,7 +115,7 @@ def api_bodies(path: str) -> st.SearchStrategy[str]:
 
 
 @pytest.mark.django_db
-def test_no_json_body_gets_a_5xx_from_the_api(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_no_json_body_gets_a_5xx_from_the_api(client_in: Client, tiny_model) -> None:
     def fuzz(path: str) -> None:
         @FUZZ
         @given(body=api_bodies(path))
@@ -131,7 +131,7 @@ def test_no_json_body_gets_a_5xx_from_the_api(client_in: Client, tiny_model) -> 
 
 
 @pytest.mark.django_db
-def test_no_attention_capture_url_gets_a_5xx(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_no_attention_capture_url_gets_a_5xx(client_in: Client, tiny_model) -> None:
     ids = st.one_of(FORM_TEXT.filter(lambda s: "/" not in s and s.strip()), st.just("0" * 32))
 
     @FUZZ
@@ -192,7 +192,7 @@ FORMS = [
 
 
 @pytest.fixture
-def rows(user, tiny_model) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def rows(user, tiny_model) -> dict[str, int]:
     """Rows of the user's own that the id-taking forms can find (others are random ids)."""
     conversation = Conversation.objects.create(owner=user, title="Hi", model_name="tiny-llama")
     question = Message.objects.create(conversation=conversation, role="user", content="Hello")
@@ -334,7 +334,7 @@ async def exchange(communicator: Any, frame: str) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_no_socket_frame_closes_the_chat_with_1011(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_no_socket_frame_closes_the_chat_with_1011(user, tiny_model) -> None:
     headers = headers_for(user)
 
     @FUZZ

@@ -122,7 +122,7 @@ def routed_views() -> list[tuple[str, object]]:
 
 
 @pytest.mark.django_db
-def test_every_view_refuses_a_method_it_does_not_take(admin_client) -> None:  # type: ignore[no-untyped-def]
+def test_every_view_refuses_a_method_it_does_not_take(admin_client) -> None:
     """A PUT reaches no view's body: each is wrapped by require_GET / require_POST / require_http_methods
     (or answers 405 itself, as the JSON APIs do), so a GET handler never runs for a POST or the reverse."""
     import re as regex

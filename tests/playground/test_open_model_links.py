@@ -21,7 +21,7 @@ def selected(html: str, select_name: str) -> list[str]:
 
 
 @pytest.fixture
-def child(store, tiny_model, tiny_model_dir: Path) -> str:  # type: ignore[no-untyped-def]
+def child(store, tiny_model, tiny_model_dir: Path) -> str:
     store.import_folder(tiny_model_dir, "tiny-child", parent="tiny-llama", method="lora")
     return "tiny-child"
 

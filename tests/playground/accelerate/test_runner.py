@@ -49,7 +49,7 @@ def test_the_experiment_task_is_registered_under_the_name_the_jobs_send() -> Non
 
 def test_an_experiment_runs_on_the_job_path_and_keeps_its_result(
     client_in: Client, tiny_model, data_dir
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     job = run(queue(client_in, form(batching__batch_sizes=["1", "2", "4"])))
     assert job.status == "succeeded", job.error
     assert (job.worker, job.device, job.step, job.total) == ("test@host", "cpu", 3, 3)
@@ -72,18 +72,18 @@ def test_an_experiment_runs_on_the_job_path_and_keeps_its_result(
 
 def test_a_running_experiment_polls_and_answers_204_while_nothing_changed(
     client_in: Client, tiny_model
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     job = queue(client_in, form())
     html = client_in.get(f"{PAGE}{job.pk}/").content.decode()
     assert 'hx-trigger="every 2s"' in html
-    version = re.search(r'"v": "([0-9a-f]+)"', html).group(1)  # type: ignore[union-attr]
+    version = re.search(r'"v": "([0-9a-f]+)"', html).group(1)
     assert client_in.get(f"{PAGE}{job.pk}/", {"v": version}, HTTP_HX_REQUEST="true").status_code == 204
     rows = client_in.get(PAGE, HTTP_HX_REQUEST="true").content.decode()
     assert rows.startswith('\n<tbody id="experiment-rows"') or 'id="experiment-rows"' in rows[:200]
     assert 'hx-trigger="every 2s"' in rows, "the list polls while an experiment is active"
 
 
-def test_a_cancelled_experiment_stops_and_can_run_again(client_in: Client, tiny_model, data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_a_cancelled_experiment_stops_and_can_run_again(client_in: Client, tiny_model, data_dir) -> None:
     job = queue(client_in, form(batching__new_tokens="256"))
     Job.objects.filter(pk=job.pk).update(cancel_requested=True)  # Cancel pressed as it starts
     job = run(job)
@@ -95,7 +95,7 @@ def test_a_cancelled_experiment_stops_and_can_run_again(client_in: Client, tiny_
     assert run(job).status == "succeeded"
 
 
-def test_an_experiment_that_cannot_run_on_the_model_fails_with_the_reason(user, tiny_model, data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_an_experiment_that_cannot_run_on_the_model_fails_with_the_reason(user, tiny_model, data_dir) -> None:
     job = Job.objects.create(owner=user, kind="accelerate", method="attention", base_model="tiny-llama",
                              params={"lengths": [4096]}, task_id="t1")  # fmt: skip
     job = run(job)
@@ -106,7 +106,7 @@ def test_an_experiment_that_cannot_run_on_the_model_fails_with_the_reason(user, 
     assert run(stale).status == "failed", "params are checked again on the worker"
 
 
-def test_quality_plots_what_a_quantize_job_measured(client_in: Client, user, tiny_model, data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_quality_plots_what_a_quantize_job_measured(client_in: Client, user, tiny_model, data_dir) -> None:
     quantize = Job.objects.create(owner=user, kind="quantize", method="bf16", base_model="tiny-llama",
                                   output_name="tiny-bf16", task_id="q1")  # fmt: skip
     assert run_job(quantize.pk, "q1", "test@host") == "succeeded"
@@ -123,7 +123,7 @@ def test_quality_plots_what_a_quantize_job_measured(client_in: Client, user, tin
 
 def test_two_finished_experiments_of_one_kind_are_drawn_together(
     client_in: Client, tiny_model, data_dir
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     a, b = (run(queue(client_in, form())) for _ in range(2))
     other = run(queue(client_in, form("attention")))
     assert {a.status, b.status, other.status} == {"succeeded"}

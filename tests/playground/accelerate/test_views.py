@@ -38,7 +38,7 @@ def field_block(html: str, name: str) -> str:
     return html[start : end if end > 0 else len(html)]
 
 
-def test_the_page_needs_a_login(client: Client, user) -> None:  # type: ignore[no-untyped-def]
+def test_the_page_needs_a_login(client: Client, user) -> None:
     for url in [PAGE, f"{PAGE}1/", f"{PAGE}compare/?a=1&b=2"]:
         response = client.get(url)
         assert response.status_code == 302
@@ -49,7 +49,7 @@ def test_the_page_needs_a_login(client: Client, user) -> None:  # type: ignore[n
 
 def test_the_form_offers_the_users_models_every_experiment_and_its_limits(
     client_in: Client, tiny_model
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     response = client_in.get(PAGE)
     html = response.content.decode()
     assert response.status_code == 200
@@ -64,7 +64,7 @@ def test_the_form_offers_the_users_models_every_experiment_and_its_limits(
     assert " style=" not in html, "no inline style"
 
 
-def test_a_valid_experiment_is_queued_as_a_job_of_its_own_kind(client_in: Client, user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_a_valid_experiment_is_queued_as_a_job_of_its_own_kind(client_in: Client, user, tiny_model) -> None:
     response = client_in.post(PAGE, form())
     job = Job.objects.get()
     assert response.status_code == 302
@@ -98,7 +98,7 @@ def test_a_valid_experiment_is_queued_as_a_job_of_its_own_kind(client_in: Client
 )
 def test_bad_parameters_are_refused_with_the_reason_beside_the_field(
     client_in: Client, tiny_model, data: dict[str, Any], field: str, message: str
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     response = client_in.post(PAGE, data)
     assert response.status_code == 400
     block = field_block(response.content.decode(), field)
@@ -109,7 +109,7 @@ def test_bad_parameters_are_refused_with_the_reason_beside_the_field(
 
 def test_another_experiments_leftover_values_do_not_refuse_the_chosen_one(
     client_in: Client, tiny_model
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     response = client_in.post(PAGE, form(prefix_cache__turns="99", attention__lengths=["nope"]))
     assert response.status_code == 302
     assert Job.objects.get().method == "batching"
@@ -117,7 +117,7 @@ def test_another_experiments_leftover_values_do_not_refuse_the_chosen_one(
 
 def test_a_private_model_of_someone_else_is_not_offered(
     client_in: Client, stranger, store, tiny_model, tiny_model_dir
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     store.import_folder(tiny_model_dir, "mallorys-model", parent="tiny-llama", method="lora",
                         extra={"job": 99, **owner_extra(stranger)})  # fmt: skip
     assert "mallorys-model" not in client_in.get(PAGE).content.decode()
@@ -131,7 +131,7 @@ def test_a_private_model_of_someone_else_is_not_offered(
 
 def test_a_draft_model_with_another_tokenizer_is_refused(
     client_in: Client, store, tiny_model, tiny_model_dir, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     import shutil
 
     from transformers import AutoTokenizer
@@ -148,7 +148,7 @@ def test_a_draft_model_with_another_tokenizer_is_refused(
     assert client_in.post(PAGE, form("speculative", speculative__draft_model="tiny-llama")).status_code == 302
 
 
-def test_the_form_needs_its_csrf_token(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_form_needs_its_csrf_token(user, tiny_model) -> None:
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
     assert client.post(PAGE, form()).status_code == 403
@@ -158,7 +158,7 @@ def test_the_form_needs_its_csrf_token(user, tiny_model) -> None:  # type: ignor
 
 def test_another_users_experiment_is_invisible(
     client_in: Client, user, stranger_client: Client, tiny_model
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     client_in.post(PAGE, form())
     job = Job.objects.get()
     assert stranger_client.get(f"{PAGE}{job.pk}/").status_code == 404
@@ -172,7 +172,7 @@ def test_another_users_experiment_is_invisible(
 
 def test_cancel_and_resume_are_post_only_and_a_queued_experiment_cancels_at_once(
     client_in: Client, tiny_model
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     client_in.post(PAGE, form())
     job = Job.objects.get()
     assert client_in.get(f"{PAGE}{job.pk}/cancel/").status_code == 405
@@ -189,7 +189,7 @@ def test_compare_without_two_experiments_is_refused(client_in: Client, query: st
     assert response.status_code in (400, 404)
 
 
-def test_no_post_or_compare_query_gets_a_5xx(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_no_post_or_compare_query_gets_a_5xx(client_in: Client, tiny_model) -> None:
     from hypothesis import given
     from hypothesis import strategies as st
 

@@ -37,33 +37,33 @@ LINEAGE = {"job": 1, "kind": "finetune", "dataset": "secret-pirates.jsonl", "dat
 
 
 @pytest.fixture
-def stranger(django_user_model):  # type: ignore[no-untyped-def]
+def stranger(django_user_model):
     return django_user_model.objects.create_user(username="mallory", password="another long passphrase")
 
 
 @pytest.fixture
-def admin(django_user_model):  # type: ignore[no-untyped-def]
+def admin(django_user_model):
     return django_user_model.objects.create_superuser(username="root", password="the admin's passphrase")
 
 
-def logged_in(user) -> Client:  # type: ignore[no-untyped-def]
+def logged_in(user) -> Client:
     client = Client()
     client.force_login(user)
     return client
 
 
 @pytest.fixture
-def stranger_in(stranger) -> Client:  # type: ignore[no-untyped-def]
+def stranger_in(stranger) -> Client:
     return logged_in(stranger)
 
 
 @pytest.fixture
-def admin_in(admin) -> Client:  # type: ignore[no-untyped-def]
+def admin_in(admin) -> Client:
     return logged_in(admin)
 
 
 @pytest.fixture
-def private(store, tiny_model, tiny_model_dir: Path, tmp_path: Path, user) -> str:  # type: ignore[no-untyped-def]
+def private(store, tiny_model, tiny_model_dir: Path, tmp_path: Path, user) -> str:
     """alice's fine-tune of the tiny model, with a GGUF export and an adapter, as a job registers it."""
     store.import_folder(
         child_folder(tiny_model_dir, tmp_path), PRIVATE, parent="tiny-llama", method="lora",
@@ -98,7 +98,7 @@ def same_as_unknown(client: Client, method: str, url: str, body: dict[str, Any])
 
 
 # --- the catalog pages -------------------------------------------------------------------------------
-def test_a_private_model_is_listed_for_its_owner_and_admins_and_base_models_for_everyone(  # type: ignore[no-untyped-def]
+def test_a_private_model_is_listed_for_its_owner_and_admins_and_base_models_for_everyone(
     client_in: Client, stranger_in: Client, admin_in: Client, private: str
 ) -> None:
     for client in (client_in, admin_in):
@@ -112,7 +112,7 @@ def test_a_private_model_is_listed_for_its_owner_and_admins_and_base_models_for_
     assert PRIVATE not in rows, "the filter does not find it either"
 
 
-def test_a_stranger_gets_a_404_for_a_private_models_page_and_files_as_for_a_missing_one(  # type: ignore[no-untyped-def]
+def test_a_stranger_gets_a_404_for_a_private_models_page_and_files_as_for_a_missing_one(
     client_in: Client, stranger_in: Client, admin_in: Client, private: str
 ) -> None:
     for url in (
@@ -133,7 +133,7 @@ def test_a_stranger_gets_a_404_for_a_private_models_page_and_files_as_for_a_miss
     assert not ModelEntry.objects.get(name=PRIVATE).shared
 
 
-def test_the_page_says_who_can_see_the_model(  # type: ignore[no-untyped-def]
+def test_the_page_says_who_can_see_the_model(
     client_in: Client, admin_in: Client, stranger_in: Client, private: str
 ) -> None:
     mine = client_in.get(reverse("catalog:detail", args=[PRIVATE])).content.decode()
@@ -153,7 +153,7 @@ def test_the_page_says_who_can_see_the_model(  # type: ignore[no-untyped-def]
 
 
 # --- sharing -----------------------------------------------------------------------------------------
-def test_sharing_shows_the_model_to_everyone_without_how_it_was_trained(  # type: ignore[no-untyped-def]
+def test_sharing_shows_the_model_to_everyone_without_how_it_was_trained(
     client_in: Client, stranger_in: Client, private: str
 ) -> None:
     partial = share(client_in, PRIVATE, True, HTTP_HX_REQUEST="true").content.decode()
@@ -173,7 +173,7 @@ def test_sharing_shows_the_model_to_everyone_without_how_it_was_trained(  # type
     assert ModelEntry.objects.get(name=PRIVATE).shared
 
 
-def test_unsharing_hides_it_again_and_base_models_stay_shared(  # type: ignore[no-untyped-def]
+def test_unsharing_hides_it_again_and_base_models_stay_shared(
     client_in: Client, stranger_in: Client, admin_in: Client, private: str
 ) -> None:
     share(client_in, PRIVATE, True)
@@ -189,7 +189,7 @@ def test_unsharing_hides_it_again_and_base_models_stay_shared(  # type: ignore[n
     assert client_in.get(reverse("catalog:share", args=[PRIVATE])).status_code == 405, "a GET never writes"
 
 
-def test_a_shared_child_does_not_reveal_a_private_parent(  # type: ignore[no-untyped-def]
+def test_a_shared_child_does_not_reveal_a_private_parent(
     client_in: Client, stranger_in: Client, store, private: str, tiny_model_dir: Path, user
 ) -> None:
     extra = {"job": 2, "description": f"Fine-tune of {PRIVATE} (job 2).", **owner_extra(user)}
@@ -220,7 +220,7 @@ def test_a_shared_child_does_not_reveal_a_private_parent(  # type: ignore[no-unt
         ("inspect:tokenize-api", {"models": ["model:{name}"], "text": "Hello world"}),
     ],
 )
-def test_each_json_endpoint_refuses_a_strangers_private_model_like_an_unknown_one(  # type: ignore[no-untyped-def]
+def test_each_json_endpoint_refuses_a_strangers_private_model_like_an_unknown_one(
     client_in: Client, stranger_in: Client, admin_in: Client, private: str, url: str, body: dict[str, Any]
 ) -> None:
     status, answer = same_as_unknown(stranger_in, "post", reverse(url), body)
@@ -232,7 +232,7 @@ def test_each_json_endpoint_refuses_a_strangers_private_model_like_an_unknown_on
         assert client.post(reverse(url), payload, content_type="application/json").status_code == 200
 
 
-def test_the_tool_pages_refuse_it_and_never_offer_it(  # type: ignore[no-untyped-def]
+def test_the_tool_pages_refuse_it_and_never_offer_it(
     client_in: Client, stranger_in: Client, private: str
 ) -> None:
     posts = [(reverse("inspect:attention"), {"model": PRIVATE, "text": "Hello"}),
@@ -258,7 +258,7 @@ def test_the_tool_pages_refuse_it_and_never_offer_it(  # type: ignore[no-untyped
         ), link
 
 
-def test_the_job_forms_do_not_offer_a_strangers_private_model(  # type: ignore[no-untyped-def]
+def test_the_job_forms_do_not_offer_a_strangers_private_model(
     client_in: Client, stranger_in: Client, private: str
 ) -> None:
 
@@ -276,7 +276,7 @@ def test_the_job_forms_do_not_offer_a_strangers_private_model(  # type: ignore[n
     assert not Job.objects.exists()
 
 
-def test_sharing_makes_it_usable_in_every_tool(client_in: Client, stranger_in: Client, private: str) -> None:  # type: ignore[no-untyped-def]
+def test_sharing_makes_it_usable_in_every_tool(client_in: Client, stranger_in: Client, private: str) -> None:
     share(client_in, PRIVATE, True)
     for url in ("inspect:logit-lens-api", "inspect:next-token-api"):
         response = stranger_in.post(
@@ -292,7 +292,7 @@ def test_sharing_makes_it_usable_in_every_tool(client_in: Client, stranger_in: C
     assert response.status_code == 400
 
 
-def test_the_chat_send_form_refuses_it_and_says_so_for_a_conversation_on_it(  # type: ignore[no-untyped-def]
+def test_the_chat_send_form_refuses_it_and_says_so_for_a_conversation_on_it(
     user, stranger, private: str
 ) -> None:
 
@@ -313,7 +313,7 @@ def test_the_chat_send_form_refuses_it_and_says_so_for_a_conversation_on_it(  # 
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_chat_socket_refuses_a_strangers_private_model_and_says_when_a_chats_model_was_unshared(  # type: ignore[no-untyped-def]
+def test_the_chat_socket_refuses_a_strangers_private_model_and_says_when_a_chats_model_was_unshared(
     user, stranger, private: str
 ) -> None:
 
@@ -321,7 +321,7 @@ def test_the_chat_socket_refuses_a_strangers_private_model_and_says_when_a_chats
         frame = {"type": "send", "content": "Hello", "settings": {"max_new_tokens": 4, "seed": 1}, **fields}
         return frame if name is None else {**frame, "model": name}
 
-    def talk(who, *frames: dict[str, Any]) -> list[list[dict[str, Any]]]:  # type: ignore[no-untyped-def]
+    def talk(who, *frames: dict[str, Any]) -> list[list[dict[str, Any]]]:
         headers = headers_for(who)  # logging in is ORM work: not inside the event loop
 
         async def scenario() -> list[list[dict[str, Any]]]:
@@ -354,7 +354,7 @@ def test_the_chat_socket_refuses_a_strangers_private_model_and_says_when_a_chats
 
 
 # --- ownership comes from the store ------------------------------------------------------------------
-def test_ownership_and_sharing_survive_a_catalog_rebuilt_from_the_store(  # type: ignore[no-untyped-def]
+def test_ownership_and_sharing_survive_a_catalog_rebuilt_from_the_store(
     client_in: Client, user, admin, private: str
 ) -> None:
     sync_catalog()
@@ -368,7 +368,7 @@ def test_ownership_and_sharing_survive_a_catalog_rebuilt_from_the_store(  # type
     assert ModelEntry.objects.get(name=PRIVATE).shared, "sharing is written into meta.json too"
 
 
-def test_a_job_output_from_before_owners_belongs_to_its_jobs_owner(  # type: ignore[no-untyped-def]
+def test_a_job_output_from_before_owners_belongs_to_its_jobs_owner(
     store, tiny_model, tiny_model_dir: Path, user, stranger, admin
 ) -> None:
     job = Job.objects.create(owner=user, kind="quantize", method="bf16", base_model="tiny-llama",
@@ -387,7 +387,7 @@ def test_a_job_output_from_before_owners_belongs_to_its_jobs_owner(  # type: ign
 
 def test_a_fine_tune_jobs_model_belongs_to_the_jobs_owner(
     user, stranger, tiny_model, tmp_path, settings
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
 
     settings.DATA_DIR = tmp_path / "data"
     settings.DATA_DIR.mkdir()
@@ -408,7 +408,7 @@ def test_a_fine_tune_jobs_model_belongs_to_the_jobs_owner(
     )
 
 
-def test_healthz_names_a_loaded_private_model_only_to_those_who_may_see_it(  # type: ignore[no-untyped-def]
+def test_healthz_names_a_loaded_private_model_only_to_those_who_may_see_it(
     client_in: Client, stranger_in: Client, admin_in: Client, private: str
 ) -> None:
 

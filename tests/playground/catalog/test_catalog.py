@@ -20,7 +20,7 @@ def fact(html: str, name: str) -> str:
     return match.group(1).strip()
 
 
-def test_the_list_shows_the_facts_people_compare(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_list_shows_the_facts_people_compare(client_in: Client, tiny_model) -> None:
     html = client_in.get(reverse("catalog:list")).content.decode()
     assert "tiny-llama" in html
     assert (fact(html, "layers"), fact(html, "heads"), fact(html, "kv_heads")) == ("2", "4", "2")
@@ -30,14 +30,14 @@ def test_the_list_shows_the_facts_people_compare(client_in: Client, tiny_model) 
     assert "MIT" in html
 
 
-def test_the_detail_page_shows_provenance_and_grouped_query_attention(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_detail_page_shows_provenance_and_grouped_query_attention(client_in: Client, tiny_model) -> None:
     html = client_in.get(reverse("catalog:detail", args=["tiny-llama"])).content.decode()
     assert tiny_model.sha256 in html
     assert "grouped-query attention: each key/value head serves 2 query heads" in html
     assert "decoder only, causal attention" in html
 
 
-def test_lineage_links_parent_and_child(client_in: Client, store, tiny_model, tiny_model_dir) -> None:  # type: ignore[no-untyped-def]
+def test_lineage_links_parent_and_child(client_in: Client, store, tiny_model, tiny_model_dir) -> None:
     store.import_folder(tiny_model_dir, "tiny-lora", parent="tiny-llama", method="finetune-lora")
     html = client_in.get(reverse("catalog:detail", args=["tiny-lora"])).content.decode()
     assert 'href="/models/tiny-llama/"' in html
@@ -46,7 +46,7 @@ def test_lineage_links_parent_and_child(client_in: Client, store, tiny_model, ti
     assert 'href="/models/tiny-lora/"' in parent_html
 
 
-def test_an_unknown_model_is_a_404(client_in: Client, model_dir) -> None:  # type: ignore[no-untyped-def]
+def test_an_unknown_model_is_a_404(client_in: Client, model_dir) -> None:
     response = client_in.get(reverse("catalog:detail", args=["nope"]))
     assert response.status_code == 404
     assert "No model named &#x27;nope&#x27;" in response.content.decode()
@@ -55,7 +55,7 @@ def test_an_unknown_model_is_a_404(client_in: Client, model_dir) -> None:  # typ
 def test_the_htmx_filter_returns_only_the_matching_rows(
     client_in: Client,
     store,
-    tiny_model,  # type: ignore[no-untyped-def]
+    tiny_model,
     tiny_model_dir,
 ) -> None:
     store.import_folder(tiny_model_dir, "other-model")
@@ -66,7 +66,7 @@ def test_the_htmx_filter_returns_only_the_matching_rows(
     assert 'href="/models/tiny-llama/"' not in html
 
 
-def test_the_catalog_follows_the_store_on_disk(client_in: Client, store, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_catalog_follows_the_store_on_disk(client_in: Client, store, tiny_model) -> None:
     assert "tiny-llama" in client_in.get(reverse("catalog:list")).content.decode()
     shutil.rmtree(store.path("tiny-llama"))
     html = client_in.get(reverse("catalog:list")).content.decode()
@@ -75,13 +75,13 @@ def test_the_catalog_follows_the_store_on_disk(client_in: Client, store, tiny_mo
     assert not ModelEntry.objects.exists()
 
 
-def test_model_names_are_escaped_on_the_page(client_in: Client, store, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_model_names_are_escaped_on_the_page(client_in: Client, store, tiny_model) -> None:
     html = client_in.get(reverse("catalog:list"), {"q": "<script>alert(1)</script>"}).content.decode()
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;" in html
 
 
-def test_models_commands_import_list_and_remove(store, tiny_model_dir: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_models_commands_import_list_and_remove(store, tiny_model_dir: Path, capsys) -> None:
     call_command("models", "import", str(tiny_model_dir), "--name", "cli-model")
     call_command("models", "list")
     out = capsys.readouterr().out
@@ -93,7 +93,7 @@ def test_models_commands_import_list_and_remove(store, tiny_model_dir: Path, cap
     assert not ModelEntry.objects.filter(name="cli-model").exists()
 
 
-def test_models_commands_refuse_bad_input_with_a_clear_message(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_models_commands_refuse_bad_input_with_a_clear_message(store, tmp_path: Path) -> None:
     checkpoint = tmp_path / "model.pt"
     checkpoint.write_bytes(b"pickle")
     with pytest.raises(CommandError, match="pickle checkpoint"):
@@ -106,7 +106,7 @@ def test_models_commands_refuse_bad_input_with_a_clear_message(store, tmp_path: 
         call_command("models", "pull", "nope")
 
 
-def test_a_parent_cannot_be_removed_before_its_children(store, tiny_model, tiny_model_dir) -> None:  # type: ignore[no-untyped-def]
+def test_a_parent_cannot_be_removed_before_its_children(store, tiny_model, tiny_model_dir) -> None:
     store.import_folder(tiny_model_dir, "child", parent="tiny-llama", method="finetune-sft")
     with pytest.raises(CommandError, match="parent of child"):
         call_command("models", "remove", "tiny-llama")
@@ -124,7 +124,7 @@ def squash(text: str) -> str:
     return " ".join(text.split())
 
 
-def test_the_list_shows_how_attention_and_positions_differ(  # type: ignore[no-untyped-def]
+def test_the_list_shows_how_attention_and_positions_differ(
     client_in: Client, store, tiny_model, tiny_gemma3_dir, tiny_bert_dir
 ) -> None:
     store.import_folder(tiny_gemma3_dir, "tiny-gemma3")
@@ -138,7 +138,7 @@ def test_the_list_shows_how_attention_and_positions_differ(  # type: ignore[no-u
     assert (fact(bert, "attention"), fact(bert, "positional")) == ("bidirectional", "learned absolute")
 
 
-def test_the_detail_page_explains_sliding_windows_and_multi_query_attention(  # type: ignore[no-untyped-def]
+def test_the_detail_page_explains_sliding_windows_and_multi_query_attention(
     client_in: Client, store, tiny_gemma3_dir
 ) -> None:
     store.import_folder(tiny_gemma3_dir, "tiny-gemma3")
@@ -156,7 +156,7 @@ def test_the_detail_page_explains_sliding_windows_and_multi_query_attention(  # 
     assert fact(html, "tied") == "tied: the output layer reuses the input embedding matrix"
 
 
-def test_the_detail_page_of_an_encoder_says_bidirectional_and_learned_positions(  # type: ignore[no-untyped-def]
+def test_the_detail_page_of_an_encoder_says_bidirectional_and_learned_positions(
     client_in: Client, store, tiny_bert_dir
 ) -> None:
     store.import_folder(tiny_bert_dir, "tiny-bert")
@@ -171,7 +171,7 @@ def test_the_detail_page_of_an_encoder_says_bidirectional_and_learned_positions(
     assert "License terms" not in html
 
 
-def test_the_detail_page_shows_the_license_terms_a_model_came_with(  # type: ignore[no-untyped-def]
+def test_the_detail_page_shows_the_license_terms_a_model_came_with(
     client_in: Client, store, tiny_model_dir
 ) -> None:
     terms = "Section 1: USE\n\nYou must not use <b>Toy</b> for evil.\n\n• not for spam"
@@ -196,16 +196,14 @@ def test_the_detail_page_shows_the_license_terms_a_model_came_with(  # type: ign
     assert fact(html, "license") == "Toy Terms of Use"
 
 
-def test_a_license_link_that_is_not_https_is_not_linked(  # type: ignore[no-untyped-def]
-    client_in: Client, store, tiny_model_dir
-) -> None:
+def test_a_license_link_that_is_not_https_is_not_linked(client_in: Client, store, tiny_model_dir) -> None:
     store.import_folder(tiny_model_dir, "toy", license="Odd", extra={"license_url": "javascript:alert(1)"})
     html = client_in.get(reverse("catalog:detail", args=["toy"])).content.decode()
     assert "javascript:" not in html
     assert "is distributed under Odd." in html
 
 
-def test_older_catalog_rows_catch_up_with_newer_facts(client_in: Client, store, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_older_catalog_rows_catch_up_with_newer_facts(client_in: Client, store, tiny_model) -> None:
     client_in.get(reverse("catalog:list"))
     # A row written before these facts existed, as the migration leaves it.
     ModelEntry.objects.filter(name="tiny-llama").update(head_dim=None, positional="", meta={"extra": {}})
@@ -214,7 +212,7 @@ def test_older_catalog_rows_catch_up_with_newer_facts(client_in: Client, store, 
     assert ModelEntry.objects.get(name="tiny-llama").positional == "RoPE"
 
 
-def test_pullable_lists_the_new_models(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_pullable_lists_the_new_models(capsys) -> None:
     call_command("models", "pullable")
     out = capsys.readouterr().out
     assert re.search(r"^gemma-3-270m\s+Gemma Terms of Use\s+Gemma 3 270M", out, re.M)
@@ -225,7 +223,7 @@ def test_pullable_lists_the_new_models(capsys) -> None:  # type: ignore[no-untyp
 @pytest.mark.parametrize(
     "page", ["inspect:tokenize", "inspect:attention", "inspect:next-token", "jobs:new-finetune"]
 )
-def test_a_page_reads_the_store_once_however_many_fields_list_models(  # type: ignore[no-untyped-def]
+def test_a_page_reads_the_store_once_however_many_fields_list_models(
     client_in: Client, tiny_model, monkeypatch, page: str
 ) -> None:
     """The tokenizer lab lists the catalog in its model fields, its trained-tokenizer choices and its

@@ -38,7 +38,7 @@ def child_folder(tiny_model_dir: Path, tmp_path: Path) -> Path:
     return out
 
 
-def test_the_report_and_the_downloads_are_on_the_catalog_page(  # type: ignore[no-untyped-def]
+def test_the_report_and_the_downloads_are_on_the_catalog_page(
     client_in: Client, user, store, tiny_model, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     store.import_folder(
@@ -68,7 +68,7 @@ def test_the_report_and_the_downloads_are_on_the_catalog_page(  # type: ignore[n
     ]
 
 
-def test_only_files_a_model_has_can_be_downloaded(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_only_files_a_model_has_can_be_downloaded(client_in: Client, tiny_model) -> None:
     html = client_in.get(reverse("catalog:detail", args=["tiny-llama"])).content.decode()
     assert 'id="downloads"' not in html
     for what in ("gguf", "adapter", "config.json", "..%2Fmeta.json"):
@@ -76,7 +76,7 @@ def test_only_files_a_model_has_can_be_downloaded(client_in: Client, tiny_model)
     assert client_in.get(reverse("catalog:download", args=["no-such-model", "gguf"])).status_code == 404
 
 
-def test_downloads_need_a_login(client: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_downloads_need_a_login(client: Client, tiny_model) -> None:
     response = client.get(reverse("catalog:download", args=["tiny-llama", "gguf"]))
     assert response.status_code == 302
     assert "/login" in response["Location"]

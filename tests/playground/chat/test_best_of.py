@@ -19,13 +19,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 ORIGIN = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
 
 
-def headers_for(user) -> list[tuple[bytes, bytes]]:  # type: ignore[no-untyped-def]
+def headers_for(user) -> list[tuple[bytes, bytes]]:
     client = Client()
     client.force_login(user)
     return [*ORIGIN, (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())]
 
 
-def exchange(user, *settings: dict[str, Any]) -> list[list[dict[str, Any]]]:  # type: ignore[no-untyped-def]
+def exchange(user, *settings: dict[str, Any]) -> list[list[dict[str, Any]]]:
     """Send one message per settings dict on one socket; the frames of each, up to "done" or "error"."""
 
     headers = headers_for(user)
@@ -48,7 +48,7 @@ def exchange(user, *settings: dict[str, Any]) -> list[list[dict[str, Any]]]:  # 
     return asyncio.run(scenario())
 
 
-def test_best_of_keeps_the_best_mean_logprob_and_saves_every_candidate(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_best_of_keeps_the_best_mean_logprob_and_saves_every_candidate(user, tiny_model) -> None:
     [frames] = exchange(user, {"temperature": 1.0, "seed": 7, "best_of": 3})
     done = frames[-1]
     assert done["type"] == "done"
@@ -77,12 +77,12 @@ def test_best_of_keeps_the_best_mean_logprob_and_saves_every_candidate(user, tin
         assert f"seed {c['seed']}" in page
 
 
-def test_best_of_is_reproducible_from_its_seed(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_best_of_is_reproducible_from_its_seed(user, tiny_model) -> None:
     a, b = exchange(user, *[{"temperature": 1.0, "seed": 11, "best_of": 2}] * 2)
     assert a[-1]["candidates"] == b[-1]["candidates"]
 
 
-def test_beam_search_answers_deterministically_whatever_the_seed(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_beam_search_answers_deterministically_whatever_the_seed(user, tiny_model) -> None:
     a, b = exchange(
         user,
         {"num_beams": 3, "seed": 1, "max_new_tokens": 10},
@@ -103,7 +103,7 @@ def test_beam_search_answers_deterministically_whatever_the_seed(user, tiny_mode
     assert "Other candidates" not in page
 
 
-def test_best_of_and_beams_together_are_refused_with_a_reason(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_best_of_and_beams_together_are_refused_with_a_reason(user, tiny_model) -> None:
     [frames] = exchange(user, {"best_of": 2, "num_beams": 2})
     assert frames[-1]["type"] == "error"
     assert frames[-1]["fields"]["num_beams"] == [
@@ -114,7 +114,7 @@ def test_best_of_and_beams_together_are_refused_with_a_reason(user, tiny_model) 
     assert not Message.objects.exists()
 
 
-def test_candidate_text_is_shown_as_text(client_in: Client, user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_candidate_text_is_shown_as_text(client_in: Client, user, tiny_model) -> None:
     conversation = services.create_conversation(user, "tiny-llama")
     message = Message.objects.create(
         conversation=conversation,

@@ -14,16 +14,16 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
 @pytest.fixture
-def bob(django_user_model):  # type: ignore[no-untyped-def]
+def bob(django_user_model):
     return django_user_model.objects.create_user(username="bob", password="another long passphrase")
 
 
-def say(conversation: Conversation, role: str, text: str, parent: Message | None, **fields) -> Message:  # type: ignore[no-untyped-def]
+def say(conversation: Conversation, role: str, text: str, parent: Message | None, **fields) -> Message:
     return Message.objects.create(conversation=conversation, role=role, content=text, parent=parent, **fields)
 
 
 @pytest.fixture
-def tree(user):  # type: ignore[no-untyped-def]
+def tree(user):
     """Q1 -> A1 | A1b (regenerated) ; A1 -> Q2 -> A2 ; A1b -> Q2b -> A2b | A2c."""
     chat = services.create_conversation(user, "tiny-llama", title="Tree")
     q1 = say(chat, "user", "Q1", None)
@@ -44,7 +44,7 @@ def shown(conversation: Conversation) -> list[str]:
     return [m.content for m in services.history(conversation)]
 
 
-def test_history_is_the_branch_that_ends_at_the_current_message(tree) -> None:  # type: ignore[no-untyped-def]
+def test_history_is_the_branch_that_ends_at_the_current_message(tree) -> None:
     chat, m = tree
     assert shown(chat) == ["Q1", "A1b", "Q2b", "A2b"]
     chat.current = m["A2"]
@@ -52,13 +52,13 @@ def test_history_is_the_branch_that_ends_at_the_current_message(tree) -> None:  
     assert shown(chat) == ["Q1", "A1", "Q2", "A2"]
 
 
-def test_without_a_current_message_the_newest_message_ends_the_branch(tree) -> None:  # type: ignore[no-untyped-def]
+def test_without_a_current_message_the_newest_message_ends_the_branch(tree) -> None:
     chat, _ = tree
     Conversation.objects.filter(pk=chat.pk).update(current=None)
     assert shown(chat) == ["Q1", "A1b", "Q2b", "A2c"]
 
 
-def test_each_message_knows_its_versions(tree) -> None:  # type: ignore[no-untyped-def]
+def test_each_message_knows_its_versions(tree) -> None:
     chat, m = tree
     versions = {msg.content: msg.versions for msg in services.history(chat)}
     assert versions["Q1"] == services.Versions(index=1, count=1, previous=None, next=None)
@@ -66,7 +66,7 @@ def test_each_message_knows_its_versions(tree) -> None:  # type: ignore[no-untyp
     assert versions["A2b"] == services.Versions(index=1, count=2, previous=None, next=m["A2c"].pk)
 
 
-def test_the_model_sees_only_the_branch_shown(tree) -> None:  # type: ignore[no-untyped-def]
+def test_the_model_sees_only_the_branch_shown(tree) -> None:
     chat, _ = tree
     turns = [(t["role"], t["content"]) for t in services.engine_messages(chat, "Next")]
     assert turns == [
@@ -78,7 +78,7 @@ def test_the_model_sees_only_the_branch_shown(tree) -> None:  # type: ignore[no-
     ]
 
 
-def test_switching_shows_the_newest_answer_below_the_chosen_version(client_in: Client, tree) -> None:  # type: ignore[no-untyped-def]
+def test_switching_shows_the_newest_answer_below_the_chosen_version(client_in: Client, tree) -> None:
     chat, m = tree
     response = client_in.post(reverse("chat:message-show", args=[m["A1"].pk]), **HTMX)
     assert response.status_code == 200
@@ -98,14 +98,14 @@ def test_switching_shows_the_newest_answer_below_the_chosen_version(client_in: C
     assert shown(chat) == ["Q1", "A1b", "Q2b", "A2c"]
 
 
-def test_switching_without_javascript_goes_back_to_the_conversation(client_in: Client, tree) -> None:  # type: ignore[no-untyped-def]
+def test_switching_without_javascript_goes_back_to_the_conversation(client_in: Client, tree) -> None:
     chat, m = tree
     response = client_in.post(reverse("chat:message-show", args=[m["A1"].pk]))
     assert response.status_code == 302
     assert response["Location"] == reverse("chat:conversation", args=[chat.pk])
 
 
-def test_the_page_shows_a_version_switcher_and_the_actions_of_each_message(client_in: Client, tree) -> None:  # type: ignore[no-untyped-def]
+def test_the_page_shows_a_version_switcher_and_the_actions_of_each_message(client_in: Client, tree) -> None:
     chat, m = tree
     html = client_in.get(reverse("chat:conversation", args=[chat.pk])).content.decode()
     assert html.count('data-testid="versions"') == 2  # A1b (2/2) and A2b (1/2)
@@ -120,7 +120,7 @@ def test_the_page_shows_a_version_switcher_and_the_actions_of_each_message(clien
 
 def test_continue_shows_for_stopped_or_length_cut_answers_and_replay_shows_its_seed(
     client_in: Client, user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     chat = services.create_conversation(user, "tiny-llama")
     q = say(chat, "user", "Q", None)
     cut = {"seed": 99, "stats": {"stop_reason": "length"}}
@@ -136,7 +136,7 @@ def test_continue_shows_for_stopped_or_length_cut_answers_and_replay_shows_its_s
     )
 
 
-def test_switching_and_deleting_need_the_csrf_token(user, tree) -> None:  # type: ignore[no-untyped-def]
+def test_switching_and_deleting_need_the_csrf_token(user, tree) -> None:
     chat, m = tree
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
@@ -147,7 +147,7 @@ def test_switching_and_deleting_need_the_csrf_token(user, tree) -> None:  # type
     assert Message.objects.filter(pk=m["A1"].pk).exists()
 
 
-def test_another_users_messages_are_out_of_reach(bob, tree) -> None:  # type: ignore[no-untyped-def]
+def test_another_users_messages_are_out_of_reach(bob, tree) -> None:
     chat, m = tree
     client = Client()
     client.force_login(bob)
@@ -158,7 +158,7 @@ def test_another_users_messages_are_out_of_reach(bob, tree) -> None:  # type: ig
     assert chat.messages.count() == 8
 
 
-def test_deleting_a_version_removes_what_follows_it_and_shows_its_sibling(client_in: Client, tree) -> None:  # type: ignore[no-untyped-def]
+def test_deleting_a_version_removes_what_follows_it_and_shows_its_sibling(client_in: Client, tree) -> None:
     chat, m = tree
     response = client_in.post(reverse("chat:message-delete", args=[m["A1b"].pk]), **HTMX)
     assert response.status_code == 200
@@ -167,7 +167,7 @@ def test_deleting_a_version_removes_what_follows_it_and_shows_its_sibling(client
     assert sorted(chat.messages.values_list("content", flat=True)) == ["A1", "A2", "Q1", "Q2"]
 
 
-def test_deleting_the_only_answer_shows_the_question_it_answered(client_in: Client, tree) -> None:  # type: ignore[no-untyped-def]
+def test_deleting_the_only_answer_shows_the_question_it_answered(client_in: Client, tree) -> None:
     chat, m = tree
     client_in.post(reverse("chat:message-delete", args=[m["A1b"].pk]), **HTMX)
     client_in.post(reverse("chat:message-delete", args=[m["A2"].pk]), **HTMX)
@@ -177,7 +177,7 @@ def test_deleting_the_only_answer_shows_the_question_it_answered(client_in: Clie
     assert not chat.messages.exists()
 
 
-def test_deleting_in_an_unlinked_conversation_removes_the_messages_after_it(user) -> None:  # type: ignore[no-untyped-def]
+def test_deleting_in_an_unlinked_conversation_removes_the_messages_after_it(user) -> None:
     chat = services.create_conversation(user, "tiny-llama")
     for role, text in [("user", "Hi"), ("assistant", "Hello"), ("user", "Again"), ("assistant", "Sure")]:
         say(chat, role, text, None)  # saved before messages were linked: one branch in saved order
@@ -187,7 +187,7 @@ def test_deleting_in_an_unlinked_conversation_removes_the_messages_after_it(user
     assert chat.messages.count() == 2
 
 
-def test_the_json_export_is_the_branch_shown_with_ids_and_parents(client_in: Client, tree) -> None:  # type: ignore[no-untyped-def]
+def test_the_json_export_is_the_branch_shown_with_ids_and_parents(client_in: Client, tree) -> None:
     chat, m = tree
     data = client_in.get(reverse("chat:export", args=[chat.pk, "json"])).json()
     rows = [(x["content"], x["id"], x["parent"], x["versions"]) for x in data["messages"]]

@@ -13,7 +13,7 @@ from tests.playground.chat.test_branches_socket import action, talk
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-def test_replay_on_the_default_model_reproduces_a_sampled_answer(user, real_model_store, settings) -> None:  # type: ignore[no-untyped-def]
+def test_replay_on_the_default_model_reproduces_a_sampled_answer(user, real_model_store, settings) -> None:
     from llmcore.pulls import DEFAULT_MODEL
 
     settings.MODEL_DIR = REAL_MODEL_STORE

@@ -22,7 +22,7 @@ from tests.playground.chat.test_consumer import (
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def exchange(communicator: WebsocketCommunicator, *frames: dict[str, Any]) -> list[list[dict]]:  # type: ignore[type-arg]
+async def exchange(communicator: WebsocketCommunicator, *frames: dict[str, Any]) -> list[list[dict]]:
     """Send each frame in turn; the frames each one got back, up to its "done" (or "error")."""
     replies = []
     for frame in frames:
@@ -37,10 +37,10 @@ async def exchange(communicator: WebsocketCommunicator, *frames: dict[str, Any])
     return replies
 
 
-def talk(user, *frames: dict[str, Any]) -> list[list[dict]]:  # type: ignore[no-untyped-def, type-arg]
+def talk(user, *frames: dict[str, Any]) -> list[list[dict]]:
     headers = headers_for(user)
 
-    async def scenario() -> list[list[dict]]:  # type: ignore[type-arg]
+    async def scenario() -> list[list[dict]]:
         communicator = await open_socket(headers)
         replies = await exchange(communicator, *frames)
         assert await still_answers_ping(communicator)
@@ -54,12 +54,12 @@ def action(name: str, conversation: int, message: int, **extra: Any) -> dict[str
     return {"type": "send", "action": name, "conversation": conversation, "message": message, **extra}
 
 
-def first_answer(user, **settings: Any) -> Message:  # type: ignore[no-untyped-def]
+def first_answer(user, **settings: Any) -> Message:
     (frames,) = talk(user, send_frame("Tell me a story", **settings))
     return Message.objects.get(pk=frames[-1]["message"])
 
 
-def conversation_page(user, conversation_id: int) -> str:  # type: ignore[no-untyped-def]
+def conversation_page(user, conversation_id: int) -> str:
     client = Client()
     client.force_login(user)
     return client.get(f"/chat/{conversation_id}/").content.decode()
@@ -69,7 +69,7 @@ def shown(conversation_id: int) -> list[str]:
     return [m.content for m in services.history(Conversation.objects.get(pk=conversation_id))]
 
 
-def test_regenerate_adds_an_answer_to_the_same_message_with_a_fresh_seed(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_regenerate_adds_an_answer_to_the_same_message_with_a_fresh_seed(user, tiny_model) -> None:
     old = first_answer(user, seed=7, max_new_tokens=16)
     frame = action("regenerate", old.conversation_id, old.pk, settings={"seed": None, "max_new_tokens": 16})
     ((started, *_, done),) = talk(user, frame)
@@ -88,7 +88,7 @@ def test_regenerate_adds_an_answer_to_the_same_message_with_a_fresh_seed(user, t
     assert history[-1].versions == services.Versions(index=2, count=2, previous=old.pk, next=None)
 
 
-def test_continue_extends_a_length_cut_answer_as_a_new_version(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_continue_extends_a_length_cut_answer_as_a_new_version(user, tiny_model) -> None:
     old = first_answer(user, temperature=0, max_new_tokens=6)  # greedy on the tiny model never ends itself
     assert old.provenance["stats"]["stop_reason"] == "length"
     ((started, *rest),) = talk(user, action("continue", old.conversation_id, old.pk))
@@ -110,7 +110,7 @@ def test_continue_extends_a_length_cut_answer_as_a_new_version(user, tiny_model)
     assert new.provenance["stats"]["prompt_tokens"] == len(old.prompt_ids) + 6  # the prefix is prompt
 
 
-def test_continue_is_refused_for_a_finished_answer_and_for_a_user_message(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_continue_is_refused_for_a_finished_answer_and_for_a_user_message(user, tiny_model) -> None:
     old = first_answer(user, max_new_tokens=4)
     Message.objects.filter(pk=old.pk).update(provenance={**old.provenance, "stats": {"stop_reason": "stop"}})
     finished, mine = talk(
@@ -124,7 +124,7 @@ def test_continue_is_refused_for_a_finished_answer_and_for_a_user_message(user, 
     assert Message.objects.count() == 2
 
 
-def test_edit_adds_a_new_version_of_the_user_message_and_answers_it(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_edit_adds_a_new_version_of_the_user_message_and_answers_it(user, tiny_model) -> None:
     first = first_answer(user, max_new_tokens=4)
     (second,) = talk(user, send_frame("And then?", conversation=first.conversation_id, max_new_tokens=4))
     question = Message.objects.get(pk=second[0]["user_message"])
@@ -143,7 +143,7 @@ def test_edit_adds_a_new_version_of_the_user_message_and_answers_it(user, tiny_m
 
 def test_editing_the_first_message_starts_a_second_version_of_the_whole_conversation(
     user, tiny_model
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     first = first_answer(user, max_new_tokens=4)
     ((started, *_, done),) = talk(user, action("edit", first.conversation_id, first.parent_id, content="Hi"))
     conversation = Conversation.objects.get(pk=first.conversation_id)
@@ -154,7 +154,7 @@ def test_editing_the_first_message_starts_a_second_version_of_the_whole_conversa
     assert started["prompt_tokens"] < first.provenance["prompt_tokens"]  # "Hi" alone, not the old turn
 
 
-def test_branch_keeps_the_first_tokens_then_the_chosen_one(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_branch_keeps_the_first_tokens_then_the_chosen_one(user, tiny_model) -> None:
     old = first_answer(user, temperature=0, max_new_tokens=10)
     at = 3
     original = old.tokens[at]
@@ -192,7 +192,7 @@ def test_branch_keeps_the_first_tokens_then_the_chosen_one(user, tiny_model) -> 
         ({"at": 0, "token": "the"}, '"branch" needs "token"'),
     ],
 )
-def test_bad_branch_points_are_refused_and_the_socket_stays_usable(user, tiny_model, extra, expected) -> None:  # type: ignore[no-untyped-def]
+def test_bad_branch_points_are_refused_and_the_socket_stays_usable(user, tiny_model, extra, expected) -> None:
     old = first_answer(user, temperature=0, max_new_tokens=4)
     ((error,),) = talk(user, action("branch", old.conversation_id, old.pk, **extra))
     assert error["type"] == "error"
@@ -200,14 +200,14 @@ def test_bad_branch_points_are_refused_and_the_socket_stays_usable(user, tiny_mo
     assert Message.objects.count() == 2
 
 
-def test_branching_on_an_end_of_turn_token_is_refused(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_branching_on_an_end_of_turn_token_is_refused(user, tiny_model) -> None:
     old = first_answer(user, temperature=0, max_new_tokens=4)
     end = services.engine_for("tiny-llama").tokenizer.convert_tokens_to_ids("<|im_end|>")
     ((error,),) = talk(user, action("branch", old.conversation_id, old.pk, at=1, token=end))
     assert "ends the answer" in error["error"]
 
 
-def test_replay_gives_the_same_text_with_the_same_seed_and_settings(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_replay_gives_the_same_text_with_the_same_seed_and_settings(user, tiny_model) -> None:
     old = first_answer(user, temperature=1.0, top_p=0.95, seed=None, max_new_tokens=24)
     # Replay ignores the panel's settings: it uses the answer's own.
     frame = action("replay", old.conversation_id, old.pk, settings={"temperature": 0.1, "seed": 1})
@@ -224,7 +224,7 @@ def test_replay_gives_the_same_text_with_the_same_seed_and_settings(user, tiny_m
     assert "Replay of the answer it came from: the same" in page
 
 
-def test_a_replay_that_parts_from_its_original_says_where_and_what_differed(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_a_replay_that_parts_from_its_original_says_where_and_what_differed(user, tiny_model) -> None:
     """An original decoded beside other answers, with another prefix-cache split, can differ in its last
     bits: made here by editing the saved original (a flip cannot be forced on a real batch)."""
     old = first_answer(user, temperature=1.0, seed=3, max_new_tokens=12)
@@ -247,7 +247,7 @@ def test_a_replay_that_parts_from_its_original_says_where_and_what_differed(user
     assert "up to 3 rows" in page
 
 
-def test_replaying_a_branch_forces_the_same_start_and_gives_the_same_text(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_replaying_a_branch_forces_the_same_start_and_gives_the_same_text(user, tiny_model) -> None:
     old = first_answer(user, temperature=0, max_new_tokens=8)
     chosen = next(a[0] for a in old.tokens[2][3] if a[0] != old.tokens[2][0])
     settings = {"temperature": 1.2, "seed": None, "max_new_tokens": 12}
@@ -261,7 +261,7 @@ def test_replaying_a_branch_forces_the_same_start_and_gives_the_same_text(user, 
     assert Message.objects.get(pk=done["message"]).tokens[:3] == source.tokens[:3]
 
 
-def test_another_users_message_is_refused(user, django_user_model, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_another_users_message_is_refused(user, django_user_model, tiny_model) -> None:
     bob = django_user_model.objects.create_user(username="bob", password="another long passphrase")
     theirs = first_answer(bob, max_new_tokens=4)
     mine = first_answer(user, max_new_tokens=4)
@@ -279,7 +279,7 @@ def test_another_users_message_is_refused(user, django_user_model, tiny_model) -
     assert Message.objects.count() == 4
 
 
-def test_a_message_of_another_conversation_is_refused(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_a_message_of_another_conversation_is_refused(user, tiny_model) -> None:
     one = first_answer(user, max_new_tokens=4)
     two = first_answer(user, max_new_tokens=4)
     ((error,),) = talk(user, action("regenerate", two.conversation_id, one.pk))
@@ -295,20 +295,20 @@ def test_a_message_of_another_conversation_is_refused(user, tiny_model) -> None:
         ({"action": "edit", "message": 1, "conversation": None, "content": "x"}, 'needs the "conversation"'),
     ],
 )
-def test_bad_action_frames_get_a_clear_error(user, tiny_model, frame, expected) -> None:  # type: ignore[no-untyped-def]
+def test_bad_action_frames_get_a_clear_error(user, tiny_model, frame, expected) -> None:
     ((error,),) = talk(user, send_frame() | frame)
     assert error["type"] == "error"
     assert expected in error["error"]
     assert not Message.objects.exists()
 
 
-def test_an_edit_still_needs_text(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_an_edit_still_needs_text(user, tiny_model) -> None:
     old = first_answer(user, max_new_tokens=4)
     ((error,),) = talk(user, action("edit", old.conversation_id, old.parent_id, content="  "))
     assert error["fields"] == {"content": ["Type a message."]}
 
 
-def test_a_new_message_follows_the_branch_shown(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_a_new_message_follows_the_branch_shown(user, tiny_model) -> None:
     old = first_answer(user, max_new_tokens=4)
     talk(user, action("regenerate", old.conversation_id, old.pk, settings={"max_new_tokens": 4}))
     services.show_version(user, old.pk)  # back to the first answer

@@ -19,7 +19,7 @@ ORIGIN = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
 LONG = {"temperature": 0, "max_new_tokens": 200}
 
 
-def headers_for(user) -> list[tuple[bytes, bytes]]:  # type: ignore[no-untyped-def]
+def headers_for(user) -> list[tuple[bytes, bytes]]:
     client = Client()
     client.force_login(user)
     return [*ORIGIN, (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())]
@@ -41,7 +41,7 @@ async def frames_until(communicator: WebsocketCommunicator, kind: str) -> list[d
             return frames
 
 
-def send_frame(content: str = "Hello there", conversation: int | None = None, **settings: Any) -> dict:  # type: ignore[type-arg]
+def send_frame(content: str = "Hello there", conversation: int | None = None, **settings: Any) -> dict:
     return {
         "type": "send",
         "conversation": conversation,
@@ -56,12 +56,12 @@ async def still_answers_ping(communicator: WebsocketCommunicator) -> bool:
     return (await frames_until(communicator, "pong"))[-1] == {"type": "pong"}
 
 
-def run(coro) -> Any:  # type: ignore[no-untyped-def]
+def run(coro) -> Any:
     return asyncio.run(coro)
 
 
 def test_anonymous_sockets_are_closed_with_4401() -> None:
-    async def scenario() -> dict:  # type: ignore[type-arg]
+    async def scenario() -> dict:
         communicator = WebsocketCommunicator(application, "/ws/chat/", headers=ORIGIN)
         connected, _ = await communicator.connect(timeout=10)
         assert connected
@@ -70,7 +70,7 @@ def test_anonymous_sockets_are_closed_with_4401() -> None:
     assert run(scenario()) == {"type": "websocket.close", "code": 4401}
 
 
-def test_a_foreign_origin_is_refused(user) -> None:  # type: ignore[no-untyped-def]
+def test_a_foreign_origin_is_refused(user) -> None:
     headers = [(b"origin", b"http://evil.example"), *headers_for(user)[1:]]
 
     async def scenario() -> bool:
@@ -81,11 +81,11 @@ def test_a_foreign_origin_is_refused(user) -> None:  # type: ignore[no-untyped-d
     assert run(scenario()) is False
 
 
-def test_send_streams_tokens_and_saves_the_answer_with_provenance(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_send_streams_tokens_and_saves_the_answer_with_provenance(user, tiny_model) -> None:
     headers = headers_for(user)
     settings = {"temperature": 0.9, "top_k": 50, "top_p": 0.95, "min_p": 0.01, "repetition_penalty": 1.1}
 
-    async def scenario() -> list[dict]:  # type: ignore[type-arg]
+    async def scenario() -> list[dict]:
         communicator = await open_socket(headers)
         await communicator.send_json_to(send_frame("Tell me a story", **settings, seed=1234))
         frames = await frames_until(communicator, "done")
@@ -125,7 +125,7 @@ def test_send_streams_tokens_and_saves_the_answer_with_provenance(user, tiny_mod
     assert provenance["stats"]["generated_tokens"] == len(tokens)
 
 
-def test_the_same_seed_gives_the_same_answer(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_same_seed_gives_the_same_answer(user, tiny_model) -> None:
     headers = headers_for(user)
 
     async def answer(seed: int) -> str:
@@ -140,10 +140,10 @@ def test_the_same_seed_gives_the_same_answer(user, tiny_model) -> None:  # type:
     assert first != other
 
 
-def test_a_conversation_continues_with_its_history(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_a_conversation_continues_with_its_history(user, tiny_model) -> None:
     headers = headers_for(user)
 
-    async def scenario() -> tuple[dict, dict]:  # type: ignore[type-arg]
+    async def scenario() -> tuple[dict, dict]:
         communicator = await open_socket(headers)
         await communicator.send_json_to(send_frame("First"))
         first = (await frames_until(communicator, "done"))[0]
@@ -163,10 +163,10 @@ def test_a_conversation_continues_with_its_history(user, tiny_model) -> None:  #
     assert contents[0::2] == ["First", "Second"]
 
 
-def test_stop_halts_the_stream_and_keeps_the_partial_answer(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_stop_halts_the_stream_and_keeps_the_partial_answer(user, tiny_model) -> None:
     headers = headers_for(user)
 
-    async def scenario() -> list[dict]:  # type: ignore[type-arg]
+    async def scenario() -> list[dict]:
         communicator = await open_socket(headers)
         await communicator.send_json_to(send_frame("Go on", **LONG))
         frames = await frames_until(communicator, "token")
@@ -188,10 +188,10 @@ def test_stop_halts_the_stream_and_keeps_the_partial_answer(user, tiny_model) ->
     assert answer.provenance["stats"]["stop_reason"] == "cancelled"
 
 
-def test_leaving_mid_answer_saves_the_partial_answer_as_stopped(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_leaving_mid_answer_saves_the_partial_answer_as_stopped(user, tiny_model) -> None:
     headers = headers_for(user)
 
-    async def scenario() -> dict:  # type: ignore[type-arg]
+    async def scenario() -> dict:
         communicator = await open_socket(headers)
         await communicator.send_json_to(send_frame("Go on", **LONG))
         started = (await frames_until(communicator, "token"))[0]
@@ -206,10 +206,10 @@ def test_leaving_mid_answer_saves_the_partial_answer_as_stopped(user, tiny_model
     assert Message.objects.filter(conversation_id=started["conversation"], role="user").count() == 1
 
 
-def test_a_second_send_while_streaming_is_refused(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_a_second_send_while_streaming_is_refused(user, tiny_model) -> None:
     headers = headers_for(user)
 
-    async def scenario() -> list[dict]:  # type: ignore[type-arg]
+    async def scenario() -> list[dict]:
         communicator = await open_socket(headers)
         await communicator.send_json_to(send_frame("Go on", **LONG))
         await frames_until(communicator, "started")
@@ -245,10 +245,10 @@ def test_a_second_send_while_streaming_is_refused(user, tiny_model) -> None:  # 
         (json.dumps(send_frame(max_new_tokens=255) | {"content": "word " * 200}), "does not fit"),
     ],
 )
-def test_bad_frames_get_a_clear_error_and_the_socket_stays_usable(user, tiny_model, frame, expected) -> None:  # type: ignore[no-untyped-def]
+def test_bad_frames_get_a_clear_error_and_the_socket_stays_usable(user, tiny_model, frame, expected) -> None:
     headers = headers_for(user)
 
-    async def scenario() -> dict:  # type: ignore[type-arg]
+    async def scenario() -> dict:
         communicator = await open_socket(headers)
         await communicator.send_to(text_data=frame)
         error = await communicator.receive_json_from(timeout=30)
@@ -262,10 +262,10 @@ def test_bad_frames_get_a_clear_error_and_the_socket_stays_usable(user, tiny_mod
     assert not Message.objects.exists()
 
 
-def test_binary_frames_are_refused(user) -> None:  # type: ignore[no-untyped-def]
+def test_binary_frames_are_refused(user) -> None:
     headers = headers_for(user)
 
-    async def scenario() -> dict:  # type: ignore[type-arg]
+    async def scenario() -> dict:
         communicator = await open_socket(headers)
         await communicator.send_to(bytes_data=b"\x00\x01")
         error = await communicator.receive_json_from(timeout=10)
@@ -276,12 +276,12 @@ def test_binary_frames_are_refused(user) -> None:  # type: ignore[no-untyped-def
     assert "not binary" in run(scenario())["error"]
 
 
-def test_another_users_conversation_is_out_of_reach(user, django_user_model, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_another_users_conversation_is_out_of_reach(user, django_user_model, tiny_model) -> None:
     bob = django_user_model.objects.create_user(username="bob", password="another long passphrase")
     theirs = Conversation.objects.create(owner=bob, model_name="tiny-llama", title="Bob's secrets")
     headers = headers_for(user)
 
-    async def scenario() -> dict:  # type: ignore[type-arg]
+    async def scenario() -> dict:
         communicator = await open_socket(headers)
         await communicator.send_json_to(send_frame("Let me in", conversation=theirs.pk))
         error = await communicator.receive_json_from(timeout=10)

@@ -13,12 +13,12 @@ from tests.playground.chat.test_consumer import LONG, frames_until, headers_for,
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_a_full_engine_says_waiting_and_then_answers(user, tiny_model, settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_full_engine_says_waiting_and_then_answers(user, tiny_model, settings) -> None:
     settings.ENGINE_MAX_SEQUENCES = 1
 
     headers = headers_for(user)
 
-    async def scenario() -> tuple[list[dict], list[dict]]:  # type: ignore[type-arg]
+    async def scenario() -> tuple[list[dict], list[dict]]:
         first = await open_socket(headers)
         second = await open_socket(headers)
         await first.send_json_to(send_frame(**LONG))
@@ -43,10 +43,10 @@ def test_a_full_engine_says_waiting_and_then_answers(user, tiny_model, settings)
     assert stats["queued_s"] > 0
 
 
-def test_the_next_turn_comes_from_the_prefix_cache_and_the_page_says_so(user, client_in, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_next_turn_comes_from_the_prefix_cache_and_the_page_says_so(user, client_in, tiny_model) -> None:
     headers = headers_for(user)
 
-    async def scenario() -> list[dict]:  # type: ignore[type-arg]
+    async def scenario() -> list[dict]:
         socket = await open_socket(headers)
         await socket.send_json_to(send_frame("Tell me about the sea, at length please", max_new_tokens=30))
         first = await frames_until(socket, "done")
@@ -65,10 +65,10 @@ def test_the_next_turn_comes_from_the_prefix_cache_and_the_page_says_so(user, cl
     assert f"{stats['cached_prompt_tokens']} of {stats['prompt_tokens']} prompt tokens cached" in page
 
 
-def test_speculative_decoding_is_a_setting_and_its_acceptance_is_saved(user, client_in, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_speculative_decoding_is_a_setting_and_its_acceptance_is_saved(user, client_in, tiny_model) -> None:
     headers = headers_for(user)
 
-    async def scenario() -> list[dict]:  # type: ignore[type-arg]
+    async def scenario() -> list[dict]:
         socket = await open_socket(headers)
         frame = send_frame(
             "abc abc abc abc abc",
@@ -107,10 +107,10 @@ def test_speculative_decoding_is_a_setting_and_its_acceptance_is_saved(user, cli
         ({"speculative_tokens": 99}, "speculative_tokens"),
     ],
 )
-def test_bad_speculative_settings_are_answered_beside_the_field(user, tiny_model, settings_, field) -> None:  # type: ignore[no-untyped-def]
+def test_bad_speculative_settings_are_answered_beside_the_field(user, tiny_model, settings_, field) -> None:
     headers = headers_for(user)
 
-    async def scenario() -> dict:  # type: ignore[type-arg]
+    async def scenario() -> dict:
         socket = await open_socket(headers)
         await socket.send_json_to(send_frame(**settings_))
         frames = await frames_until(socket, "error")

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def bob(django_user_model):  # type: ignore[no-untyped-def]
+def bob(django_user_model):
     return django_user_model.objects.create_user(username="bob", password="another long passphrase")
 
 
@@ -38,7 +38,7 @@ def send_data(**overrides: Any) -> dict[str, Any]:
     }
 
 
-def generate_answer(owner, **overrides: Any) -> Message:  # type: ignore[no-untyped-def]
+def generate_answer(owner, **overrides: Any) -> Message:
     """One turn as the consumer runs it: start_turn, the engine's events, finish_turn with the tokens."""
     turn = services.start_turn(owner, send_data(**overrides))
     request = dataclasses.replace(turn.request, ignore_stop_tokens=True)  # random weights: no early end
@@ -52,7 +52,7 @@ def generate_answer(owner, **overrides: Any) -> Message:  # type: ignore[no-unty
 
 
 @pytest.fixture
-def answer(user, tiny_model) -> Message:  # type: ignore[no-untyped-def]
+def answer(user, tiny_model) -> Message:
     inspector_services._cache.clear()
     message = generate_answer(user)
     assert len(message.tokens) == 6
@@ -107,7 +107,7 @@ def test_a_token_shows_its_probability_alternatives_and_attention(client_in: Cli
     assert body["attention_error"] is None
 
 
-def test_a_sampled_token_shows_its_probability_after_the_sampler(client_in: Client, user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_a_sampled_token_shows_its_probability_after_the_sampler(client_in: Client, user, tiny_model) -> None:
     inspector_services._cache.clear()
     sampled = generate_answer(user, temperature=0.9, top_k=20, seed=7)
     body = client_in.get(token_url(sampled.pk, 1)).json()
@@ -126,7 +126,7 @@ def test_each_step_attends_over_a_longer_context(client_in: Client, answer: Mess
     assert first["context"]["labels"] == last["context"]["labels"][: len(first["context"]["labels"])]
 
 
-def test_someone_elses_answer_reads_like_a_missing_one(answer: Message, bob) -> None:  # type: ignore[no-untyped-def]
+def test_someone_elses_answer_reads_like_a_missing_one(answer: Message, bob) -> None:
     client = Client()
     client.force_login(bob)
     for url in (tokens_url(answer.pk), token_url(answer.pk, 0)):
@@ -157,7 +157,7 @@ def test_an_answer_still_streaming_waits(client_in: Client, answer: Message) -> 
     assert "still being written" in response.json()["error"]
 
 
-def test_a_model_gone_from_the_catalog_is_said_so(client_in: Client, answer: Message, store) -> None:  # type: ignore[no-untyped-def]
+def test_a_model_gone_from_the_catalog_is_said_so(client_in: Client, answer: Message, store) -> None:
     store.remove("tiny-llama")
     for url in (tokens_url(answer.pk), token_url(answer.pk, 1)):
         response = client_in.get(url)
@@ -167,7 +167,7 @@ def test_a_model_gone_from_the_catalog_is_said_so(client_in: Client, answer: Mes
         )
 
 
-def test_a_context_over_the_limit_still_shows_the_token(client_in: Client, answer: Message, settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_context_over_the_limit_still_shows_the_token(client_in: Client, answer: Message, settings) -> None:
     settings.INSPECT_MAX_TOKENS = 4
     body = client_in.get(token_url(answer.pk, 2)).json()
     assert body["attention"] is None
@@ -185,7 +185,7 @@ def test_a_logged_out_visitor_is_sent_to_log_in(answer: Message) -> None:
     assert "/login" in response["Location"]
 
 
-def test_the_chat_page_loads_the_inspector_with_its_endpoints(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_chat_page_loads_the_inspector_with_its_endpoints(client_in: Client, tiny_model) -> None:
     html = client_in.get(reverse("chat:index")).content.decode()
     assert 'src="/static/chat/inspector.js"' in html
     assert 'href="/static/chat/inspector.css"' in html

@@ -19,12 +19,12 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def bob(django_user_model):  # type: ignore[no-untyped-def]
+def bob(django_user_model):
     return django_user_model.objects.create_user(username="bob", password="another long passphrase")
 
 
 @pytest.fixture
-def mine(user) -> PromptTemplate:  # type: ignore[no-untyped-def]
+def mine(user) -> PromptTemplate:
     return PromptTemplate.objects.create(
         owner=user,
         name="Capitals",
@@ -36,7 +36,7 @@ def mine(user) -> PromptTemplate:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def bobs(bob) -> PromptTemplate:  # type: ignore[no-untyped-def]
+def bobs(bob) -> PromptTemplate:
     return PromptTemplate.objects.create(owner=bob, name="Bob's secret", template="Bob {text}")
 
 
@@ -107,7 +107,7 @@ def test_compose_puts_examples_in_their_slot_or_first_and_keeps_other_braces() -
     assert prompt_library.compose_message("Plain {x}") == "Plain {x}"
 
 
-def test_the_library_lists_every_builtin_and_only_my_own(client_in: Client, mine, bobs) -> None:  # type: ignore[no-untyped-def]
+def test_the_library_lists_every_builtin_and_only_my_own(client_in: Client, mine, bobs) -> None:
     page = client_in.get(reverse("chat:library")).content.decode()
     for p in prompt_library.BUILTINS:
         assert f'id="builtin-{p.key}"' in page
@@ -120,7 +120,7 @@ def test_the_library_lists_every_builtin_and_only_my_own(client_in: Client, mine
 
 
 @pytest.mark.parametrize("prompt", prompt_library.BUILTINS, ids=lambda p: p.key)
-def test_using_a_builtin_fills_the_composer_and_system_prompt(client_in: Client, tiny_model, prompt) -> None:  # type: ignore[no-untyped-def]
+def test_using_a_builtin_fills_the_composer_and_system_prompt(client_in: Client, tiny_model, prompt) -> None:
     response = client_in.get(reverse("chat:index"), {"prompt": prompt.ref})
     assert response.status_code == 200
     page = response.content.decode()
@@ -133,7 +133,7 @@ def test_using_a_builtin_fills_the_composer_and_system_prompt(client_in: Client,
         assert f"<code>{{{name}}}</code>" in page
 
 
-def test_the_few_shot_builtin_writes_its_examples_before_the_new_input(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_few_shot_builtin_writes_its_examples_before_the_new_input(client_in: Client, tiny_model) -> None:
     text = composer(client_in.get(reverse("chat:index"), {"prompt": "builtin:few-shot"}).content.decode())
     assert "Input: The soup was cold and the waiter ignored us.\nOutput: negative\n\n" in text
     assert text.index("Output: positive") < text.index("Input: {text}")
@@ -142,7 +142,7 @@ def test_the_few_shot_builtin_writes_its_examples_before_the_new_input(client_in
 
 def test_using_my_template_fills_it_in_and_others_are_not_found(
     client_in: Client, tiny_model, mine, bobs
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     page = client_in.get(reverse("chat:index"), {"prompt": str(mine.pk)}).content.decode()
     assert (
         composer(page)
@@ -153,14 +153,14 @@ def test_using_my_template_fills_it_in_and_others_are_not_found(
         assert client_in.get(reverse("chat:index"), {"prompt": ref}).status_code == 404
 
 
-def test_a_plain_chat_page_has_an_empty_composer(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_a_plain_chat_page_has_an_empty_composer(client_in: Client, tiny_model) -> None:
     page = client_in.get(reverse("chat:index")).content.decode()
     assert composer(page) == ""
     assert "From the prompt library" not in page
 
 
 # --- my own templates -----------------------------------------------------------------------------
-def test_i_create_a_template_with_examples_and_blank_rows_are_skipped(client_in: Client, user) -> None:  # type: ignore[no-untyped-def]
+def test_i_create_a_template_with_examples_and_blank_rows_are_skipped(client_in: Client, user) -> None:
     response = client_in.post(reverse("chat:prompt-new"), form_data())
     saved = PromptTemplate.objects.get(owner=user, name="Sentiment")
     assert response.status_code == 302
@@ -193,14 +193,14 @@ def test_edit_a_copy_of_a_builtin_starts_from_its_content(client_in: Client) -> 
 )  # fmt: skip
 def test_bad_templates_are_refused_with_the_reason_in_the_form(
     client_in: Client, user, overrides, error
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     response = client_in.post(reverse("chat:prompt-new"), form_data(**overrides))
     assert response.status_code == 200
     assert error in html.unescape(response.content.decode())
     assert not PromptTemplate.objects.filter(owner=user).exists()
 
 
-def test_more_than_twenty_examples_are_refused(client_in: Client, user) -> None:  # type: ignore[no-untyped-def]
+def test_more_than_twenty_examples_are_refused(client_in: Client, user) -> None:
     data = form_data(**{"examples-TOTAL_FORMS": "21"})
     for i in range(21):
         data[f"examples-{i}-input"] = f"in {i}"
@@ -210,7 +210,7 @@ def test_more_than_twenty_examples_are_refused(client_in: Client, user) -> None:
     assert not PromptTemplate.objects.filter(owner=user).exists()
 
 
-def test_names_are_unique_per_user_but_not_across_users(client_in: Client, user, mine, bob) -> None:  # type: ignore[no-untyped-def]
+def test_names_are_unique_per_user_but_not_across_users(client_in: Client, user, mine, bob) -> None:
     page = client_in.post(reverse("chat:prompt-new"), form_data(name="Capitals")).content.decode()
     assert "You already have a template named “Capitals”" in page
     assert PromptTemplate.objects.filter(owner=user).count() == 1
@@ -219,7 +219,7 @@ def test_names_are_unique_per_user_but_not_across_users(client_in: Client, user,
     assert bob_client.post(reverse("chat:prompt-new"), form_data(name="Capitals")).status_code == 302
 
 
-def test_add_an_example_shows_one_more_row_and_saves_nothing(client_in: Client, user) -> None:  # type: ignore[no-untyped-def]
+def test_add_an_example_shows_one_more_row_and_saves_nothing(client_in: Client, user) -> None:
     data = form_data(**{"add_example": "1", "examples-2-input": "Fine", "examples-2-output": "positive"})
     page = client_in.post(reverse("chat:prompt-new"), data).content.decode()
     assert page.count('data-testid="example-row"') == 4
@@ -229,7 +229,7 @@ def test_add_an_example_shows_one_more_row_and_saves_nothing(client_in: Client, 
     assert not PromptTemplate.objects.exists()
 
 
-def test_i_edit_my_template_and_remove_an_example(client_in: Client, mine) -> None:  # type: ignore[no-untyped-def]
+def test_i_edit_my_template_and_remove_an_example(client_in: Client, mine) -> None:
     page = client_in.get(reverse("chat:prompt-edit", args=[mine.pk])).content.decode()
     assert "Paris" in page
     assert "Tokyo" in page
@@ -250,14 +250,14 @@ def test_i_edit_my_template_and_remove_an_example(client_in: Client, mine) -> No
     assert mine.template.startswith("Label it.")
 
 
-def test_i_delete_my_template(client_in: Client, mine) -> None:  # type: ignore[no-untyped-def]
+def test_i_delete_my_template(client_in: Client, mine) -> None:
     response = client_in.post(reverse("chat:prompt-delete", args=[mine.pk]))
     assert response.status_code == 302
     assert not PromptTemplate.objects.filter(pk=mine.pk).exists()
     assert client_in.get(reverse("chat:prompt-delete", args=[mine.pk])).status_code == 405
 
 
-def test_another_users_template_is_not_found_and_untouched(client_in: Client, bobs) -> None:  # type: ignore[no-untyped-def]
+def test_another_users_template_is_not_found_and_untouched(client_in: Client, bobs) -> None:
     assert client_in.get(reverse("chat:prompt-edit", args=[bobs.pk])).status_code == 404
     assert client_in.post(reverse("chat:prompt-edit", args=[bobs.pk]), form_data()).status_code == 404
     assert client_in.post(reverse("chat:prompt-delete", args=[bobs.pk])).status_code == 404
@@ -266,17 +266,17 @@ def test_another_users_template_is_not_found_and_untouched(client_in: Client, bo
     assert bobs.name == "Bob's secret"
 
 
-def test_the_forms_need_a_csrf_token(user) -> None:  # type: ignore[no-untyped-def]
+def test_the_forms_need_a_csrf_token(user) -> None:
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
     assert client.post(reverse("chat:prompt-new"), form_data()).status_code == 403
     page = client.get(reverse("chat:prompt-new")).content.decode()
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
     assert client.post(reverse("chat:prompt-new"), form_data(csrfmiddlewaretoken=token)).status_code == 302
     assert PromptTemplate.objects.filter(owner=user, name="Sentiment").exists()
 
 
-def test_template_text_is_shown_escaped(client_in: Client, user) -> None:  # type: ignore[no-untyped-def]
+def test_template_text_is_shown_escaped(client_in: Client, user) -> None:
     PromptTemplate.objects.create(owner=user, name="<b>x</b>", template="<script>alert(1)</script> {text}")
     page = client_in.get(reverse("chat:library")).content.decode()
     assert "<script>alert(1)</script>" not in page

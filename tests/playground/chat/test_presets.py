@@ -51,13 +51,13 @@ def buttons(page: str) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture
-def bob(django_user_model):  # type: ignore[no-untyped-def]
+def bob(django_user_model):
     return django_user_model.objects.create_user(username="bob", password="another long passphrase")
 
 
 def test_saving_stores_the_settings_and_shows_a_button_like_the_builtins(
     client_in: Client, user, tiny_model
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     response = client_in.post(reverse("chat:preset-save"), panel(), **HTMX)
     assert response.status_code == 200
     saved = SamplerPreset.objects.get(owner=user, name="Sharp")
@@ -90,7 +90,7 @@ def test_saving_stores_the_settings_and_shows_a_button_like_the_builtins(
         ({"stop_sequences": "\n".join("abcde")}, "At most 4 stop sequences."),
     ],
 )
-def test_bad_presets_are_refused_in_place(client_in: Client, user, tiny_model, overrides, error) -> None:  # type: ignore[no-untyped-def]
+def test_bad_presets_are_refused_in_place(client_in: Client, user, tiny_model, overrides, error) -> None:
     response = client_in.post(reverse("chat:preset-save"), panel(**overrides), **HTMX)
     assert response.status_code == 200  # htmx swaps the partial with its errors in
     partial = html.unescape(response.content.decode())
@@ -99,7 +99,7 @@ def test_bad_presets_are_refused_in_place(client_in: Client, user, tiny_model, o
     assert not SamplerPreset.objects.filter(owner=user).exists()
 
 
-def test_names_are_unique_per_user(client_in: Client, user, bob, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_names_are_unique_per_user(client_in: Client, user, bob, tiny_model) -> None:
     SamplerPreset.objects.create(owner=user, name="Sharp", values={"temperature": 0})
     SamplerPreset.objects.create(owner=bob, name="Mine too", values={"temperature": 0})
     partial = html.unescape(client_in.post(reverse("chat:preset-save"), panel(), **HTMX).content.decode())
@@ -110,7 +110,7 @@ def test_names_are_unique_per_user(client_in: Client, user, bob, tiny_model) -> 
     assert "Saved the preset" in response.content.decode()
 
 
-def test_i_see_and_delete_only_my_presets(client_in: Client, user, bob, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_i_see_and_delete_only_my_presets(client_in: Client, user, bob, tiny_model) -> None:
     mine = SamplerPreset.objects.create(owner=user, name="Cold", values={"temperature": 0})
     theirs = SamplerPreset.objects.create(owner=bob, name="Bobs", values={"temperature": 2})
     page = client_in.get(reverse("chat:index")).content.decode()
@@ -123,20 +123,20 @@ def test_i_see_and_delete_only_my_presets(client_in: Client, user, bob, tiny_mod
     assert not SamplerPreset.objects.filter(pk=mine.pk).exists()
 
 
-def test_saving_needs_a_csrf_token_and_a_post(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_saving_needs_a_csrf_token_and_a_post(user, tiny_model) -> None:
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
     assert client.post(reverse("chat:preset-save"), panel(), **HTMX).status_code == 403
     assert client.get(reverse("chat:preset-save")).status_code == 405
     assert not SamplerPreset.objects.exists()
     page = client.get(reverse("chat:index")).content.decode()
-    token = re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    token = re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)
     response = client.post(reverse("chat:preset-save"), panel(), HTTP_X_CSRFTOKEN=token, **HTMX)
     assert response.status_code == 200
     assert SamplerPreset.objects.filter(owner=user, name="Sharp").exists()
 
 
-def test_without_htmx_saving_returns_to_the_chat(client_in: Client, user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_without_htmx_saving_returns_to_the_chat(client_in: Client, user, tiny_model) -> None:
     response = client_in.post(reverse("chat:preset-save"), panel())
     assert response.status_code == 302
     assert response["Location"] == reverse("chat:index")

@@ -14,16 +14,16 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
 @pytest.fixture
-def bob(django_user_model):  # type: ignore[no-untyped-def]
+def bob(django_user_model):
     return django_user_model.objects.create_user(username="bob", password="another long passphrase")
 
 
 @pytest.fixture
-def chat(user, tiny_model) -> Conversation:  # type: ignore[no-untyped-def]
+def chat(user, tiny_model) -> Conversation:
     return services.create_conversation(user, "tiny-llama", title="Capitals")
 
 
-def answer(conversation: Conversation, text: str, status: str = "complete", **stats) -> Message:  # type: ignore[no-untyped-def]
+def answer(conversation: Conversation, text: str, status: str = "complete", **stats) -> Message:
     question = Message.objects.create(conversation=conversation, role="user", content="Tell me")
     provenance = {"model": "tiny-llama", "seed": 1234, "prompt_tokens": 12}
     if stats:
@@ -38,7 +38,7 @@ def answer(conversation: Conversation, text: str, status: str = "complete", **st
     )
 
 
-def test_the_page_renders_for_its_owner_with_every_sampler_setting(client_in: Client, chat) -> None:  # type: ignore[no-untyped-def]
+def test_the_page_renders_for_its_owner_with_every_sampler_setting(client_in: Client, chat) -> None:
     html = client_in.get(reverse("chat:index")).content.decode()
     for name in ["temperature", "top_k", "top_p", "min_p", "repetition_penalty", "seed", "max_new_tokens"]:
         assert f'name="{name}"' in html
@@ -51,7 +51,7 @@ def test_the_page_renders_for_its_owner_with_every_sampler_setting(client_in: Cl
     assert 'aria-current="page">Chat</a>' in html
 
 
-def test_every_setting_explains_itself_in_a_tooltip(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_every_setting_explains_itself_in_a_tooltip(client_in: Client, tiny_model) -> None:
     html = client_in.get(reverse("chat:index")).content.decode()
     assert 'title="Keep only the k likeliest tokens (0 = off).">Top-k' in html
     assert "Empty = a fresh one each time." in html
@@ -59,7 +59,7 @@ def test_every_setting_explains_itself_in_a_tooltip(client_in: Client, tiny_mode
 
 def test_the_sidebar_lists_only_my_conversations_newest_first(
     client_in: Client, user, bob, tiny_model
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     services.create_conversation(user, "tiny-llama", title="Older")
     services.create_conversation(user, "tiny-llama", title="Newer")
     services.create_conversation(bob, "tiny-llama", title="Bob's secret")
@@ -68,7 +68,7 @@ def test_the_sidebar_lists_only_my_conversations_newest_first(
     assert html.index(">Newer</a>") < html.index(">Older</a>")
 
 
-def test_search_filters_the_sidebar_as_an_htmx_partial(client_in: Client, user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_search_filters_the_sidebar_as_an_htmx_partial(client_in: Client, user, tiny_model) -> None:
     services.create_conversation(user, "tiny-llama", title="Paris trip")
     services.create_conversation(user, "tiny-llama", title="Python help")
     response = client_in.get(reverse("chat:search"), {"q": "paris"}, **HTMX)
@@ -81,7 +81,7 @@ def test_search_filters_the_sidebar_as_an_htmx_partial(client_in: Client, user, 
     assert "No chat matches “zebra”." in nothing
 
 
-def test_a_conversation_opens_for_its_owner_and_is_missing_for_others(user, bob, chat) -> None:  # type: ignore[no-untyped-def]
+def test_a_conversation_opens_for_its_owner_and_is_missing_for_others(user, bob, chat) -> None:
     answer(chat, "The capital is Paris.")
     owner, stranger = Client(), Client()
     owner.force_login(user)
@@ -95,7 +95,7 @@ def test_a_conversation_opens_for_its_owner_and_is_missing_for_others(user, bob,
     assert owner.get(reverse("chat:message", args=[message.pk])).status_code == 200
 
 
-def test_rename_works_for_the_owner_only(user, bob, chat) -> None:  # type: ignore[no-untyped-def]
+def test_rename_works_for_the_owner_only(user, bob, chat) -> None:
     owner, stranger = Client(), Client()
     owner.force_login(user)
     stranger.force_login(bob)
@@ -108,7 +108,7 @@ def test_rename_works_for_the_owner_only(user, bob, chat) -> None:  # type: igno
     assert chat.title == "European capitals"
 
 
-def test_a_blank_title_is_refused_with_a_message_in_place(client_in: Client, chat) -> None:  # type: ignore[no-untyped-def]
+def test_a_blank_title_is_refused_with_a_message_in_place(client_in: Client, chat) -> None:
     response = client_in.post(reverse("chat:rename", args=[chat.pk]), {"title": "  "}, **HTMX)
     assert response.status_code == 200
     assert "Give the chat a title." in response.content.decode()
@@ -116,7 +116,7 @@ def test_a_blank_title_is_refused_with_a_message_in_place(client_in: Client, cha
     assert chat.title == "Capitals"
 
 
-def test_delete_works_for_the_owner_only(user, bob, chat) -> None:  # type: ignore[no-untyped-def]
+def test_delete_works_for_the_owner_only(user, bob, chat) -> None:
     other = services.create_conversation(user, "tiny-llama", title="Keep me")
     owner, stranger = Client(), Client()
     owner.force_login(user)
@@ -131,18 +131,18 @@ def test_delete_works_for_the_owner_only(user, bob, chat) -> None:  # type: igno
     assert Conversation.objects.filter(pk=other.pk).exists()
 
 
-def test_deleting_the_open_conversation_goes_back_to_a_new_chat(client_in: Client, chat) -> None:  # type: ignore[no-untyped-def]
+def test_deleting_the_open_conversation_goes_back_to_a_new_chat(client_in: Client, chat) -> None:
     here = f"http://testserver/chat/{chat.pk}/"
     response = client_in.post(reverse("chat:delete", args=[chat.pk]), HTTP_HX_CURRENT_URL=here, **HTMX)
     assert response.headers["HX-Redirect"] == "/chat/"
 
 
-def test_the_delete_button_asks_first(client_in: Client, chat) -> None:  # type: ignore[no-untyped-def]
+def test_the_delete_button_asks_first(client_in: Client, chat) -> None:
     html = client_in.get(reverse("chat:index")).content.decode()
     assert 'hx-confirm="Delete the chat “Capitals” and all its messages?"' in html
 
 
-def test_rename_and_delete_need_the_csrf_token(user, chat) -> None:  # type: ignore[no-untyped-def]
+def test_rename_and_delete_need_the_csrf_token(user, chat) -> None:
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
     assert client.post(reverse("chat:rename", args=[chat.pk]), {"title": "x"}).status_code == 403
@@ -154,12 +154,12 @@ def test_rename_and_delete_need_the_csrf_token(user, chat) -> None:  # type: ign
     assert response.status_code == 302
 
 
-def test_rename_and_delete_refuse_get(client_in: Client, chat) -> None:  # type: ignore[no-untyped-def]
+def test_rename_and_delete_refuse_get(client_in: Client, chat) -> None:
     assert client_in.get(reverse("chat:delete", args=[chat.pk])).status_code == 405
     assert Conversation.objects.filter(pk=chat.pk).exists()
 
 
-def test_html_the_model_writes_shows_as_text(client_in: Client, chat) -> None:  # type: ignore[no-untyped-def]
+def test_html_the_model_writes_shows_as_text(client_in: Client, chat) -> None:
     answer(
         chat,
         "Look: <script>alert(1)</script> and <img src=x onerror=alert(1)> and [x](javascript:alert(1))",
@@ -174,13 +174,13 @@ def test_html_the_model_writes_shows_as_text(client_in: Client, chat) -> None:  
     assert 'href="javascript' not in html
 
 
-def test_a_user_message_is_escaped(client_in: Client, chat) -> None:  # type: ignore[no-untyped-def]
+def test_a_user_message_is_escaped(client_in: Client, chat) -> None:
     Message.objects.create(conversation=chat, role="user", content="<b>bold?</b>")
     html = client_in.get(reverse("chat:conversation", args=[chat.pk])).content.decode()
     assert "&lt;b&gt;bold?&lt;/b&gt;" in html
 
 
-def test_markdown_code_blocks_render_as_pre_code(client_in: Client, chat) -> None:  # type: ignore[no-untyped-def]
+def test_markdown_code_blocks_render_as_pre_code(client_in: Client, chat) -> None:
     message = answer(chat, "Here:\n\n```python\nprint('<hi>')\n```\n\n**bold**")
     html = client_in.get(reverse("chat:message", args=[message.pk]), **HTMX).content.decode()
     assert "<pre><code class=\"language-python\">print('&lt;hi&gt;')" in html
@@ -188,7 +188,7 @@ def test_markdown_code_blocks_render_as_pre_code(client_in: Client, chat) -> Non
     assert html.lstrip().startswith(f'<li class="msg assistant" id="message-{message.pk}"')
 
 
-def test_an_answer_left_mid_stream_shows_with_its_stopped_badge(client_in: Client, chat) -> None:  # type: ignore[no-untyped-def]
+def test_an_answer_left_mid_stream_shows_with_its_stopped_badge(client_in: Client, chat) -> None:
     answer(chat, "Once upon a time, a robot", status="stopped", stop_reason="cancelled", generated_tokens=7)
     html = client_in.get(reverse("chat:conversation", args=[chat.pk])).content.decode()
     assert "Once upon a time, a robot" in html
@@ -196,7 +196,7 @@ def test_an_answer_left_mid_stream_shows_with_its_stopped_badge(client_in: Clien
     assert "stop: cancelled" in html
 
 
-def test_a_failed_answer_shows_its_error(client_in: Client, chat) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_answer_shows_its_error(client_in: Client, chat) -> None:
     message = answer(chat, "", status="error", stop_reason="error")
     message.error = "The engine stopped."
     message.save()
@@ -205,7 +205,7 @@ def test_a_failed_answer_shows_its_error(client_in: Client, chat) -> None:  # ty
     assert "The engine stopped." in html
 
 
-def test_each_answer_shows_its_stats_from_provenance(client_in: Client, chat) -> None:  # type: ignore[no-untyped-def]
+def test_each_answer_shows_its_stats_from_provenance(client_in: Client, chat) -> None:
     answer(
         chat,
         "Paris.",
@@ -229,19 +229,19 @@ def test_each_answer_shows_its_stats_from_provenance(client_in: Client, chat) ->
     assert 'data-used="15"' in html  # the context bar starts from the last answer
 
 
-def test_a_missing_conversation_is_a_404_not_a_500(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_a_missing_conversation_is_a_404_not_a_500(client_in: Client, tiny_model) -> None:
     assert client_in.get(reverse("chat:conversation", args=[999])).status_code == 404
     assert client_in.post(reverse("chat:rename", args=[999]), {"title": "x"}).status_code == 404
     assert client_in.get(reverse("chat:message", args=[999])).status_code == 404
 
 
-def test_the_refreshed_sidebar_still_marks_the_open_conversation(client_in: Client, chat) -> None:  # type: ignore[no-untyped-def]
+def test_the_refreshed_sidebar_still_marks_the_open_conversation(client_in: Client, chat) -> None:
     here = f"http://testserver/chat/{chat.pk}/"
     html = client_in.get(reverse("chat:search"), HTTP_HX_CURRENT_URL=here, **HTMX).content.decode()
     assert f'<a href="/chat/{chat.pk}/" aria-current="page">Capitals</a>' in html
 
 
-def test_a_conversation_exports_as_json_with_provenance(client_in: Client, chat) -> None:  # type: ignore[no-untyped-def]
+def test_a_conversation_exports_as_json_with_provenance(client_in: Client, chat) -> None:
     answer(chat, "Paris.", stop_reason="stop")
     answer(chat, "Half an ans", status="stopped", stop_reason="cancelled")
     response = client_in.get(reverse("chat:export", args=[chat.pk, "json"]))
@@ -260,7 +260,7 @@ def test_a_conversation_exports_as_json_with_provenance(client_in: Client, chat)
     assert data["messages"][1]["provenance"]["stats"]["stop_reason"] == "stop"
 
 
-def test_a_conversation_exports_as_markdown(client_in: Client, chat) -> None:  # type: ignore[no-untyped-def]
+def test_a_conversation_exports_as_markdown(client_in: Client, chat) -> None:
     answer(chat, "Paris is the **capital**.", stop_reason="stop")
     answer(chat, "Half", status="stopped", stop_reason="cancelled")
     response = client_in.get(reverse("chat:export", args=[chat.pk, "md"]))
@@ -273,7 +273,7 @@ def test_a_conversation_exports_as_markdown(client_in: Client, chat) -> None:  #
     assert "*tiny-llama, seed 1234, stop: stop*" in text
 
 
-def test_export_is_for_the_owner_only_and_knows_two_formats(user, bob, chat) -> None:  # type: ignore[no-untyped-def]
+def test_export_is_for_the_owner_only_and_knows_two_formats(user, bob, chat) -> None:
     other = Client()
     other.force_login(bob)
     assert other.get(reverse("chat:export", args=[chat.pk, "json"])).status_code == 404

@@ -12,7 +12,7 @@ OPEN_VIEWS = {"healthz", "login", "login-link", "admin:login", "admin:logout", "
 REFUSING_VIEWS = {"engine:metrics"}
 
 
-def all_url_names(resolver=None, prefix: str = "") -> list[tuple[str, object]]:  # type: ignore[no-untyped-def]
+def all_url_names(resolver=None, prefix: str = "") -> list[tuple[str, object]]:
     resolver = resolver or get_resolver()
     found = []
     for pattern in resolver.url_patterns:
@@ -24,7 +24,7 @@ def all_url_names(resolver=None, prefix: str = "") -> list[tuple[str, object]]: 
     return found
 
 
-def sample_path(name: str, pattern) -> str:  # type: ignore[no-untyped-def]
+def sample_path(name: str, pattern) -> str:
     args = {key: "1" if conv.regex == "[0-9]+" else "x" for key, conv in pattern.pattern.converters.items()}
     if pattern.default_args:
         args = {k: v for k, v in args.items() if k not in pattern.default_args}
@@ -64,13 +64,13 @@ def test_sections_still_to_be_built_say_so(client_in: Client, name: str) -> None
     assert b"not built yet" in response.content
 
 
-def test_the_layout_links_every_section(client_in: Client, model_dir) -> None:  # type: ignore[no-untyped-def]
+def test_the_layout_links_every_section(client_in: Client, model_dir) -> None:
     html = client_in.get(reverse("catalog:list")).content.decode()
     for label in ["Models", "Tokenizer", "Attention", "Next token", "Logit lens", "Chat", "Jobs", "Evaluate"]:
         assert f">{label}</a>" in html
 
 
-def test_htmx_is_served_from_this_site_and_sends_the_csrf_token(client_in: Client, model_dir) -> None:  # type: ignore[no-untyped-def]
+def test_htmx_is_served_from_this_site_and_sends_the_csrf_token(client_in: Client, model_dir) -> None:
     html = client_in.get(reverse("catalog:list")).content.decode()
     assert '<script src="/static/django_htmx/htmx-2' in html
     assert "https://" not in html.split("<body")[0]  # nothing loaded from another host
@@ -79,7 +79,7 @@ def test_htmx_is_served_from_this_site_and_sends_the_csrf_token(client_in: Clien
     assert 'hx-headers=\'{"X-CSRFToken": "' in html
 
 
-def test_forms_are_refused_without_a_csrf_token(user) -> None:  # type: ignore[no-untyped-def]
+def test_forms_are_refused_without_a_csrf_token(user) -> None:
     client = Client(enforce_csrf_checks=True)
     response = client.post(
         reverse("login"), {"username": "alice", "password": "correct horse battery staple"}
@@ -87,7 +87,7 @@ def test_forms_are_refused_without_a_csrf_token(user) -> None:  # type: ignore[n
     assert response.status_code == 403
 
 
-def test_password_login_works_with_the_csrf_token(user) -> None:  # type: ignore[no-untyped-def]
+def test_password_login_works_with_the_csrf_token(user) -> None:
     client = Client(enforce_csrf_checks=True)
     client.get(reverse("login"))
     token = client.cookies["csrftoken"].value

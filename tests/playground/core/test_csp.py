@@ -13,12 +13,12 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.django_db
 
 
-def policy(response) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
+def policy(response) -> dict[str, list[str]]:
     header = response["Content-Security-Policy"]
     return {d.split()[0]: d.split()[1:] for d in (part.strip() for part in header.split(";")) if d}
 
 
-def test_pages_allow_only_this_sites_scripts_and_styles(client_in: Client, model_dir) -> None:  # type: ignore[no-untyped-def]
+def test_pages_allow_only_this_sites_scripts_and_styles(client_in: Client, model_dir) -> None:
     csp = policy(client_in.get("/models/"))
     assert csp["script-src"] == ["'self'"]
     assert csp["style-src"] == ["'self'"]
@@ -30,7 +30,7 @@ def test_pages_allow_only_this_sites_scripts_and_styles(client_in: Client, model
     assert csp["form-action"] == ["'self'"]
 
 
-def test_connect_src_names_the_sites_own_websocket_origin(client_in: Client, model_dir) -> None:  # type: ignore[no-untyped-def]
+def test_connect_src_names_the_sites_own_websocket_origin(client_in: Client, model_dir) -> None:
     assert policy(client_in.get("/chat/"))["connect-src"] == ["'self'", "ws://testserver"]
     secure = policy(client_in.get("/chat/", secure=True))
     assert secure["connect-src"] == ["'self'", "wss://testserver"]

@@ -56,7 +56,7 @@ def test_strangers_still_get_503_when_a_part_is_down(client: Client) -> None:
 
 
 @pytest.mark.parametrize("how", ["header", "query"])
-def test_the_healthz_token_shows_the_details(client: Client, settings, how: str) -> None:  # type: ignore[no-untyped-def]
+def test_the_healthz_token_shows_the_details(client: Client, settings, how: str) -> None:
     settings.HEALTHZ_TOKEN = "s3cret-monitor-token"
     beat(hostname="cpu@box-7")
     if how == "header":
@@ -68,7 +68,7 @@ def test_the_healthz_token_shows_the_details(client: Client, settings, how: str)
 
 
 @pytest.mark.parametrize("token", ["", "wrong", "s3cret-monitor-token-and-more"])
-def test_a_wrong_or_missing_healthz_token_shows_no_details(client: Client, settings, token: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_wrong_or_missing_healthz_token_shows_no_details(client: Client, settings, token: str) -> None:
     settings.HEALTHZ_TOKEN = "s3cret-monitor-token"
     beat(hostname="cpu@box-7")
     response = client.get("/healthz", headers={"Authorization": f"Bearer {token}"})
@@ -76,7 +76,7 @@ def test_a_wrong_or_missing_healthz_token_shows_no_details(client: Client, setti
     assert set(response.json()) == {"status", "checks"}
 
 
-def test_with_no_token_configured_an_empty_bearer_shows_no_details(client: Client, settings) -> None:  # type: ignore[no-untyped-def]
+def test_with_no_token_configured_an_empty_bearer_shows_no_details(client: Client, settings) -> None:
     settings.HEALTHZ_TOKEN = ""
     beat(hostname="cpu@box-7")
     response = client.get("/healthz?token=")
@@ -91,7 +91,7 @@ def test_healthz_is_503_when_no_worker_is_alive(client_in: Client) -> None:
     assert "no live Celery worker" in response.json()["checks"]["workers"]["error"]
 
 
-def test_healthz_is_503_when_the_broker_is_down(client_in: Client, settings) -> None:  # type: ignore[no-untyped-def]
+def test_healthz_is_503_when_the_broker_is_down(client_in: Client, settings) -> None:
     from playground.celery import app
 
     beat()
@@ -106,7 +106,7 @@ def test_healthz_is_503_when_the_broker_is_down(client_in: Client, settings) -> 
     assert response.json()["checks"]["database"]["ok"] is True
 
 
-def test_healthz_lists_loaded_models(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_healthz_lists_loaded_models(client_in: Client, tiny_model) -> None:
     from playground.core.services import model_cache
 
     beat()

@@ -10,7 +10,7 @@ from playground.core import services
 pytestmark = pytest.mark.django_db
 
 
-def test_ensure_admin_creates_one_admin_and_prints_a_link(django_user_model, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_ensure_admin_creates_one_admin_and_prints_a_link(django_user_model, capsys) -> None:
     call_command("ensure_admin", "--base-url", "http://example.test:8000")
     out = capsys.readouterr().out
     admin = django_user_model.objects.get(is_superuser=True)
@@ -21,7 +21,7 @@ def test_ensure_admin_creates_one_admin_and_prints_a_link(django_user_model, cap
     assert django_user_model.objects.filter(is_superuser=True).count() == 1
 
 
-def test_a_login_link_logs_in_once(user) -> None:  # type: ignore[no-untyped-def]
+def test_a_login_link_logs_in_once(user) -> None:
     path = services.login_link_path(user)
     client = Client()
     assert client.get(path).status_code == 200  # a GET (a link preview) does not spend it
@@ -35,20 +35,20 @@ def test_a_login_link_logs_in_once(user) -> None:  # type: ignore[no-untyped-def
     assert again.get(reverse("catalog:list")).status_code == 302
 
 
-def test_a_tampered_login_link_is_refused(user) -> None:  # type: ignore[no-untyped-def]
+def test_a_tampered_login_link_is_refused(user) -> None:
     path = services.login_link_path(user)
     response = Client().post(path[:-3] + "xyz/")
     assert response.status_code == 302
     assert response.url == reverse("login")
 
 
-def test_an_expired_login_link_is_refused(user, settings) -> None:  # type: ignore[no-untyped-def]
+def test_an_expired_login_link_is_refused(user, settings) -> None:
     path = services.login_link_path(user)
     settings.LOGIN_LINK_TIMEOUT = -1
     assert Client().get(path).status_code == 400
 
 
-def test_login_link_for_an_inactive_user_is_refused(user) -> None:  # type: ignore[no-untyped-def]
+def test_login_link_for_an_inactive_user_is_refused(user) -> None:
     path = services.login_link_path(user)
     user.is_active = False
     user.save()

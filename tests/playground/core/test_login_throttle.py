@@ -17,12 +17,12 @@ PASSWORD = "correct horse battery staple"  # the `user` fixture's
 
 
 @pytest.fixture(autouse=True)
-def limits(settings):  # type: ignore[no-untyped-def]
+def limits(settings):
     settings.AXES_FAILURE_LIMIT = 3
     settings.AXES_COOLOFF_TIME = timedelta(minutes=15)
 
 
-def log_in(client: Client, username: str, password: str, path: str = "/accounts/login/"):  # type: ignore[no-untyped-def]
+def log_in(client: Client, username: str, password: str, path: str = "/accounts/login/"):
     return client.post(path, {"username": username, "password": password})
 
 
@@ -31,7 +31,7 @@ def fail(client: Client, times: int, username: str = "alice", path: str = "/acco
         log_in(client, username, "wrong password", path)
 
 
-def test_it_refuses_the_right_password_after_too_many_wrong_ones(user) -> None:  # type: ignore[no-untyped-def]
+def test_it_refuses_the_right_password_after_too_many_wrong_ones(user) -> None:
     client = Client()
     fail(client, 2)
     assert log_in(client, "alice", "wrong password").status_code == 429  # the limit is reached
@@ -42,7 +42,7 @@ def test_it_refuses_the_right_password_after_too_many_wrong_ones(user) -> None: 
     assert client.get("/models/").status_code == 302  # not logged in
 
 
-def test_it_refuses_another_account_from_the_same_address(user, django_user_model) -> None:  # type: ignore[no-untyped-def]
+def test_it_refuses_another_account_from_the_same_address(user, django_user_model) -> None:
     django_user_model.objects.create_user(username="bob", password="bob's own password")
     fail(Client(), 3, username="bob")
     response = log_in(Client(), "alice", PASSWORD)
@@ -50,14 +50,14 @@ def test_it_refuses_another_account_from_the_same_address(user, django_user_mode
     assert "Too many failed attempts" in response.content.decode()
 
 
-def test_it_refuses_the_account_from_another_address(user) -> None:  # type: ignore[no-untyped-def]
+def test_it_refuses_the_account_from_another_address(user) -> None:
     fail(Client(REMOTE_ADDR="10.0.0.7"), 3)
     assert log_in(Client(REMOTE_ADDR="10.0.0.8"), "alice", PASSWORD).status_code == 429
     # Another account from that other address is not affected.
     assert log_in(Client(REMOTE_ADDR="10.0.0.8"), "carol", "nope").status_code == 200
 
 
-def test_the_admin_login_is_throttled_too(django_user_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_admin_login_is_throttled_too(django_user_model) -> None:
     django_user_model.objects.create_superuser(username="root", password=PASSWORD)
     client = Client()
     fail(client, 3, username="root", path="/admin/login/")
@@ -67,7 +67,7 @@ def test_the_admin_login_is_throttled_too(django_user_model) -> None:  # type: i
     assert client.get("/admin/").status_code == 302
 
 
-def test_a_flood_of_bad_login_link_tokens_is_throttled(user) -> None:  # type: ignore[no-untyped-def]
+def test_a_flood_of_bad_login_link_tokens_is_throttled(user) -> None:
     client = Client()
     for i in range(3):
         assert client.post(f"/login/link/not-a-token-{i}/").status_code in (302, 429)
@@ -82,14 +82,14 @@ def test_a_flood_of_bad_login_link_tokens_is_throttled(user) -> None:  # type: i
     assert other.get("/models/").status_code == 200
 
 
-def test_a_password_lockout_from_another_address_leaves_login_links_working(user) -> None:  # type: ignore[no-untyped-def]
+def test_a_password_lockout_from_another_address_leaves_login_links_working(user) -> None:
     fail(Client(REMOTE_ADDR="10.0.0.7"), 3)  # someone elsewhere locks the account's password login
     client = Client()
     assert client.post(services.login_link_path(user)).status_code == 302
     assert client.get("/models/").status_code == 200
 
 
-def test_the_lockout_ends_when_the_cool_off_has_passed(user) -> None:  # type: ignore[no-untyped-def]
+def test_the_lockout_ends_when_the_cool_off_has_passed(user) -> None:
     client = Client()
     fail(client, 3)
     assert log_in(client, "alice", PASSWORD).status_code == 429
@@ -98,7 +98,7 @@ def test_the_lockout_ends_when_the_cool_off_has_passed(user) -> None:  # type: i
     assert client.get("/models/").status_code == 200
 
 
-def test_the_minutes_left_count_down_from_the_last_failure(user) -> None:  # type: ignore[no-untyped-def]
+def test_the_minutes_left_count_down_from_the_last_failure(user) -> None:
     client = Client()
     fail(client, 3)
     AccessAttempt.objects.update(attempt_time=timezone.now() - timedelta(minutes=11, seconds=30))
@@ -107,7 +107,7 @@ def test_the_minutes_left_count_down_from_the_last_failure(user) -> None:  # typ
     assert "try again in 4 minutes" in response.content.decode()
 
 
-def test_an_admin_can_lift_a_lockout_at_once(user) -> None:  # type: ignore[no-untyped-def]
+def test_an_admin_can_lift_a_lockout_at_once(user) -> None:
     client = Client()
     fail(client, 3)
     assert log_in(client, "alice", PASSWORD).status_code == 429
@@ -115,7 +115,7 @@ def test_an_admin_can_lift_a_lockout_at_once(user) -> None:  # type: ignore[no-u
     assert log_in(client, "alice", PASSWORD).status_code == 302
 
 
-def test_behind_a_proxy_the_address_is_the_one_the_proxy_saw(user, settings) -> None:  # type: ignore[no-untyped-def]
+def test_behind_a_proxy_the_address_is_the_one_the_proxy_saw(user, settings) -> None:
     settings.BEHIND_PROXY = True
     settings.PROXY_COUNT = 1
     # Both clients come through the same proxy (REMOTE_ADDR); the proxy appends the real peer. The first

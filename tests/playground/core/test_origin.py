@@ -40,7 +40,7 @@ def handshake(
 
 
 @pytest.fixture
-def cookie(user) -> str:  # type: ignore[no-untyped-def]
+def cookie(user) -> str:
     client = Client()
     client.force_login(user)
     return f"sessionid={client.cookies['sessionid'].value}"
@@ -71,7 +71,7 @@ def test_a_host_header_outside_allowed_hosts_is_refused_even_when_origin_matches
     assert handshake(b"http://evil.example:8000", host=b"evil.example:8000", cookie=cookie)[0] is False
 
 
-def test_an_origin_in_csrf_trusted_origins_is_accepted(settings, cookie: str) -> None:  # type: ignore[no-untyped-def]
+def test_an_origin_in_csrf_trusted_origins_is_accepted(settings, cookie: str) -> None:
     settings.CSRF_TRUSTED_ORIGINS = ["https://chat.example.com", "https://*.example.org"]
     assert handshake(b"https://chat.example.com", cookie=cookie)[0] is True
     assert handshake(b"https://lab.example.org", cookie=cookie)[0] is True
@@ -79,7 +79,7 @@ def test_an_origin_in_csrf_trusted_origins_is_accepted(settings, cookie: str) ->
     assert handshake(b"https://chat.example.com:8443", cookie=cookie)[0] is False
 
 
-def test_behind_a_proxy_the_forwarded_scheme_is_the_sites_scheme(settings, cookie: str) -> None:  # type: ignore[no-untyped-def]
+def test_behind_a_proxy_the_forwarded_scheme_is_the_sites_scheme(settings, cookie: str) -> None:
     settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     forwarded = {"x_forwarded_proto": b"https"}
     assert handshake(b"https://127.0.0.1:8000", cookie=cookie, **forwarded)[0] is True

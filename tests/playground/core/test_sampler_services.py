@@ -39,7 +39,7 @@ def test_both_forms_and_the_chat_panel_take_the_same_bounds() -> None:
         )
 
 
-def test_the_explorer_draws_its_sliders_with_those_bounds(client_in, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_explorer_draws_its_sliders_with_those_bounds(client_in, tiny_model) -> None:
     page = client_in.get(reverse("inspect:next-token")).content.decode()
     temperature, _ = settings()["temperature"]
     slider = re.search(r'<input type="range"[^>]*name="temperature"[^>]*>', page)

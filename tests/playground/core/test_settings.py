@@ -28,7 +28,7 @@ def run(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=full, capture_output=True, text=True)
 
 
-def probe(env: dict[str, str]) -> dict:  # type: ignore[type-arg]
+def probe(env: dict[str, str]) -> dict:
     result = run(PROBE, env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])

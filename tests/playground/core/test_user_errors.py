@@ -46,7 +46,7 @@ urlpatterns = [
 
 
 @pytest.fixture
-def client_in(django_user_model, settings):  # type: ignore[no-untyped-def]
+def client_in(django_user_model, settings):
     settings.ROOT_URLCONF = __name__
     client = Client(raise_request_exception=False)
     client.force_login(django_user_model.objects.create_user(username="erin", password="a long passphrase"))
@@ -54,7 +54,7 @@ def client_in(django_user_model, settings):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.django_db
-def test_an_unhandled_user_error_is_a_page_with_its_status_and_an_escaped_message(client_in) -> None:  # type: ignore[no-untyped-def]
+def test_an_unhandled_user_error_is_a_page_with_its_status_and_an_escaped_message(client_in) -> None:
     page = client_in.get("/missing/")
     assert page.status_code == 404
     assert "No model named &#x27;no-such-model&#x27; in the catalog." in page.content.decode()
@@ -66,7 +66,7 @@ def test_an_unhandled_user_error_is_a_page_with_its_status_and_an_escaped_messag
 
 
 @pytest.mark.django_db
-def test_htmx_gets_the_alert_alone_marked_for_the_page_to_show(client_in) -> None:  # type: ignore[no-untyped-def]
+def test_htmx_gets_the_alert_alone_marked_for_the_page_to_show(client_in) -> None:
     response = client_in.get("/refused/", headers={"HX-Request": "true"})
     assert response.status_code == 409
     assert response["X-User-Error"] == "1"  # static/js/site.js lets htmx swap it in
@@ -77,7 +77,7 @@ def test_htmx_gets_the_alert_alone_marked_for_the_page_to_show(client_in) -> Non
 
 
 @pytest.mark.django_db
-def test_a_script_gets_json(client_in) -> None:  # type: ignore[no-untyped-def]
+def test_a_script_gets_json(client_in) -> None:
     response = client_in.get("/missing/", headers={"Accept": "application/json"})
     assert response.status_code == 404
     said = "No model named 'no-such-model' in the catalog."

@@ -30,7 +30,7 @@ class Running:
 
 
 @pytest.fixture
-def running(tiny_model) -> Running:  # type: ignore[no-untyped-def]
+def running(tiny_model) -> Running:
     cache.delete(REGISTRY_KEY)  # no workers left over from another test
     engine = engine_for("tiny-llama")
     return Running(engine, engine.metrics()["worker"])

@@ -108,7 +108,7 @@ def test_html_in_a_model_or_worker_name_is_escaped(client_in: Client, running: R
     assert 'data-worker="evil&quot;&gt;&lt;img src=x onerror=alert(1)&gt;:1"' in html
 
 
-def test_with_no_engine_running_the_page_says_so_and_links_to_the_chat(rf, user) -> None:  # type: ignore[no-untyped-def]
+def test_with_no_engine_running_the_page_says_so_and_links_to_the_chat(rf, user) -> None:
     request = rf.get("/engine/")
     request.user = user
     context = {"overview": services.EngineOverview([], shared=True), "snapshot_ttl": services.SNAPSHOT_TTL}
@@ -123,7 +123,7 @@ def test_strangers_are_sent_to_log_in(client: Client) -> None:
     assert "/login/" in response.url
 
 
-def test_an_engine_of_a_model_private_to_someone_else_is_left_out(  # type: ignore[no-untyped-def]
+def test_an_engine_of_a_model_private_to_someone_else_is_left_out(
     client_in: Client, running: Running, generated: int, django_user_model, settings
 ) -> None:
     sync_catalog()

@@ -48,7 +48,7 @@ def parse(text: str) -> tuple[dict[str, str], list[tuple[str, dict[str, str], fl
     return types, samples
 
 
-def value(samples, name: str, **labels: str) -> float:  # type: ignore[no-untyped-def]
+def value(samples, name: str, **labels: str) -> float:
     found = [v for n, lab, v in samples if n == name and all(lab.get(k) == w for k, w in labels.items())]
     assert len(found) == 1, f"{name} {labels}: {found}"
     return found[0]
@@ -56,7 +56,7 @@ def value(samples, name: str, **labels: str) -> float:  # type: ignore[no-untype
 
 def test_a_stranger_gets_401_and_never_the_numbers(
     client: Client, running: Running, generated: int, settings
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     settings.METRICS_TOKEN = TOKEN
     for headers in ({}, {"HTTP_AUTHORIZATION": "Bearer wrong-token"}, {"HTTP_AUTHORIZATION": TOKEN}):
         response = client.get(reverse("engine:metrics"), **headers)
@@ -66,7 +66,7 @@ def test_a_stranger_gets_401_and_never_the_numbers(
         assert b"tiny-llama" not in response.content
 
 
-def test_without_a_metrics_token_configured_no_bearer_token_is_accepted(client: Client, settings) -> None:  # type: ignore[no-untyped-def]
+def test_without_a_metrics_token_configured_no_bearer_token_is_accepted(client: Client, settings) -> None:
     settings.METRICS_TOKEN = ""
     response = client.get(reverse("engine:metrics"), HTTP_AUTHORIZATION="Bearer ")
     assert response.status_code == 401
@@ -74,7 +74,7 @@ def test_without_a_metrics_token_configured_no_bearer_token_is_accepted(client: 
 
 def test_the_token_gets_prometheus_text_whose_counter_is_what_the_engine_generated(
     client: Client, running: Running, generated: int, settings
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     settings.METRICS_TOKEN = TOKEN
     response = client.get(reverse("engine:metrics"), HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
     assert response.status_code == 200

@@ -36,7 +36,7 @@ print(json.dumps(engine.metrics()["worker"]))
 
 
 @pytest.fixture
-def redis_cache(settings):  # type: ignore[no-untyped-def]
+def redis_cache(settings):
     url = redis_url_for_tests()
     require(redis_available(url), f"no Redis answers at {url}")
     # What playground/settings.py configures when REDIS_URL is set, so both processes share the keys.
@@ -54,7 +54,7 @@ def redis_cache(settings):  # type: ignore[no-untyped-def]
     cache.delete(services.REGISTRY_KEY)
 
 
-def test_a_second_web_process_shows_on_the_page_and_in_metrics_under_its_worker(  # type: ignore[no-untyped-def]
+def test_a_second_web_process_shows_on_the_page_and_in_metrics_under_its_worker(
     redis_cache: str, client_in: Client, running: Running, generated: int, tmp_path: Path, settings
 ) -> None:
     env = site_env(tmp_path / "other", REDIS_URL=redis_cache, MODEL_DIR=str(settings.MODEL_DIR))

@@ -19,12 +19,12 @@ API = "/api/attention"
 
 
 @pytest.fixture(autouse=True)
-def fresh_capture_cache(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def fresh_capture_cache(monkeypatch) -> None:
     """Each test starts with an empty cache made from its own settings."""
     monkeypatch.setattr(services, "_cache", None)
 
 
-def run(client: Client, **data: Any):  # type: ignore[no-untyped-def]
+def run(client: Client, **data: Any):
     body = {"text": SENTENCE, "model": "tiny-llama", "as_chat": False, **data}
     return client.post(API, json.dumps(body), content_type="application/json")
 
@@ -39,7 +39,7 @@ def meta_in(html: str) -> list[dict[str, Any]]:
 # --- the page ------------------------------------------------------------------------------------------
 def test_the_page_offers_every_catalog_model_and_states_its_limit(
     client_in: Client, tiny_model, tiny_bert
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     html = client_in.get(reverse("inspect:attention")).content.decode()
     assert "<h1>Attention</h1>" in html
     assert '<option value="tiny-llama" selected>' in html  # the only causal model is picked first
@@ -51,7 +51,7 @@ def test_the_page_offers_every_catalog_model_and_states_its_limit(
     assert "/static/inspect/attention.js" in html
 
 
-def test_a_run_swaps_in_a_panel_whose_meta_the_script_draws_from(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_a_run_swaps_in_a_panel_whose_meta_the_script_draws_from(client_in: Client, tiny_model) -> None:
     response = client_in.post(
         reverse("inspect:attention"),
         {"text": SENTENCE, "model": "tiny-llama"},
@@ -74,7 +74,7 @@ def test_a_run_swaps_in_a_panel_whose_meta_the_script_draws_from(client_in: Clie
 
 def test_side_by_side_shows_the_causal_model_and_the_encoder(
     client_in: Client, tiny_model, tiny_bert
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     response = client_in.post(
         reverse("inspect:attention"),
         {"text": SENTENCE, "model": "tiny-llama", "compare": "tiny-bert", "as_chat": "on"},
@@ -89,7 +89,7 @@ def test_side_by_side_shows_the_causal_model_and_the_encoder(
     assert '<span class="badge badge-bi">bidirectional</span>' in html
 
 
-def test_token_text_reaches_the_page_escaped(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_token_text_reaches_the_page_escaped(client_in: Client, tiny_model) -> None:
     text = "</script><script>alert(1)</script><b>x</b>"
     html = client_in.post(
         reverse("inspect:attention"), {"text": text, "model": "tiny-llama"}, headers={"HX-Request": "true"}
@@ -99,7 +99,7 @@ def test_token_text_reaches_the_page_escaped(client_in: Client, tiny_model) -> N
     assert "".join(meta_in(html)[0]["tokens"]) == text  # the page still gets every character back
 
 
-def test_the_page_explains_bad_input_in_place(client_in: Client, tiny_model, settings) -> None:  # type: ignore[no-untyped-def]
+def test_the_page_explains_bad_input_in_place(client_in: Client, tiny_model, settings) -> None:
     settings.INSPECT_MAX_TOKENS = 5
     htmx = {"HX-Request": "true"}
     page = reverse("inspect:attention")
@@ -115,7 +115,7 @@ def test_the_page_explains_bad_input_in_place(client_in: Client, tiny_model, set
 
 
 # --- the JSON API --------------------------------------------------------------------------------------
-def test_the_api_answers_with_the_meta_of_a_capture(client_in: Client, tiny_model, store) -> None:  # type: ignore[no-untyped-def]
+def test_the_api_answers_with_the_meta_of_a_capture(client_in: Client, tiny_model, store) -> None:
     response = run(client_in)
     assert response.status_code == 200
     meta = response.json()
@@ -132,7 +132,7 @@ def test_the_api_answers_with_the_meta_of_a_capture(client_in: Client, tiny_mode
     assert client_in.get(meta["url"]).json() == meta  # the meta can be read again by id
 
 
-def test_the_overview_is_one_uint8_block_of_the_stated_shape(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_overview_is_one_uint8_block_of_the_stated_shape(client_in: Client, tiny_model) -> None:
     meta = run(client_in).json()
     response = client_in.get(meta["overview"]["url"])
     assert response["Content-Type"] == "application/octet-stream"
@@ -145,7 +145,7 @@ def test_the_overview_is_one_uint8_block_of_the_stated_shape(client_in: Client, 
     assert (overview[:, :, np.arange(n), np.arange(n)] > 0).all()  # every token sees itself
 
 
-def test_a_head_and_a_layer_mean_arrive_as_float16_rows_summing_to_one(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_a_head_and_a_layer_mean_arrive_as_float16_rows_summing_to_one(client_in: Client, tiny_model) -> None:
     meta = run(client_in).json()
     n = meta["num_tokens"]
     for url in (meta["head_url"].format(layer=1, head=3), meta["mean_url"].format(layer=0)):
@@ -161,7 +161,7 @@ def test_a_head_and_a_layer_mean_arrive_as_float16_rows_summing_to_one(client_in
     assert missing.json()["error"] == "Head 4 does not exist: this model has heads 0-3."
 
 
-def test_the_api_refuses_text_over_the_token_limit(client_in: Client, tiny_model, settings) -> None:  # type: ignore[no-untyped-def]
+def test_the_api_refuses_text_over_the_token_limit(client_in: Client, tiny_model, settings) -> None:
     settings.INSPECT_MAX_TOKENS = 5
     response = run(client_in)
     assert response.status_code == 400
@@ -171,7 +171,7 @@ def test_the_api_refuses_text_over_the_token_limit(client_in: Client, tiny_model
     )
 
 
-def test_the_api_refuses_an_unknown_model_and_malformed_json(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_api_refuses_an_unknown_model_and_malformed_json(client_in: Client, tiny_model) -> None:
     unknown = run(client_in, model="nope")
     assert unknown.status_code == 400
     assert unknown.json()["fields"]["model"] == ["Unknown model nope: pick one from the catalog."]
@@ -183,7 +183,7 @@ def test_the_api_refuses_an_unknown_model_and_malformed_json(client_in: Client, 
     assert client_in.get(API).status_code == 405
 
 
-def test_another_users_capture_is_not_found(client_in: Client, tiny_model, django_user_model) -> None:  # type: ignore[no-untyped-def]
+def test_another_users_capture_is_not_found(client_in: Client, tiny_model, django_user_model) -> None:
     meta = run(client_in).json()
     bob = Client()
     bob.force_login(django_user_model.objects.create_user(username="bob", password="another long password"))
@@ -193,7 +193,7 @@ def test_another_users_capture_is_not_found(client_in: Client, tiny_model, djang
     assert client_in.get("/api/attention/no-such-capture/layer/0/mean").status_code == 404
 
 
-def test_an_evicted_capture_says_so_and_the_newest_stays(client_in: Client, tiny_model, settings) -> None:  # type: ignore[no-untyped-def]
+def test_an_evicted_capture_says_so_and_the_newest_stays(client_in: Client, tiny_model, settings) -> None:
     settings.INSPECT_ATTENTION_CACHE_CAPTURES = 1
     first, second = run(client_in).json(), run(client_in).json()
     gone = client_in.get(first["overview"]["url"])
@@ -202,7 +202,7 @@ def test_an_evicted_capture_says_so_and_the_newest_stays(client_in: Client, tiny
     assert client_in.get(second["overview"]["url"]).status_code == 200
 
 
-def test_posts_without_the_csrf_token_are_refused(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_posts_without_the_csrf_token_are_refused(user, tiny_model) -> None:
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
     assert run(client).status_code == 403
@@ -217,7 +217,7 @@ def test_posts_without_the_csrf_token_are_refused(user, tiny_model) -> None:  # 
     assert ok.status_code == 200
 
 
-def test_strangers_are_sent_to_the_login_page(tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_strangers_are_sent_to_the_login_page(tiny_model) -> None:
     stranger = Client()
     for response in (
         stranger.get(reverse("inspect:attention")),

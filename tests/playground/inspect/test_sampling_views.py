@@ -13,17 +13,17 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def fresh_cache():  # type: ignore[no-untyped-def]
+def fresh_cache():
     yield
     model_cache().clear()
 
 
-def post_api(client: Client, name: str, body: object) -> tuple[int, dict]:  # type: ignore[type-arg]
+def post_api(client: Client, name: str, body: object) -> tuple[int, dict]:
     response = client.post(reverse(name), json.dumps(body), content_type="application/json")
     return response.status_code, response.json()
 
 
-def test_the_page_shows_the_distribution_for_the_example_prompt(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_page_shows_the_distribution_for_the_example_prompt(client_in: Client, tiny_model) -> None:
     html = client_in.get(reverse("inspect:next-token")).content.decode()
     assert "After all stages" in html
     assert 'data-testid="final-bars"' in html
@@ -31,7 +31,7 @@ def test_the_page_shows_the_distribution_for_the_example_prompt(client_in: Clien
     assert "Cumulative probability" in html
 
 
-def test_moving_a_slider_returns_only_the_result_partial(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_moving_a_slider_returns_only_the_result_partial(client_in: Client, tiny_model) -> None:
     data = {
         "model": "tiny-llama",
         "text": "Hello",
@@ -49,7 +49,7 @@ def test_moving_a_slider_returns_only_the_result_partial(client_in: Client, tiny
     assert html.count('<li title="id ') == 5  # top-k 5 leaves five tokens to draw
 
 
-def test_the_sample_button_shows_the_seed_and_the_rank(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_sample_button_shows_the_seed_and_the_rank(client_in: Client, tiny_model) -> None:
     data = {"model": "tiny-llama", "text": "Hello", "seed": "42", "sample": "1"}
     html = client_in.post(
         reverse("inspect:next-token"), data, headers={"HX-Request": "true"}
@@ -64,7 +64,7 @@ def test_the_sample_button_shows_the_seed_and_the_rank(client_in: Client, tiny_m
     assert drawn == re.findall(r'Drew <code class="tok">(.*?)</code>\s+\(id (\d+)\)', again)
 
 
-def test_bad_settings_get_a_clear_message_in_place(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_bad_settings_get_a_clear_message_in_place(client_in: Client, tiny_model) -> None:
     data = {"model": "tiny-llama", "text": "Hello", "temperature": "-1"}
     html = client_in.post(
         reverse("inspect:next-token"), data, headers={"HX-Request": "true"}
@@ -78,7 +78,7 @@ def test_bad_settings_get_a_clear_message_in_place(client_in: Client, tiny_model
     assert "Unknown model no-such-model" in html
 
 
-def test_the_api_answers_every_stage_and_a_reproducible_sample(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_api_answers_every_stage_and_a_reproducible_sample(client_in: Client, tiny_model) -> None:
     body = {
         "model": "tiny-llama",
         "text": "Hello world",
@@ -104,7 +104,7 @@ def test_the_api_answers_every_stage_and_a_reproducible_sample(client_in: Client
     assert again["sample"]["id"] == data["sample"]["id"]
 
 
-def test_greedy_picks_the_most_likely_token(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_greedy_picks_the_most_likely_token(client_in: Client, tiny_model) -> None:
     _, data = post_api(
         client_in,
         "inspect:next-token-api",
@@ -124,19 +124,19 @@ def test_greedy_picks_the_most_likely_token(client_in: Client, tiny_model) -> No
         ({"model": "tiny-llama", "text": "hi", "order": "top_k,top_k"}, "Select a valid choice"),
     ],
 )
-def test_the_api_refuses_bad_input_with_a_message(client_in: Client, tiny_model, body, message) -> None:  # type: ignore[no-untyped-def]
+def test_the_api_refuses_bad_input_with_a_message(client_in: Client, tiny_model, body, message) -> None:
     status, data = post_api(client_in, "inspect:next-token-api", body)
     assert status == 400
     assert message in data["error"]
 
 
-def test_the_api_refuses_malformed_json(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_api_refuses_malformed_json(client_in: Client, tiny_model) -> None:
     response = client_in.post(reverse("inspect:next-token-api"), "{not json", content_type="application/json")
     assert response.status_code == 400
     assert response.json()["error"] == "The request body is not valid JSON."
 
 
-def test_a_prompt_longer_than_the_token_limit_is_refused(client_in: Client, tiny_model, settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_prompt_longer_than_the_token_limit_is_refused(client_in: Client, tiny_model, settings) -> None:
     settings.INSPECT_MAX_TOKENS = 8
     status, data = post_api(
         client_in, "inspect:next-token-api", {"model": "tiny-llama", "text": "hello " * 30}
@@ -145,7 +145,7 @@ def test_a_prompt_longer_than_the_token_limit_is_refused(client_in: Client, tiny
     assert "the limit is 8" in data["error"]
 
 
-def test_the_api_needs_the_csrf_token(user, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_api_needs_the_csrf_token(user, tiny_model) -> None:
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
     response = client.post(
@@ -156,7 +156,7 @@ def test_the_api_needs_the_csrf_token(user, tiny_model) -> None:  # type: ignore
     assert response.status_code == 403
 
 
-def test_the_logit_lens_page_draws_every_layer_for_every_position(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_logit_lens_page_draws_every_layer_for_every_position(client_in: Client, tiny_model) -> None:
     response = client_in.post(reverse("inspect:logit-lens"), {"model": "tiny-llama", "text": "Hello world"})
     html = response.content.decode()
     assert 'data-testid="lens"' in html
@@ -165,7 +165,7 @@ def test_the_logit_lens_page_draws_every_layer_for_every_position(client_in: Cli
     assert html.count('class="settles') >= 1
 
 
-def test_the_logit_lens_api_marks_where_each_prediction_settles(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_logit_lens_api_marks_where_each_prediction_settles(client_in: Client, tiny_model) -> None:
     status, data = post_api(
         client_in, "inspect:logit-lens-api", {"model": "tiny-llama", "text": "Hello world"}
     )
@@ -178,7 +178,7 @@ def test_the_logit_lens_api_marks_where_each_prediction_settles(client_in: Clien
         assert row["cells"][position]["settles_here"]
 
 
-def test_the_logit_lens_refuses_long_prompts(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_logit_lens_refuses_long_prompts(client_in: Client, tiny_model) -> None:
     status, data = post_api(
         client_in, "inspect:logit-lens-api", {"model": "tiny-llama", "text": "hello " * 80}
     )
@@ -186,7 +186,7 @@ def test_the_logit_lens_refuses_long_prompts(client_in: Client, tiny_model) -> N
     assert "at most 48 positions" in data["error"]
 
 
-def test_model_text_is_escaped_on_the_page(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_model_text_is_escaped_on_the_page(client_in: Client, tiny_model) -> None:
     html = client_in.post(
         reverse("inspect:logit-lens"), {"model": "tiny-llama", "text": "<script>x</script>"}
     ).content.decode()

@@ -22,30 +22,30 @@ def special_chips(html: str) -> int:
     return len(re.findall(r'<span class="chip special[^"]*" data-start=', html))
 
 
-def test_typed_markers_are_text_until_the_switch_parses_them(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_typed_markers_are_text_until_the_switch_parses_them(client_in: Client, tiny_model) -> None:
     data = {"text": TYPED, "models": ["model:tiny-llama"]}
     off = client_in.post(LAB, data, **HTMX).content.decode()
     on = client_in.post(LAB, {**data, "parse_special": "on"}, **HTMX).content.decode()
-    tokens_off = int(re.search(r'data-count="tokens">(\d+)<', off).group(1))  # type: ignore[union-attr]
-    tokens_on = int(re.search(r'data-count="tokens">(\d+)<', on).group(1))  # type: ignore[union-attr]
+    tokens_off = int(re.search(r'data-count="tokens">(\d+)<', off).group(1))
+    tokens_on = int(re.search(r'data-count="tokens">(\d+)<', on).group(1))
     assert tokens_off > tokens_on  # "<", "|", "im", ... against the one end-of-turn token
     assert special_chips(off) == 0
     assert special_chips(on) == 1
 
 
-def test_the_page_offers_the_switch_off_and_a_link_can_turn_it_on(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_page_offers_the_switch_off_and_a_link_can_turn_it_on(client_in: Client, tiny_model) -> None:
     page = client_in.get(LAB).content.decode()
     switch = re.search(r'<input[^>]*name="parse_special"[^>]*>', page)
     assert switch
     assert "checked" not in switch.group(0)
     linked = client_in.get(LAB, {"text": TYPED, "parse_special": "on"}).content.decode()
-    assert "checked" in re.search(r'<input[^>]*name="parse_special"[^>]*>', linked).group(0)  # type: ignore[union-attr]
+    assert "checked" in re.search(r'<input[^>]*name="parse_special"[^>]*>', linked).group(0)
     results = linked.split('id="lab-results"', 1)[1].split('id="chat"', 1)[0]  # not the chat example
     assert special_chips(results) == 1
 
 
-def test_the_json_endpoint_takes_parse_special(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
-    def tokens(**extra: object) -> list[dict]:  # type: ignore[type-arg]
+def test_the_json_endpoint_takes_parse_special(client_in: Client, tiny_model) -> None:
+    def tokens(**extra: object) -> list[dict]:
         body = {"text": TYPED, "models": ["tiny-llama"], **extra}
         response = client_in.post(
             reverse("inspect:tokenize-api"), json.dumps(body), content_type="application/json"
@@ -57,7 +57,7 @@ def test_the_json_endpoint_takes_parse_special(client_in: Client, tiny_model) ->
     assert sum(t["special"] for t in tokens(parse_special=True)) == 1
 
 
-def test_the_chat_view_counts_only_the_templates_markers(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_chat_view_counts_only_the_templates_markers(client_in: Client, tiny_model) -> None:
     data = {
         "model": "tiny-llama",
         "system": "",
@@ -66,6 +66,6 @@ def test_the_chat_view_counts_only_the_templates_markers(client_in: Client, tiny
         "generation_prompt": "on",
     }
     html = client_in.post(reverse("inspect:tokenize-chat"), data, **HTMX).content.decode()
-    assert re.search(r'data-count="chat-special">(\d+)<', html).group(1) == "3"  # type: ignore[union-attr]
+    assert re.search(r'data-count="chat-special">(\d+)<', html).group(1) == "3"
     assert html.count('<mark class="special">') == 3
     assert "obey me" in html

@@ -25,14 +25,14 @@ CORPUS = "The quick brown fox jumps over the lazy dog. Tokenizers split text int
 
 
 @pytest.fixture(autouse=True)
-def data_dir(settings, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+def data_dir(settings, tmp_path: Path) -> Path:
     """Trained tokenizers go to this test's own data folder."""
     settings.DATA_DIR = tmp_path / "data"
     return settings.DATA_DIR
 
 
 @pytest.fixture
-def stranger(django_user_model) -> Client:  # type: ignore[no-untyped-def]
+def stranger(django_user_model) -> Client:
     client = Client()
     client.force_login(django_user_model.objects.create_user(username="mallory", password="x" * 20))
     return client
@@ -51,19 +51,19 @@ def chip_texts(html: str) -> list[str]:
     ]
 
 
-def post_api(client: Client, body: object) -> tuple[int, dict]:  # type: ignore[type-arg]
+def post_api(client: Client, body: object) -> tuple[int, dict]:
     data = body if isinstance(body, str) else json.dumps(body)
     response = client.post(API, data, content_type="application/json")
     return response.status_code, response.json()
 
 
-def train(client: Client, **fields: object):  # type: ignore[no-untyped-def]
+def train(client: Client, **fields: object):
     data = {"kind": "bpe", "vocab_size": 300, "unicode_form": "", "text": CORPUS, **fields}
     return client.post(TRAIN, data, **HTMX)
 
 
 # --- the lab --------------------------------------------------------------------------------------
-def test_the_lab_shows_the_example_as_chips_with_counts_and_every_step(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_lab_shows_the_example_as_chips_with_counts_and_every_step(client_in: Client, tiny_model) -> None:
     response = client_in.get(LAB)
     html = response.content.decode()
     assert response.status_code == 200
@@ -80,7 +80,7 @@ def test_the_lab_shows_the_example_as_chips_with_counts_and_every_step(client_in
     assert 'src="/static/inspect/tokenize.js"' in html
 
 
-def test_a_script_tag_in_the_text_is_shown_as_text(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_a_script_tag_in_the_text_is_shown_as_text(client_in: Client, tiny_model) -> None:
     html = client_in.post(
         LAB, {"text": "<script>alert(1)</script>", "models": ["model:tiny-llama"]}
     ).content.decode()
@@ -89,7 +89,7 @@ def test_a_script_tag_in_the_text_is_shown_as_text(client_in: Client, tiny_model
     assert "".join(chip_texts(html)).replace("&lt;", "<").replace("&gt;", ">") == "<script>alert(1)</script>"
 
 
-def test_typing_with_htmx_gets_only_the_results(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_typing_with_htmx_gets_only_the_results(client_in: Client, tiny_model) -> None:
     response = client_in.post(LAB, {"text": "a  b\tc\r\nd", "models": ["model:tiny-llama"]}, **HTMX)
     html = response.content.decode()
     assert "<html" not in html
@@ -98,14 +98,14 @@ def test_typing_with_htmx_gets_only_the_results(client_in: Client, tiny_model) -
     assert counts(html)["characters"] == "8"
 
 
-def test_the_form_works_without_javascript(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_form_works_without_javascript(client_in: Client, tiny_model) -> None:
     html = client_in.post(LAB, {"text": "hello there", "models": ["model:tiny-llama"]}).content.decode()
     assert "<html" in html
     assert "hello there</textarea>" in html
     assert counts(html)["characters"] == "11"
 
 
-def test_a_link_can_pick_the_text_and_tokenizers(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_a_link_can_pick_the_text_and_tokenizers(client_in: Client, tiny_model) -> None:
     html = client_in.get(LAB, {"text": "linked text", "models": "model:tiny-llama"}).content.decode()
     assert counts(html)["characters"] == "11"
     assert 'value="model:tiny-llama" checked' in html
@@ -125,21 +125,21 @@ def test_a_link_can_pick_the_text_and_tokenizers(client_in: Client, tiny_model) 
 )
 def test_bad_lab_input_gets_a_message_in_place(
     client_in: Client, tiny_model, data: dict, message: str
-) -> None:  # type: ignore[no-untyped-def,type-arg]
+) -> None:
     response = client_in.post(LAB, data, **HTMX)
     assert response.status_code == 200
     assert '<p class="message error" role="alert">' in response.content.decode()
     assert message in response.content.decode()
 
 
-def test_an_empty_store_says_what_to_do(client_in: Client, model_dir) -> None:  # type: ignore[no-untyped-def]
+def test_an_empty_store_says_what_to_do(client_in: Client, model_dir) -> None:
     html = client_in.get(LAB).content.decode()
     assert "There is no tokenizer yet: pull a model or train a tokenizer." in html
     assert "There is no model to render with yet: pull one first." in html
     assert "python manage.py models pull-default" in html
 
 
-def test_strangers_are_sent_to_log_in(client: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_strangers_are_sent_to_log_in(client: Client, tiny_model) -> None:
     for url in [LAB, API]:
         response = client.get(url)
         assert response.status_code == 302
@@ -147,7 +147,7 @@ def test_strangers_are_sent_to_log_in(client: Client, tiny_model) -> None:  # ty
 
 
 # --- the chat template ----------------------------------------------------------------------------
-def test_the_conversation_shows_special_tokens_highlighted(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_conversation_shows_special_tokens_highlighted(client_in: Client, tiny_model) -> None:
     data = {
         "model": "tiny-llama",
         "system": "Be <b>brief</b>.",
@@ -164,7 +164,7 @@ def test_the_conversation_shows_special_tokens_highlighted(client_in: Client, ti
 
 def test_a_model_without_a_chat_template_says_so(
     client_in: Client, store, tiny_model, tiny_model_dir, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     plain = tmp_path / "plain"
     shutil.copytree(tiny_model_dir, plain)
     (plain / "chat_template.jinja").unlink()
@@ -174,7 +174,7 @@ def test_a_model_without_a_chat_template_says_so(
     assert "This tokenizer has no chat template" in html
 
 
-def test_the_page_renders_the_example_conversation(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_page_renders_the_example_conversation(client_in: Client, tiny_model) -> None:
     html = client_in.get(LAB).content.decode()
     assert "What is a token?" in html
     assert '<mark class="special">&lt;|im_start|&gt;</mark>system' in html
@@ -183,7 +183,7 @@ def test_the_page_renders_the_example_conversation(client_in: Client, tiny_model
 # --- training -------------------------------------------------------------------------------------
 def test_training_inline_makes_a_tokenizer_i_can_pick_in_the_lab(
     client_in: Client, tiny_model, data_dir
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     html = train(client_in, name="mine", lowercase="on").content.decode()
     row = TrainedTokenizer.objects.get(name="mine")
     assert row.status == "ready"
@@ -207,7 +207,7 @@ def test_training_inline_makes_a_tokenizer_i_can_pick_in_the_lab(
 
 def test_an_uploaded_utf8_file_trains_and_keeps_its_generated_name(
     client_in: Client, tiny_model, data_dir
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     upload = SimpleUploadedFile(
         "../../escape.txt", "\ufeff".encode() + CORPUS.encode(), content_type="text/plain"
     )
@@ -239,7 +239,7 @@ def test_an_uploaded_utf8_file_trains_and_keeps_its_generated_name(
 )
 def test_bad_training_input_gets_a_message_in_place(
     client_in: Client, tiny_model, fields: dict, message: str
-) -> None:  # type: ignore[no-untyped-def,type-arg]
+) -> None:
     if "file" in fields and "text" not in fields:
         fields["text"] = ""
     response = train(client_in, **fields)
@@ -248,7 +248,7 @@ def test_bad_training_input_gets_a_message_in_place(
     assert not TrainedTokenizer.objects.exists()
 
 
-def test_uploads_and_pastes_over_the_limits_are_refused(client_in: Client, tiny_model, settings) -> None:  # type: ignore[no-untyped-def]
+def test_uploads_and_pastes_over_the_limits_are_refused(client_in: Client, tiny_model, settings) -> None:
     settings.TOKENIZER_TRAIN_MAX_BYTES = 1000
     settings.TOKENIZER_TRAIN_MAX_PASTE_CHARS = 100
     big = SimpleUploadedFile("big.txt", b"word " * 300)
@@ -261,7 +261,7 @@ def test_uploads_and_pastes_over_the_limits_are_refused(client_in: Client, tiny_
     assert not TrainedTokenizer.objects.exists()
 
 
-def test_big_texts_are_trained_by_the_worker_task(  # type: ignore[no-untyped-def]
+def test_big_texts_are_trained_by_the_worker_task(
     client_in: Client, tiny_model, settings, django_capture_on_commit_callbacks
 ) -> None:
     settings.TOKENIZER_TRAIN_INLINE_BYTES = 1000
@@ -286,7 +286,7 @@ def test_big_texts_are_trained_by_the_worker_task(  # type: ignore[no-untyped-de
 
 def test_a_failed_worker_task_shows_why(
     client_in: Client, tiny_model, settings, django_capture_on_commit_callbacks
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     settings.TOKENIZER_TRAIN_INLINE_BYTES = 10
     with django_capture_on_commit_callbacks():
         train(
@@ -303,7 +303,7 @@ def test_a_failed_worker_task_shows_why(
     assert "smaller than the number of different characters" in polled
 
 
-def test_deleting_a_tokenizer_removes_its_file(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_deleting_a_tokenizer_removes_its_file(client_in: Client, tiny_model) -> None:
     train(client_in, name="gone")
     row = TrainedTokenizer.objects.get()
     client_in.post(reverse("inspect:tokenize-delete", args=[row.pk]), **HTMX)
@@ -313,7 +313,7 @@ def test_deleting_a_tokenizer_removes_its_file(client_in: Client, tiny_model) ->
 
 def test_another_user_can_neither_see_nor_use_my_tokenizer(
     client_in: Client, stranger: Client, tiny_model
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     train(client_in, name="alices-secret")
     row = TrainedTokenizer.objects.get()
     assert "alices-secret" not in stranger.get(LAB).content.decode()
@@ -329,7 +329,7 @@ def test_another_user_can_neither_see_nor_use_my_tokenizer(
 
 
 # --- the JSON API ---------------------------------------------------------------------------------
-def test_the_api_answers_tokens_counts_and_round_trip(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_api_answers_tokens_counts_and_round_trip(client_in: Client, tiny_model) -> None:
     status, body = post_api(client_in, {"text": "Hello  world 👋", "models": ["tiny-llama"]})
     assert status == 200
     (result,) = body["results"]
@@ -345,7 +345,7 @@ def test_the_api_answers_tokens_counts_and_round_trip(client_in: Client, tiny_mo
     assert "embeddings" not in result
 
 
-def test_the_api_includes_the_pipeline_and_embeddings_when_asked(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_api_includes_the_pipeline_and_embeddings_when_asked(client_in: Client, tiny_model) -> None:
     status, body = post_api(
         client_in,
         {"text": "Hello world", "models": ["model:tiny-llama"], "include": ["pipeline", "embeddings"]},
@@ -376,19 +376,19 @@ def test_the_api_includes_the_pipeline_and_embeddings_when_asked(client_in: Clie
 )
 def test_the_api_refuses_bad_requests_with_a_json_message(
     client_in: Client, tiny_model, body: object, message: str
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     status, answer = post_api(client_in, body)
     assert status == 400
     assert message in answer["error"]
 
 
-def test_the_api_wants_post(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_api_wants_post(client_in: Client, tiny_model) -> None:
     response = client_in.get(API)
     assert response.status_code == 405
     assert "POST" in response.json()["error"]
 
 
-def test_the_api_needs_the_csrf_token(django_user_model, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_api_needs_the_csrf_token(django_user_model, tiny_model) -> None:
     client = Client(enforce_csrf_checks=True)
     client.force_login(django_user_model.objects.create_user(username="scripter", password="x" * 20))
     body = json.dumps({"text": "hi"})

@@ -14,7 +14,7 @@ INSTRUCTIONS = b"\n".join(
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path, settings) -> Path:  # type: ignore[no-untyped-def]
+def data_dir(tmp_path: Path, settings) -> Path:
     """Datasets and job folders of this test go to its own temp folder."""
     settings.DATA_DIR = tmp_path / "data"
     settings.DATA_DIR.mkdir()
@@ -22,18 +22,18 @@ def data_dir(tmp_path: Path, settings) -> Path:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def stranger(django_user_model):  # type: ignore[no-untyped-def]
+def stranger(django_user_model):
     return django_user_model.objects.create_user(username="mallory", password="another long passphrase")
 
 
 @pytest.fixture
-def stranger_client(stranger) -> Client:  # type: ignore[no-untyped-def]
+def stranger_client(stranger) -> Client:
     client = Client()
     client.force_login(stranger)
     return client
 
 
-def worker_row(hostname: str, device: str, queues: list[str], age_seconds: float = 0):  # type: ignore[no-untyped-def]
+def worker_row(hostname: str, device: str, queues: list[str], age_seconds: float = 0):
     from playground.core.models import WorkerHeartbeat
 
     now = timezone.now() - timedelta(seconds=age_seconds)

@@ -73,7 +73,7 @@ class Stack:
     def page(self, job_id: int) -> str:
         return self.http.get(f"{self.url}/jobs/{job_id}/", timeout=10).text
 
-    def wait(self, job_id: int, predicate, timeout: float, what: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    def wait(self, job_id: int, predicate, timeout: float, what: str) -> dict[str, Any]:
         try:
             return wait_for(lambda: (j := self.job(job_id)) and predicate(j) and j, timeout, what)
         except AssertionError as exc:
@@ -101,7 +101,7 @@ def jobs_site(data_dir: Path, tiny_model_dir: Path, **env_extra: str) -> Iterato
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "playground.asgi:application"],
         cwd=ROOT, env=env, stdout=(data_dir / "web.log").open("w"), stderr=subprocess.STDOUT,
     )  # fmt: skip
-    s = Stack(f"http://127.0.0.1:{port}", env, data_dir, web, None, requests.Session())  # type: ignore[arg-type]
+    s = Stack(f"http://127.0.0.1:{port}", env, data_dir, web, None, requests.Session())
     s.start_worker()
     try:
         wait_for(lambda: s.http.get(f"{s.url}/healthz", timeout=5).ok, 120, "the site", web)
@@ -118,6 +118,6 @@ def jobs_site(data_dir: Path, tiny_model_dir: Path, **env_extra: str) -> Iterato
 
 def lora_form(stack: Stack, steps: int, **extra: Any) -> dict[str, Any]:
     response = stack.post("/jobs/datasets/sample/", {"sample": "pirate-instructions"})
-    dataset = int(re.search(r"/datasets/(\d+)/$", response.url).group(1))  # type: ignore[union-attr]
+    dataset = int(re.search(r"/datasets/(\d+)/$", response.url).group(1))
     return {"base_model": TINY_NAME, "method": "lora", "dataset": dataset, "steps": steps, "batch_size": 2,
             "max_seq_len": 64, "checkpoint_every": 5, **extra}  # fmt: skip

@@ -16,7 +16,7 @@ from tests.playground.jobs.conftest import INSTRUCTIONS
 pytestmark = pytest.mark.django_db
 
 
-def upload(client: Client, data: bytes, name: str):  # type: ignore[no-untyped-def]
+def upload(client: Client, data: bytes, name: str):
     return client.post(reverse("jobs:datasets"), {"file": SimpleUploadedFile(name, data)})
 
 
@@ -47,7 +47,7 @@ def test_a_filename_with_folders_never_becomes_a_path(client_in: Client, data_di
     assert dataset.format == "instruction"
 
 
-def test_the_size_limit_and_file_types_are_enforced(client_in: Client, data_dir: Path, settings) -> None:  # type: ignore[no-untyped-def]
+def test_the_size_limit_and_file_types_are_enforced(client_in: Client, data_dir: Path, settings) -> None:
     settings.DATASET_MAX_BYTES = 100
     response = upload(client_in, INSTRUCTIONS, "big.jsonl")
     assert response.status_code == 400
@@ -75,7 +75,7 @@ def test_pasted_rows_and_a_shipped_sample_become_datasets(client_in: Client, dat
 
 def test_the_preview_marks_the_tokens_that_count_for_the_loss(
     client_in: Client, data_dir: Path, tiny_model
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     upload(client_in, INSTRUCTIONS, "pirate.jsonl")
     dataset = Dataset.objects.get()
     html = client_in.get(reverse("jobs:dataset", args=[dataset.pk]) + "?model=tiny-llama").content.decode()

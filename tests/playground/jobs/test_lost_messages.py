@@ -46,13 +46,13 @@ def broker(tmp_path: Path) -> Iterator[Connection]:
 
 
 @pytest.fixture
-def fast(settings):  # type: ignore[no-untyped-def]
+def fast(settings):
     settings.JOB_QUEUE_TIMEOUT = 5
     settings.JOB_MAX_RESENDS = 2
     return settings
 
 
-def queued_job(owner, waited: float = 60, queue: str = "cpu", **fields) -> Job:  # type: ignore[no-untyped-def]
+def queued_job(owner, waited: float = 60, queue: str = "cpu", **fields) -> Job:
     """A job whose message was sent `waited` seconds ago and that no worker has claimed."""
     return Job.objects.create(
         owner=owner, kind="quantize", method="bf16", base_model=TINY_NAME, output_name=f"out-{waited}",
@@ -195,12 +195,12 @@ def quantize(stack: Stack) -> int:
     return stack.submit("/jobs/new/quantize/", {"base_model": TINY_NAME, "method": "bf16"})
 
 
-def finished(job: dict) -> bool:  # type: ignore[type-arg]
+def finished(job: dict) -> bool:
     return job["status"] not in ("queued", "running")
 
 
 @pytest.fixture(params=["redis", "embedded"])
-def lossy_site(request, tiny_model_dir: Path, tmp_path: Path) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+def lossy_site(request, tiny_model_dir: Path, tmp_path: Path) -> Iterator[Stack]:
     env = dict(LOST)
     if request.param == "redis":
         url = redis_url_for_tests()

@@ -12,7 +12,7 @@ from playground.jobs.services.runner import run_job
 pytestmark = pytest.mark.django_db
 
 
-def make_job(user, **fields) -> Job:  # type: ignore[no-untyped-def]
+def make_job(user, **fields) -> Job:
     defaults = {"kind": "quantize", "method": "bf16", "base_model": "tiny-llama", "output_name": "tiny-bf16",
                 "task_id": "t1", "params": {}}  # fmt: skip
     return Job.objects.create(owner=user, **{**defaults, **fields})
@@ -20,7 +20,7 @@ def make_job(user, **fields) -> Job:  # type: ignore[no-untyped-def]
 
 def test_a_quantize_job_writes_its_result_into_the_catalog_with_its_parent(
     user, tiny_model, data_dir
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     job = make_job(user)
     assert run_job(job.pk, "t1", "test@host") == "succeeded"
     job.refresh_from_db()
@@ -38,7 +38,7 @@ def test_a_quantize_job_writes_its_result_into_the_catalog_with_its_parent(
     assert not any(p.name.startswith("out-") for p in job.work_dir.iterdir()), "the temp output is removed"
 
 
-def test_a_message_for_a_job_that_moved_on_does_nothing(user, tiny_model, data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_a_message_for_a_job_that_moved_on_does_nothing(user, tiny_model, data_dir) -> None:
     failed = make_job(user, status="failed", error="Worker lost", output_name="a")
     assert run_job(failed.pk, "t1", "test@host") == "skipped"
     failed.refresh_from_db()
@@ -50,7 +50,7 @@ def test_a_message_for_a_job_that_moved_on_does_nothing(user, tiny_model, data_d
 
 def test_a_redelivered_message_restarts_a_running_job_until_the_attempt_limit(
     user, tiny_model, data_dir, settings
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     settings.JOB_MAX_ATTEMPTS = 2
     job = make_job(user, status="running", attempt=1)
     assert run_job(job.pk, "t1", "test@host") == "succeeded"
@@ -63,7 +63,7 @@ def test_a_redelivered_message_restarts_a_running_job_until_the_attempt_limit(
     assert not ModelEntry.objects.filter(name="tiny-bf16-b").exists()
 
 
-def test_a_failing_job_says_why_and_leaves_no_model(user, tiny_model, data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_a_failing_job_says_why_and_leaves_no_model(user, tiny_model, data_dir) -> None:
     job = make_job(user, method="int4_weight", params={"group_size": 48})  # 48 does not divide 64
     assert run_job(job.pk, "t1", "test@host") == "failed"
     job.refresh_from_db()

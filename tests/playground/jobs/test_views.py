@@ -14,14 +14,14 @@ from tests.playground.jobs.conftest import INSTRUCTIONS, worker_row
 pytestmark = pytest.mark.django_db
 
 
-def a_job(owner, **fields) -> Job:  # type: ignore[no-untyped-def]
+def a_job(owner, **fields) -> Job:
     defaults = {"kind": "quantize", "method": "bf16", "base_model": "tiny-llama", "output_name": "out-1",
                 "task_id": "t1"}  # fmt: skip
     return Job.objects.create(owner=owner, **{**defaults, **fields})
 
 
 # --- routing ------------------------------------------------------------------------------------------
-def test_the_gpu_queue_is_chosen_only_while_a_gpu_worker_is_alive(settings) -> None:  # type: ignore[no-untyped-def]
+def test_the_gpu_queue_is_chosen_only_while_a_gpu_worker_is_alive(settings) -> None:
     settings.WORKER_HEARTBEAT_TIMEOUT = 30
     assert choose_queue() == "cpu", "no worker at all"
     worker_row("cpu@a", "cpu", ["cpu"])
@@ -35,7 +35,7 @@ def test_the_gpu_queue_is_chosen_only_while_a_gpu_worker_is_alive(settings) -> N
 
 
 # --- login and ownership ------------------------------------------------------------------------------
-def test_strangers_are_sent_to_log_in(client: Client, user) -> None:  # type: ignore[no-untyped-def]
+def test_strangers_are_sent_to_log_in(client: Client, user) -> None:
     job = a_job(user)
     for url in [reverse("jobs:list"), reverse("jobs:detail", args=[job.pk]), reverse("jobs:new-quantize"),
                 reverse("jobs:datasets")]:  # fmt: skip
@@ -44,7 +44,7 @@ def test_strangers_are_sent_to_log_in(client: Client, user) -> None:  # type: ig
         assert "/login/" in response.url
 
 
-def test_another_users_job_and_dataset_are_404(user, stranger_client: Client, data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_another_users_job_and_dataset_are_404(user, stranger_client: Client, data_dir) -> None:
     job = a_job(user)
     dataset = Dataset.objects.create(owner=user, name="d", file_name="x.jsonl", original_suffix=".jsonl")
     for name in ["jobs:detail", "jobs:status"]:
@@ -56,13 +56,13 @@ def test_another_users_job_and_dataset_are_404(user, stranger_client: Client, da
     assert "out-1" not in stranger_client.get(reverse("jobs:list")).content.decode()
 
 
-def test_cancel_and_resume_are_post_only(client_in: Client, user) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_and_resume_are_post_only(client_in: Client, user) -> None:
     job = a_job(user)
     assert client_in.get(reverse("jobs:cancel", args=[job.pk])).status_code == 405
 
 
 # --- forms --------------------------------------------------------------------------------------------
-def test_the_quantize_form_lists_only_catalog_models_and_every_method(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_quantize_form_lists_only_catalog_models_and_every_method(client_in: Client, tiny_model) -> None:
     html = client_in.get(reverse("jobs:new-quantize")).content.decode()
     assert '<option value="tiny-llama"' in html
     for method in ["int8_weight", "int8_dynamic", "int4_weight", "bf16", "fp16", "gguf_q8_0"]:
@@ -73,7 +73,7 @@ def test_the_quantize_form_lists_only_catalog_models_and_every_method(client_in:
     assert not Job.objects.exists()
 
 
-def test_a_config_that_cannot_run_is_explained_and_nothing_is_queued(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_a_config_that_cannot_run_is_explained_and_nothing_is_queued(client_in: Client, tiny_model) -> None:
     response = client_in.post(
         reverse("jobs:new-quantize"), {"base_model": "tiny-llama", "method": "int4_weight", "group_size": 48}
     )
@@ -85,7 +85,7 @@ def test_a_config_that_cannot_run_is_explained_and_nothing_is_queued(client_in: 
 
 def test_a_valid_quantize_form_queues_a_job_on_the_cpu_queue(
     client_in: Client, tiny_model, user, django_capture_on_commit_callbacks
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = client_in.post(
             reverse("jobs:new-quantize"), {"base_model": "tiny-llama", "method": "bf16"}
@@ -102,7 +102,7 @@ def test_a_valid_quantize_form_queues_a_job_on_the_cpu_queue(
 
 def test_qlora_without_a_cuda_worker_is_refused_with_the_reason(
     client_in: Client, tiny_model, user, data_dir
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     from playground.jobs.services.datasets import save_dataset
 
     dataset = save_dataset(user, INSTRUCTIONS, "pirate.jsonl")
@@ -118,7 +118,7 @@ def test_qlora_without_a_cuda_worker_is_refused_with_the_reason(
 # --- cancel, resume, lost workers ---------------------------------------------------------------------
 def test_a_queued_job_is_cancelled_at_once_and_can_be_resumed(
     client_in: Client, user, model_dir, django_capture_on_commit_callbacks
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     job = a_job(user)
     client_in.post(reverse("jobs:cancel", args=[job.pk]))
     job.refresh_from_db()
@@ -133,7 +133,7 @@ def test_a_queued_job_is_cancelled_at_once_and_can_be_resumed(
     assert len(callbacks) == 1
 
 
-def test_a_running_job_is_asked_to_stop(user) -> None:  # type: ignore[no-untyped-def]
+def test_a_running_job_is_asked_to_stop(user) -> None:
     job = cancel_job(a_job(user, status="running"))
     assert job.status == "running"
     assert job.cancel_requested
@@ -141,7 +141,7 @@ def test_a_running_job_is_asked_to_stop(user) -> None:  # type: ignore[no-untype
         resume_job(job)
 
 
-def test_a_job_whose_worker_is_gone_is_marked_failed_worker_lost(user, settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_job_whose_worker_is_gone_is_marked_failed_worker_lost(user, settings) -> None:
     from datetime import timedelta
 
     from django.utils import timezone
@@ -164,7 +164,7 @@ def test_a_job_whose_worker_is_gone_is_marked_failed_worker_lost(user, settings)
 # --- compare with the parent --------------------------------------------------------------------------
 def test_a_child_is_compared_with_its_parent_on_the_same_prompts(
     client_in: Client, user, store, tiny_model, tiny_model_dir
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     extra = {"job": 1, **owner_extra(user)}  # alice's own fine-tune
     store.import_folder(tiny_model_dir, "tiny-child", parent="tiny-llama", method="lora", extra=extra)
     page = client_in.get(reverse("jobs:compare", args=["tiny-child"])).content.decode()
@@ -184,7 +184,7 @@ def test_a_child_is_compared_with_its_parent_on_the_same_prompts(
 # --- the job page -------------------------------------------------------------------------------------
 def test_the_job_page_shows_curves_samples_and_the_report_with_model_text_escaped(
     client_in: Client, user
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     job = a_job(
         user,
         status="succeeded",
@@ -213,7 +213,7 @@ def test_the_job_page_shows_curves_samples_and_the_report_with_model_text_escape
     assert 'href="/models/tiny-bf16/"' in html
 
 
-def test_the_finetune_form_offers_every_setting_with_its_help(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_finetune_form_offers_every_setting_with_its_help(client_in: Client, tiny_model) -> None:
     html = client_in.get(reverse("jobs:new-finetune")).content.decode()
     fields = [
         "base_model",
@@ -251,7 +251,7 @@ def test_the_finetune_form_offers_every_setting_with_its_help(client_in: Client,
     assert html.count('class="hint"') > 25, "every field has its line of help"
 
 
-def test_the_forms_say_which_methods_cannot_run_on_the_live_workers(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_forms_say_which_methods_cannot_run_on_the_live_workers(client_in: Client, tiny_model) -> None:
     worker_row("cpu@a", "cpu", ["cpu"])
     html = client_in.get(reverse("jobs:new-finetune")).content.decode()
     notes = html.split('id="method-notes"')[1].split("</div>")[0]
@@ -279,7 +279,7 @@ def form_values(html: str) -> dict[str, str]:
     return values
 
 
-def test_the_finetune_form_as_it_opens_queues_a_job_with_samples(client_in: Client, tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_finetune_form_as_it_opens_queues_a_job_with_samples(client_in: Client, tiny_model) -> None:
     """Every default the form shows must pass its own validation (a browser submits them all)."""
     dataset = client_in.post(reverse("jobs:dataset-sample"), {"sample": "pirate-instructions"})
     dataset_id = int(dataset["Location"].rstrip("/").rsplit("/", 1)[1])
@@ -293,13 +293,13 @@ def test_the_finetune_form_as_it_opens_queues_a_job_with_samples(client_in: Clie
     assert len(job.params["sample_prompts"]) == 2
 
 
-def test_the_live_block_is_sent_again_only_when_something_on_it_changed(client_in: Client, user) -> None:  # type: ignore[no-untyped-def]
+def test_the_live_block_is_sent_again_only_when_something_on_it_changed(client_in: Client, user) -> None:
     import re
 
     job = a_job(user, status="running", step=2, total=10, metrics=[{"step": 2, "loss": 3.0}])
     url = reverse("jobs:detail", args=[job.pk])
 
-    def poll(version: str | None = None):  # type: ignore[no-untyped-def]
+    def poll(version: str | None = None):
         return client_in.get(url, {"v": version} if version else {}, HTTP_HX_REQUEST="true")
 
     def version_in(html: str) -> str:
@@ -331,7 +331,7 @@ def test_the_live_block_is_sent_again_only_when_something_on_it_changed(client_i
     assert "every 2s" not in done.content.decode(), "a finished job's block stops polling"
 
 
-def test_the_form_notes_ask_for_the_live_workers_once(tiny_model, django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
+def test_the_form_notes_ask_for_the_live_workers_once(tiny_model, django_assert_num_queries) -> None:
     from playground.jobs.services import checks
 
     worker_row("cpu@a", "cpu", ["cpu"])

@@ -86,7 +86,7 @@ def test_every_other_method_trains_on_the_worker_and_joins_the_catalog(
     stack: Stack, method: str, sample: str, extra: dict[str, Any]
 ) -> None:
     response = stack.post("/jobs/datasets/sample/", {"sample": sample})
-    dataset = int(re.search(r"/datasets/(\d+)/$", response.url).group(1))  # type: ignore[union-attr]
+    dataset = int(re.search(r"/datasets/(\d+)/$", response.url).group(1))
     form = {"base_model": TINY_NAME, "method": method, "dataset": dataset, "steps": 3, "batch_size": 2,
             "max_seq_len": 64, **extra}  # fmt: skip
     job_id = stack.submit("/jobs/new/finetune/", form)
