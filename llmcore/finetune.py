@@ -513,7 +513,7 @@ def distill_trainer_class() -> type:
             super().__init__(**kwargs)
             self.teacher, self.temperature, self.alpha = teacher, temperature, alpha
 
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def, override]
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             outputs = model(**inputs)
             with torch.no_grad():
                 teacher_logits = self.teacher(
@@ -598,7 +598,7 @@ def apply_adapter(model: Any, adapter_dir: Path) -> Any:
 def progress_callback(ctx: JobContext, tokenizer: Any, config: FinetuneConfig) -> Progress:
     from transformers import TrainerCallback
 
-    return type("ProgressCallback", (Progress, TrainerCallback), {})(ctx, tokenizer, config)  # type: ignore[no-any-return]
+    return type("ProgressCallback", (Progress, TrainerCallback), {})(ctx, tokenizer, config)
 
 
 class Progress:
@@ -617,13 +617,13 @@ class Progress:
         elapsed = time.perf_counter() - self.started
         return round((self.tokens - self.start_tokens) / elapsed, 1) if elapsed > 0 else 0.0
 
-    def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+    def on_train_begin(self, args, state, control, **kwargs):
         if not self.count_tokens_from_logs:  # a resumed job's state holds the tokens trained on so far
             self.tokens = int(state.num_input_tokens_seen)
         self.started, self.start_tokens = time.perf_counter(), self.tokens
         self.ctx.report(Update(step=state.global_step, total=state.max_steps, phase="training"))
 
-    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+    def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
         if self.count_tokens_from_logs and "num_tokens" in logs:
             self.tokens = int(logs["num_tokens"])
@@ -639,7 +639,7 @@ class Progress:
                 Update(step=state.global_step, total=state.max_steps, phase="training", metrics=metrics)
             )
 
-    def on_step_end(self, args, state, control, model=None, **kwargs):  # type: ignore[no-untyped-def]
+    def on_step_end(self, args, state, control, model=None, **kwargs):
         every = self.config.sample_every
         if every and self.config.sample_prompts and state.global_step % every == 0 and model is not None:
             for prompt in self.config.sample_prompts:

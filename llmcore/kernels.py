@@ -195,7 +195,7 @@ def _auto_choice(device: torch.device, dtype: torch.dtype, head_size: int) -> st
     """The backend PyTorch's own choice picks for a causal prompt on this device ('' if it will not say)."""
     try:
         q = torch.randn(1, 2, 8, head_size, device=device, dtype=dtype)
-        index = torch._fused_sdp_choice(q, q, q, is_causal=True)  # type: ignore[attr-defined]
+        index = torch._fused_sdp_choice(q, q, q, is_causal=True)
         return _AUTO_CHOICE_NAMES.get(SDPBackend(index), "")
     except (AttributeError, RuntimeError, ValueError, TypeError):
         return ""
@@ -207,9 +207,7 @@ def describe_attention(model: Any, backend: str) -> dict[str, Any]:
     device, dtype = _model_place(model)
     implementation = model_attention(model)
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    head_size = int(
-        getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads  # type: ignore[operator]
-    )
+    head_size = int(getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
     auto = _auto_choice(device, dtype, head_size) if backend == "sdpa-auto" else ""
     if backend == "eager":
         label = "eager attention (transformers)"

@@ -639,7 +639,7 @@ class _Counting:
     def __init__(self, texts: Iterable[str]) -> None:
         self.texts, self.nonblank = texts, False
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self):
         for text in self.texts:
             self.nonblank = self.nonblank or bool(text.strip())
             yield text

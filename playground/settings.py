@@ -113,7 +113,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DATA_DIR / "playground.sqlite3",
+            "NAME": str(DATA_DIR / "playground.sqlite3"),
             # WAL lets the web server read while a worker writes; IMMEDIATE avoids "database is locked"
             # when two processes upgrade read transactions to writes at the same moment.
             "OPTIONS": {

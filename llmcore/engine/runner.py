@@ -177,7 +177,7 @@ class ModelRunner:
         near = allowed & (distance < self.sliding_window)
         return {"full_attention": full, "sliding_attention": batch(_additive(near, dtype))}
 
-    def _forward(  # type: ignore[no-untyped-def]
+    def _forward(
         self,
         inputs: dict[str, torch.Tensor],
         mask: Any,

@@ -7,7 +7,8 @@ chosen experiment's are read, so a stale value in another fieldset never refuses
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from django import forms
 
@@ -23,7 +24,7 @@ def _field_for(f: dataclasses.Field[Any]) -> forms.Field:
             label=label,
             help_text=help_text,
             choices=[(str(c), str(c)) for c in meta["choices"]],
-            coerce=type(meta["choices"][0]),
+            coerce=cast(Callable[[Any], Any], type(meta["choices"][0])),
             widget=forms.CheckboxSelectMultiple,
             required=False,
             initial=[str(c) for c in f.default] if isinstance(f.default, tuple) else [],
@@ -55,7 +56,7 @@ class ExperimentForm(forms.Form):
         self.user = user
         self.models: dict[str, ModelEntry] = {m.name: m for m in services.text_models(user)}
         names = [(m, m) for m in self.models]
-        self.fields["model"].choices = names
+        cast(forms.ChoiceField, self.fields["model"]).choices = names
         self.parameters: dict[str, list[str]] = {}
         for kind in services.EXPERIMENTS:
             self.parameters[kind] = []
@@ -64,7 +65,10 @@ class ExperimentForm(forms.Form):
                 self.fields[name] = _field_for(f)
                 self.parameters[kind].append(name)
                 if f.name == "draft_model":
-                    self.fields[name].choices = [("", "none: prompt lookup only"), *names]
+                    cast(forms.ChoiceField, self.fields[name]).choices = [
+                        ("", "none: prompt lookup only"),
+                        *names,
+                    ]
 
     def fieldsets(self) -> list[tuple[str, str, list[forms.BoundField]]]:
         """(kind, label, bound fields) for the template, one fieldset per experiment."""
@@ -74,14 +78,15 @@ class ExperimentForm(forms.Form):
         ]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         kind = data.get("experiment")
         if kind not in self.parameters:
             return data
         for other, names in self.parameters.items():  # another experiment's fields do not count
             for name in names if other != kind else ():
-                self._errors.pop(name, None)
-        if any(name in self._errors for name in self.parameters[kind]):
+                self.errors.pop(name, None)
+        if any(name in self.errors for name in self.parameters[kind]):
             return data
         params = {}
         for name in self.parameters[kind]:

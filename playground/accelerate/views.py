@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
@@ -15,19 +15,20 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from playground.accelerate import services
 from playground.accelerate.forms import ExperimentForm
+from playground.core.http import Request
 from playground.jobs.models import Job
 
 CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="[^"]*"')
 
 
-def _owned(request: HttpRequest, job_id: int) -> Job:
+def _owned(request: Request, job_id: int) -> Job:
     job = services.owned_experiment(request.user, job_id)
     if job is None:
         raise Http404("No such experiment.")
     return job
 
 
-def _list_context(request: HttpRequest) -> dict[str, Any]:
+def _list_context(request: Request) -> dict[str, Any]:
     jobs = list(services.user_experiments(request.user)[:200])
     labels = _labels()
     for job in jobs:
@@ -40,7 +41,7 @@ def _labels() -> dict[str, str]:
 
 
 @require_http_methods(["GET", "POST"])
-def page(request: HttpRequest) -> HttpResponse:
+def page(request: Request) -> HttpResponse:
     if request.htmx and request.method == "GET":
         return render(request, "accelerate/page.html#rows", _list_context(request))
     form = ExperimentForm(request.POST if request.method == "POST" else None, user=request.user)
@@ -54,7 +55,7 @@ def page(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-def detail(request: HttpRequest, job_id: int) -> HttpResponse:
+def detail(request: Request, job_id: int) -> HttpResponse:
     job = _owned(request, job_id)
     others = services.finished(request.user, job.method).exclude(pk=job.pk)[:50]
     context: dict[str, Any] = {
@@ -83,7 +84,7 @@ def _shown(value: Any) -> str:
 
 
 @require_POST
-def cancel(request: HttpRequest, job_id: int) -> HttpResponse:
+def cancel(request: Request, job_id: int) -> HttpResponse:
     try:
         services.cancel_job(_owned(request, job_id))
     except services.JobError as exc:
@@ -92,7 +93,7 @@ def cancel(request: HttpRequest, job_id: int) -> HttpResponse:
 
 
 @require_POST
-def resume(request: HttpRequest, job_id: int) -> HttpResponse:
+def resume(request: Request, job_id: int) -> HttpResponse:
     try:
         services.resume_job(_owned(request, job_id))
     except services.JobError as exc:
@@ -101,7 +102,7 @@ def resume(request: HttpRequest, job_id: int) -> HttpResponse:
 
 
 @require_GET
-def compare(request: HttpRequest) -> HttpResponse:
+def compare(request: Request) -> HttpResponse:
     """Two finished experiments of one kind, their plots overlaid (?a=<id>&b=<id>)."""
     ids = [request.GET.get("a", ""), request.GET.get("b", "")]
     if not all(i.isdigit() and len(i) < 12 for i in ids):
@@ -119,5 +120,5 @@ def compare(request: HttpRequest) -> HttpResponse:
     return render(request, "accelerate/compare.html", context)
 
 
-def _compare_refused(request: HttpRequest, reason: str) -> HttpResponse:
+def _compare_refused(request: Request, reason: str) -> HttpResponse:
     return render(request, "accelerate/compare.html", {"error": reason}, status=400)

@@ -4,17 +4,19 @@ import io
 import zipfile
 
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from playground.catalog import services
 from playground.catalog.models import ModelEntry
+from playground.core.http import Request
 from playground.core.services import model_store
 from playground.jobs.services.reports import report_rows, side_by_side
 
 
-def visible_or_404(request: HttpRequest, name: str) -> ModelEntry:
+def visible_or_404(request: Request, name: str) -> ModelEntry:
     """The model if this user may see it; a private model of someone else is a 404 like a missing one."""
     try:
         return services.get_visible_model(request.user, name)
@@ -23,7 +25,7 @@ def visible_or_404(request: HttpRequest, name: str) -> ModelEntry:
 
 
 @require_GET
-def model_list(request: HttpRequest) -> HttpResponse:
+def model_list(request: Request) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:100]
     entries = services.visible_models(request.user)
     names = {e.name for e in entries}  # a parent outside this set is someone's private model
@@ -36,7 +38,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-def model_detail(request: HttpRequest, name: str) -> HttpResponse:
+def model_detail(request: Request, name: str) -> HttpResponse:
     services.sync_catalog()
     entry = visible_or_404(request, name)
     context = {"entry": entry, **access_context(request, entry), **files_context(entry)}
@@ -46,7 +48,7 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
     return render(request, "catalog/detail.html", context)
 
 
-def access_context(request: HttpRequest, entry: ModelEntry) -> dict[str, object]:
+def access_context(request: Request, entry: ModelEntry) -> dict[str, object]:
     """Who sees the model, and what of its lineage this user may see: the parent and children only when
     they may see those too; the dataset and settings only as the owner or an admin."""
     user = request.user
@@ -62,7 +64,7 @@ def access_context(request: HttpRequest, entry: ModelEntry) -> dict[str, object]
 
 
 @require_POST
-def share(request: HttpRequest, name: str) -> HttpResponse:
+def share(request: Request, name: str) -> HttpResponse:
     """Share a model with everyone (shared=1) or make it private again (shared=0): owner or admin."""
     try:
         entry = services.set_shared(request.user, name, request.POST.get("shared") == "1")
@@ -89,7 +91,7 @@ def files_context(entry: ModelEntry) -> dict[str, object]:
 
 
 @require_GET
-def download(request: HttpRequest, name: str, what: str) -> HttpResponse:
+def download(request: Request, name: str, what: str) -> HttpResponseBase:
     """A model's GGUF export (for llama.cpp-based tools) or its peft adapter as a zip. Only these two:
     the names of what is sent come from the store's own folder, never from the request."""
     entry = visible_or_404(request, name)

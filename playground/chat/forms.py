@@ -4,7 +4,7 @@ templates. Every field is bounded and every error is in words."""
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
@@ -70,12 +70,15 @@ class SendForm(sampler_form()):  # type: ignore[misc]  # temperature, top_k, top
 
     def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["draft_model"].choices = lambda: [("", "none"), *services.model_choices(user)]
+        cast(forms.ChoiceField, self.fields["draft_model"]).choices = lambda: [
+            ("", "none"),
+            *services.model_choices(user),
+        ]
         self.fields["draft_model"].error_messages["invalid_choice"] = (
             "Unknown draft model %(value)s: pick a catalog model with the same tokenizer."
         )
         # The models this user may use (no user: the shared ones); another's private model reads as unknown.
-        self.fields["model"].choices = lambda: services.model_choices(user)
+        cast(forms.ChoiceField, self.fields["model"]).choices = lambda: services.model_choices(user)
         self.fields["model"].error_messages["invalid_choice"] = (
             "Unknown model %(value)s: pick a text-generating model from the catalog."
         )
@@ -155,7 +158,10 @@ class PresetForm(forms.Form):
         self.owner = owner
         for key in services.DEFAULT_SETTINGS:
             self.fields[key] = copy.deepcopy(SendForm.base_fields[key])
-        self.fields["draft_model"].choices = lambda: [("", "none"), *services.model_choices(owner)]
+        cast(forms.ChoiceField, self.fields["draft_model"]).choices = lambda: [
+            ("", "none"),
+            *services.model_choices(owner),
+        ]
 
     @classmethod
     def from_post(cls, post: Any, owner: Any) -> PresetForm:
@@ -202,11 +208,11 @@ class PromptTemplateForm(forms.ModelForm):
     def __init__(self, *args: Any, owner: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.owner = owner
-        self.fields["template"].max_length = settings.CHAT_MAX_PROMPT_CHARS
+        cast(forms.CharField, self.fields["template"]).max_length = settings.CHAT_MAX_PROMPT_CHARS
         self.fields["template"].validators.append(MaxLengthValidator(settings.CHAT_MAX_PROMPT_CHARS))
-        self.fields["system"].max_length = settings.CHAT_MAX_SYSTEM_CHARS
+        cast(forms.CharField, self.fields["system"]).max_length = settings.CHAT_MAX_SYSTEM_CHARS
         self.fields["system"].validators.append(MaxLengthValidator(settings.CHAT_MAX_SYSTEM_CHARS))
-        self.fields["template"].strip = False
+        cast(forms.CharField, self.fields["template"]).strip = False
         self.fields["template"].widget.attrs["maxlength"] = settings.CHAT_MAX_PROMPT_CHARS
         self.fields["system"].widget.attrs["maxlength"] = settings.CHAT_MAX_SYSTEM_CHARS
         for name, field in self.fields.items():

@@ -18,7 +18,7 @@ class HealthConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.send_json({"type": "hello", "user": user.get_username()})
 
-    async def receive_json(self, content, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    async def receive_json(self, content, **kwargs) -> None:
         if not isinstance(content, dict) or content.get("type") != "ping":
             await self.send_json({"type": "error", "error": 'Send {"type": "ping"}.'})
             return

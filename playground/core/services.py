@@ -78,7 +78,7 @@ def device_info() -> dict[str, str]:
 
 
 # --- health ---------------------------------------------------------------------------------------
-def _timed(check) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def _timed(check) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         detail = check()
@@ -181,17 +181,17 @@ def bearer_token_matches(request: HttpRequest, expected: str) -> bool:
 LOGIN_LINK_SALT = "playground.core.login-link"
 
 
-def _last_login_stamp(user) -> str:  # type: ignore[no-untyped-def]
+def _last_login_stamp(user) -> str:
     return user.last_login.isoformat() if user.last_login else "never"
 
 
-def login_link_path(user) -> str:  # type: ignore[no-untyped-def]
+def login_link_path(user) -> str:
     """A signed, expiring, one-time login link: it names the user's last login, so using it spends it."""
     token = signing.dumps({"u": user.pk, "l": _last_login_stamp(user)}, salt=LOGIN_LINK_SALT)
     return reverse("login-link", args=[token])
 
 
-def user_for_login_link(token: str):  # type: ignore[no-untyped-def]
+def user_for_login_link(token: str):
     try:
         data = signing.loads(token, salt=LOGIN_LINK_SALT, max_age=settings.LOGIN_LINK_TIMEOUT)
     except signing.BadSignature:  # also SignatureExpired
@@ -202,7 +202,7 @@ def user_for_login_link(token: str):  # type: ignore[no-untyped-def]
     return user
 
 
-def ensure_admin(username: str = "admin"):  # type: ignore[no-untyped-def]
+def ensure_admin(username: str = "admin"):
     """Make sure a superuser exists; a new one gets no password (log in with a one-time link)."""
     User = get_user_model()
     existing = User.objects.filter(is_superuser=True, is_active=True).order_by("pk").first()

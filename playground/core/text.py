@@ -55,11 +55,11 @@ class TextField(forms.CharField):
             raise forms.ValidationError(
                 f"{self.what} must be a string, not {json_type(value)}.", code="invalid"
             )
-        return check_text(super().to_python(value), self.what)
+        return check_text(super().to_python(value) or "", self.what)
 
 
 class FloatField(forms.FloatField):
-    def to_python(self, value: Any) -> float | None:
+    def to_python(self, value: Any) -> float | None:  # type: ignore[override]  # the stubs' int | None
         try:
             return super().to_python(value)
         except OverflowError:  # float(10**400): Django catches only ValueError and TypeError

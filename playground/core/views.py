@@ -5,7 +5,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_not_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -13,12 +13,13 @@ from django.views.decorators.http import require_GET
 from playground.catalog.services import ModelNotFound, get_visible_model
 from playground.core import security, services
 from playground.core.context_processors import NAV_ITEMS
+from playground.core.http import Request
 
 
 @login_not_required
 @never_cache
 @require_GET
-def healthz(request: HttpRequest) -> JsonResponse:
+def healthz(request: Request) -> JsonResponse:
     """Every part's state for monitors; the details only for a logged-in user or the HEALTHZ_TOKEN."""
     ok, report = services.health()
     if not services.may_see_health_details(request):
@@ -32,7 +33,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @login_not_required
 @never_cache
-def login_link(request: HttpRequest, token: str) -> HttpResponse:
+def login_link(request: Request, token: str) -> HttpResponse:
     """Log in with a one-time link, as printed by `make run` or `manage.py login_link`."""
     if request.method not in ("GET", "POST"):
         return HttpResponse(status=405)
@@ -54,12 +55,12 @@ def login_link(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @require_GET
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: Request) -> HttpResponse:
     return redirect("catalog:list")
 
 
 @require_GET
-def coming_soon(request: HttpRequest, section: str) -> HttpResponse:
+def coming_soon(request: Request, section: str) -> HttpResponse:
     item = next((i for i in NAV_ITEMS if i["key"] == section), None)
     return render(request, "core/coming_soon.html", {"item": item})
 

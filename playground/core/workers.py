@@ -39,7 +39,7 @@ def on_beat(hook: Callable[[str], None]) -> Callable[[str], None]:
     return hook
 
 
-def beat(hostname: str, queues: list[str], started) -> None:  # type: ignore[no-untyped-def]
+def beat(hostname: str, queues: list[str], started) -> None:
     device = device_info()
     WorkerHeartbeat.objects.update_or_create(
         hostname=hostname,
@@ -95,7 +95,7 @@ def stop_heartbeat() -> None:
 
 # --- the worker's signals ---
 @celeryd_after_setup.connect
-def choose_queues(sender: str, instance, conf, **kwargs) -> None:  # type: ignore[no-untyped-def]
+def choose_queues(sender: str, instance, conf, **kwargs) -> None:
     device = device_info()
     queues = instance.app.amqp.queues
     # Respect an explicit -Q; otherwise (both queues selected by default) drop `gpu` on a CPU-only worker.
@@ -104,10 +104,10 @@ def choose_queues(sender: str, instance, conf, **kwargs) -> None:  # type: ignor
 
 
 @worker_ready.connect
-def heartbeat_on_start(sender, **kwargs) -> None:  # type: ignore[no-untyped-def]
+def heartbeat_on_start(sender, **kwargs) -> None:
     start_heartbeat(sender.hostname, sorted(sender.app.amqp.queues.consume_from))
 
 
 @worker_shutdown.connect
-def heartbeat_on_stop(sender, **kwargs) -> None:  # type: ignore[no-untyped-def]
+def heartbeat_on_stop(sender, **kwargs) -> None:
     stop_heartbeat()

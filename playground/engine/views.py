@@ -5,19 +5,20 @@ from __future__ import annotations
 import hashlib
 
 from django.contrib.auth.decorators import login_not_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from playground.core.http import Request
 from playground.engine import prometheus, services
 
 
 @never_cache
 @require_GET
-def engine_page(request: HttpRequest) -> HttpResponse:
+def engine_page(request: Request) -> HttpResponse:
     overview = services.hide_private_models(services.engine_overview(), request.user)
     context = {"overview": overview, "snapshot_ttl": services.SNAPSHOT_TTL}
     body = render_to_string("engine/page.html#live-body", context, request=request)
@@ -32,7 +33,7 @@ def engine_page(request: HttpRequest) -> HttpResponse:
 @login_not_required  # a monitor sends METRICS_TOKEN instead; strangers get 401, never the numbers
 @never_cache
 @require_GET
-def metrics(request: HttpRequest) -> HttpResponse:
+def metrics(request: Request) -> HttpResponse:
     if not services.may_read_metrics(request):
         response = HttpResponse(
             "Log in, or send METRICS_TOKEN as Authorization: Bearer <token>.\n",

@@ -16,7 +16,7 @@ class ModelNameField(forms.ChoiceField):
     model is refused with the same words as a model that does not exist.
     """
 
-    def __init__(self, *, causal_only: bool = False, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *, causal_only: bool = False, **kwargs) -> None:
         self.causal_only = causal_only
         super().__init__(choices=lambda: model_choices(None, causal_only), **kwargs)
         self.error_messages["invalid_choice"] = "Unknown model %(value)s: pick one from the catalog."

@@ -55,7 +55,7 @@ class NextTokenForm(PromptForm, sampler_form(initial=True)):  # type: ignore[mis
         return tuple(self.cleaned_data["order"].split(","))
 
 
-def with_defaults(data: dict) -> dict:  # type: ignore[type-arg]
+def with_defaults(data: dict) -> dict:
     """Form data with every missing field set to its initial value (the page's first load, API callers)."""
     filled = {
         name: field.initial for name, field in NextTokenForm.base_fields.items() if field.initial is not None

@@ -125,7 +125,8 @@ class ChatForm(UserModelsForm):
         super().__init__(*args, **kwargs)
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         roles = ("system", "user", "assistant")
         messages = [
             {"role": role, "content": browser_newlines(data[role])} for role in roles if data.get(role)
@@ -182,7 +183,8 @@ class TrainForm(forms.Form):
         return read_text_upload(upload, limits()["upload_bytes"]) if upload else None
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         text, uploaded = data.get("text") or "", data.get("file")
         if "file" in self.errors or "text" in self.errors:
             return data
@@ -192,7 +194,8 @@ class TrainForm(forms.Form):
         if not corpus.strip():
             raise forms.ValidationError("The training text is empty: paste some text or upload a .txt file.")
         data["corpus"] = check_text(corpus, "The training text")
-        data["source"] = self.files["file"].name[:255] if uploaded is not None else "pasted text"
+        name = str(getattr(self.files.get("file"), "name", "") or "")  # the upload's own name, not its text
+        data["source"] = name[:255] if uploaded is not None else "pasted text"
         return data
 
 

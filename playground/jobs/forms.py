@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
@@ -54,8 +54,10 @@ class QuantizeForm(OutputNameMixin):
 
     def __init__(self, *args: Any, models: list[str], methods: dict[str, str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["base_model"].choices = [(m, m) for m in models]
-        self.fields["method"].choices = [(k, f"{k}: {v}") for k, v in methods.items()]
+        cast(forms.ChoiceField, self.fields["base_model"]).choices = [(m, m) for m in models]
+        cast(forms.ChoiceField, self.fields["method"]).choices = [
+            (k, f"{k}: {v}") for k, v in methods.items()
+        ]
 
 
 DEFAULT_SAMPLE_EVERY = 10
@@ -143,10 +145,14 @@ class FinetuneForm(OutputNameMixin):
     ) -> None:
         defaults = kwargs.pop("defaults", {})
         super().__init__(*args, **kwargs)
-        self.fields["base_model"].choices = [(m, m) for m in models]
-        self.fields["teacher_model"].choices = [("", "-")] + [(m, m) for m in models]
-        self.fields["method"].choices = [(k, f"{k}: {v}") for k, v in methods.items()]
-        self.fields["dataset"].queryset = Dataset.objects.filter(owner=owner, errors=[], rows__gt=0)
+        cast(forms.ChoiceField, self.fields["base_model"]).choices = [(m, m) for m in models]
+        cast(forms.ChoiceField, self.fields["teacher_model"]).choices = [("", "-")] + [(m, m) for m in models]
+        cast(forms.ChoiceField, self.fields["method"]).choices = [
+            (k, f"{k}: {v}") for k, v in methods.items()
+        ]
+        cast(forms.ModelChoiceField, self.fields["dataset"]).queryset = Dataset.objects.filter(
+            owner=owner, errors=[], rows__gt=0
+        )
         for name, value in defaults.items():
             if name in self.fields and isinstance(value, int | float | str) and not isinstance(value, bool):
                 self.fields[name].initial = value
@@ -174,7 +180,8 @@ class FinetuneForm(OutputNameMixin):
         return names or None
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("method") == "distill" and not data.get("teacher_model"):
             self.add_error("teacher_model", "Distillation needs a teacher model.")
         if data.get("method") == "distill" and data.get("teacher_model"):
@@ -217,7 +224,8 @@ class DatasetForm(forms.Form):
     )
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if not data.get("file") and not (data.get("text") or "").strip():
             raise forms.ValidationError("Upload a file or paste some rows.")
         return data

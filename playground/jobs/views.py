@@ -8,13 +8,14 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from playground.catalog.services import ModelNotFound, get_visible_model, text_models
+from playground.core.http import Request
 from playground.jobs.forms import DatasetForm, FinetuneForm, QuantizeForm
 from playground.jobs.models import Dataset, Job
 from playground.jobs.services import checks
@@ -37,7 +38,7 @@ from playground.jobs.services.jobs import (
 from playground.jobs.services.reports import report_rows, side_by_side
 
 
-def owned_job(request: HttpRequest, job_id: int) -> Job:
+def owned_job(request: Request, job_id: int) -> Job:
     job = Job.objects.filter(pk=job_id, owner=request.user).select_related("dataset").first()
     if job is None:
         raise Http404("No such job.")
@@ -50,14 +51,14 @@ def catalog_names(user: Any) -> list[str]:
 
 
 @require_GET
-def job_list(request: HttpRequest) -> HttpResponse:
+def job_list(request: Request) -> HttpResponse:
     jobs = Job.objects.filter(owner=request.user)[:200]
     context = {"jobs": jobs, "any_active": any(j.is_active for j in jobs), "devices": live_devices()}
     return render(request, "jobs/list.html#rows" if request.htmx else "jobs/list.html", context)
 
 
 @require_GET
-def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+def job_detail(request: Request, job_id: int) -> HttpResponse:
     job = owned_job(request, job_id)
     context: dict[str, Any] = {
         "job": job,
@@ -76,7 +77,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
 
 
 @require_GET
-def job_status(request: HttpRequest, job_id: int) -> JsonResponse:
+def job_status(request: Request, job_id: int) -> JsonResponse:
     job = owned_job(request, job_id)
     fields = ["status", "phase", "step", "total", "eta_seconds", "error", "output_model", "attempt"]
     fields += ["device", "resends"]
@@ -90,7 +91,7 @@ def job_status(request: HttpRequest, job_id: int) -> JsonResponse:
 
 
 @require_POST
-def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
+def job_cancel(request: Request, job_id: int) -> HttpResponse:
     try:
         cancel_job(owned_job(request, job_id))
     except JobError as exc:
@@ -99,7 +100,7 @@ def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
 
 
 @require_POST
-def job_resume(request: HttpRequest, job_id: int) -> HttpResponse:
+def job_resume(request: Request, job_id: int) -> HttpResponse:
     try:
         resume_job(owned_job(request, job_id))
     except JobError as exc:
@@ -117,14 +118,14 @@ def _feasibility_error(form: Any, feasible: checks.Feasibility) -> bool:
     return True
 
 
-def form_page(request: HttpRequest, form: Any, kind: str, methods: dict[str, str], models: list[str]) -> Any:
+def form_page(request: Request, form: Any, kind: str, methods: dict[str, str], models: list[str]) -> Any:
     notes = checks.method_notes(kind, models[0] if models else None)
     context = {"form": form, "kind": kind, "methods": methods, "devices": live_devices(), "notes": notes}
     return render(request, "jobs/new.html", context)
 
 
 @require_http_methods(["GET", "POST"])
-def new_quantize(request: HttpRequest) -> HttpResponse:
+def new_quantize(request: Request) -> HttpResponse:
     models, methods = catalog_names(request.user), checks.quant_methods()
     form = QuantizeForm(
         request.POST if request.method == "POST" else None,
@@ -153,7 +154,7 @@ def new_quantize(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-def new_finetune(request: HttpRequest) -> HttpResponse:
+def new_finetune(request: Request) -> HttpResponse:
     models, methods = catalog_names(request.user), checks.finetune_methods()
     form = FinetuneForm(
         request.POST if request.method == "POST" else None,
@@ -186,7 +187,7 @@ def new_finetune(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-def dataset_list(request: HttpRequest) -> HttpResponse:
+def dataset_list(request: Request) -> HttpResponse:
     form = DatasetForm(
         request.POST if request.method == "POST" else None,
         request.FILES if request.method == "POST" else None,
@@ -214,7 +215,7 @@ def dataset_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-def dataset_sample(request: HttpRequest) -> HttpResponse:
+def dataset_sample(request: Request) -> HttpResponse:
     try:
         dataset = save_sample(request.user, request.POST.get("sample", ""))
     except DatasetRejected as exc:
@@ -224,7 +225,7 @@ def dataset_sample(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
+def dataset_detail(request: Request, dataset_id: int) -> HttpResponse:
     dataset = Dataset.objects.filter(pk=dataset_id, owner=request.user).first()
     if dataset is None:
         raise Http404("No such dataset.")
@@ -241,7 +242,7 @@ def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
 
 
 @require_GET
-def compare(request: HttpRequest, name: str) -> HttpResponse:
+def compare(request: Request, name: str) -> HttpResponse:
     """The page answers at once; htmx then asks for the numbers and generations (several seconds)."""
     try:
         get_visible_model(request.user, name)

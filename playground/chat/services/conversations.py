@@ -35,18 +35,18 @@ class ChatError(PlaygroundError, ValueError):
 
 
 # --- conversations --------------------------------------------------------------------------------
-def conversations_of(owner) -> QuerySet[Conversation]:  # type: ignore[no-untyped-def]
+def conversations_of(owner) -> QuerySet[Conversation]:
     return Conversation.objects.filter(owner=owner)
 
 
-def get_conversation(owner, conversation_id: int) -> Conversation:  # type: ignore[no-untyped-def]
+def get_conversation(owner, conversation_id: int) -> Conversation:
     conversation = conversations_of(owner).filter(pk=conversation_id).first()
     if conversation is None:  # someone else's conversation reads exactly like a missing one
         raise ChatError(f"No conversation {conversation_id}.")
     return conversation
 
 
-def create_conversation(  # type: ignore[no-untyped-def]
+def create_conversation(
     owner,
     model_name: str,
     *,
@@ -63,18 +63,18 @@ def create_conversation(  # type: ignore[no-untyped-def]
     )
 
 
-def rename_conversation(owner, conversation_id: int, title: str) -> Conversation:  # type: ignore[no-untyped-def]
+def rename_conversation(owner, conversation_id: int, title: str) -> Conversation:
     conversation = get_conversation(owner, conversation_id)
     conversation.title = title_from(title) or conversation.title
     conversation.save(update_fields=["title", "updated"])
     return conversation
 
 
-def delete_conversation(owner, conversation_id: int) -> None:  # type: ignore[no-untyped-def]
+def delete_conversation(owner, conversation_id: int) -> None:
     get_conversation(owner, conversation_id).delete()
 
 
-def search_conversations(owner, query: str = "") -> QuerySet[Conversation]:  # type: ignore[no-untyped-def]
+def search_conversations(owner, query: str = "") -> QuerySet[Conversation]:
     """The owner's conversations, newest first; a query matches titles and message text."""
     found = conversations_of(owner)
     query = query.strip()
@@ -84,7 +84,7 @@ def search_conversations(owner, query: str = "") -> QuerySet[Conversation]:  # t
     return found
 
 
-def get_message(owner, message_id: int) -> Message:  # type: ignore[no-untyped-def]
+def get_message(owner, message_id: int) -> Message:
     """One message of the owner's conversations; someone else's reads like a missing one."""
     message = Message.objects.filter(pk=message_id, conversation__owner=owner).first()
     if message is None:

@@ -94,7 +94,7 @@ def with_versions(message: Message) -> Message:
     return message
 
 
-def show_version(owner, message_id: int) -> Conversation:  # type: ignore[no-untyped-def]
+def show_version(owner, message_id: int) -> Conversation:
     """Show the branch through this message: its newest descendant becomes the conversation's current."""
     message = get_message(owner, message_id)
     conversation = message.conversation
@@ -103,7 +103,7 @@ def show_version(owner, message_id: int) -> Conversation:  # type: ignore[no-unt
     return conversation
 
 
-def delete_message(owner, message_id: int) -> Conversation:  # type: ignore[no-untyped-def]
+def delete_message(owner, message_id: int) -> Conversation:
     """Delete a message and everything below it; then show a sibling's branch, else the parent's."""
     message = get_message(owner, message_id)
     conversation = message.conversation

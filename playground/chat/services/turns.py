@@ -58,7 +58,7 @@ class Turn:
         return self.engine.submit(self.request)
 
 
-def start_turn(owner, data: dict[str, Any]) -> Turn:  # type: ignore[no-untyped-def]
+def start_turn(owner, data: dict[str, Any]) -> Turn:
     """Validated send data (forms.SendForm) -> the saved user message and a pending assistant message.
 
     The prompt is rendered here, through the model's chat template, so its exact token count is known
@@ -192,7 +192,8 @@ def finish_turn(
     if candidates and len(candidates) > 1:  # best-of-N: every candidate, the chosen one first
         provenance["candidates"] = candidates_json(candidates)
     if provenance.get("action") == "replay" and message.status == Message.Status.COMPLETE:
-        source = Message.objects.filter(pk=provenance.get("source")).first()
+        source_id = provenance.get("source")
+        source = Message.objects.filter(pk=source_id).first() if isinstance(source_id, int) else None
         if source is not None:
             provenance["replay"] = replay_report(source, message.tokens, provenance)
     message.provenance = provenance
@@ -315,9 +316,10 @@ def plan_branch(conversation: Conversation, engine: Engine, data: dict[str, Any]
     else:
         if source.role != Message.Role.ASSISTANT:
             raise ChatError(f"Message {source.pk} is yours: {action} works on the model's answers.")
-        user_id = tree.parent[source.pk]
-        if user_id is None or tree.role[user_id] != Message.Role.USER:
+        parent = tree.parent[source.pk]
+        if parent is None or tree.role[parent] != Message.Role.USER:
             raise ChatError(f"Message {source.pk} answers no message of yours, so it cannot be redone.")
+        user_id = parent
     user_message = conversation.messages.get(pk=user_id)
     plan = BranchPlan([], user_message=user_message, source_id=source.pk, provenance=provenance)
     if action == "replay":
@@ -397,7 +399,7 @@ def branch_prefix(
     return ids, [*kept, [token, text, prob, alternatives]], joined + text
 
 
-def replay_data(owner, data: dict[str, Any]) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def replay_data(owner, data: dict[str, Any]) -> dict[str, Any]:
     """Send data for a replay: the answer's own model, system prompt, sampler settings and seed."""
     conversation = get_conversation(owner, data["conversation"])
     message_id = data.get("message")

@@ -8,7 +8,7 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import Resolver404, resolve, reverse
 from django.utils.text import slugify
@@ -20,6 +20,7 @@ from playground.chat import services
 from playground.chat.forms import SPECULATIVE_CHOICES
 from playground.chat.models import Conversation
 from playground.chat.views import library
+from playground.core.http import Request
 from playground.core.services import sampler_rows
 from playground.core.text import TextField
 
@@ -51,40 +52,40 @@ class RenameForm(forms.Form):
 
 
 @require_GET
-def index(request: HttpRequest) -> HttpResponse:
+def index(request: Request) -> HttpResponse:
     # ?prompt=builtin:<key> or ?prompt=<id>: a new chat with a library template filled in (views/library.py)
     prefill = library.prompt_prefill(request)
     return render(request, "chat/page.html", {**page_context(request, None), **prefill})
 
 
 @require_GET
-def conversation(request: HttpRequest, conversation_id: int) -> HttpResponse:
+def conversation(request: Request, conversation_id: int) -> HttpResponse:
     return render(request, "chat/page.html", page_context(request, owned(request, conversation_id)))
 
 
 @require_GET
-def search(request: HttpRequest) -> HttpResponse:
+def search(request: Request) -> HttpResponse:
     if not request.htmx:  # a plain GET (no JavaScript) gets the whole page, filtered
         return render(request, "chat/page.html", page_context(request, None))
     return render(request, "chat/page.html#conversation-list", sidebar_context(request))
 
 
 @require_POST
-def rename(request: HttpRequest, conversation_id: int) -> HttpResponse:
+def rename(request: Request, conversation_id: int) -> HttpResponse:
     owned(request, conversation_id)
     form = RenameForm(request.POST)
     if form.is_valid():
         services.rename_conversation(request.user, conversation_id, form.cleaned_data["title"])
     if not request.htmx:
         return redirect("chat:conversation", conversation_id)
-    errors = {conversation_id: form.errors["title"][0]} if form.errors else {}
+    errors = {conversation_id: str(form.errors["title"][0])} if form.errors else {}
     return render(
         request, "chat/page.html#conversation-list", sidebar_context(request, conversation_id, errors)
     )
 
 
 @require_POST
-def delete(request: HttpRequest, conversation_id: int) -> HttpResponse:
+def delete(request: Request, conversation_id: int) -> HttpResponse:
     owned(request, conversation_id)
     services.delete_conversation(request.user, conversation_id)
     if not request.htmx:
@@ -95,7 +96,7 @@ def delete(request: HttpRequest, conversation_id: int) -> HttpResponse:
 
 
 @require_GET
-def message(request: HttpRequest, message_id: int) -> HttpResponse:
+def message(request: Request, message_id: int) -> HttpResponse:
     """One saved message, as the page shows it: the streamed bubble is swapped for this."""
     try:
         found = services.get_message(request.user, message_id)
@@ -105,26 +106,26 @@ def message(request: HttpRequest, message_id: int) -> HttpResponse:
 
 
 @require_GET
-def messages(request: HttpRequest, conversation_id: int) -> HttpResponse:
+def messages(request: Request, conversation_id: int) -> HttpResponse:
     """The branch shown, as the page's message list (htmx swaps it in after an answer or a switch)."""
     found = owned(request, conversation_id)
     return render(request, "chat/conversation.html", {"messages_list": services.history(found)})
 
 
 @require_POST
-def show_version(request: HttpRequest, message_id: int) -> HttpResponse:
+def show_version(request: Request, message_id: int) -> HttpResponse:
     """‹ › on a message: show the branch through this version of it."""
     return after_branch_change(request, services.show_version, message_id)
 
 
 @require_POST
-def delete_message(request: HttpRequest, message_id: int) -> HttpResponse:
+def delete_message(request: Request, message_id: int) -> HttpResponse:
     """Delete a message and everything after it in its branches; a sibling's branch (or the parent's)
     is shown instead."""
     return after_branch_change(request, services.delete_message, message_id)
 
 
-def after_branch_change(request: HttpRequest, change: Any, message_id: int) -> HttpResponse:
+def after_branch_change(request: Request, change: Any, message_id: int) -> HttpResponse:
     try:
         conversation = change(request.user, message_id)
     except services.ChatError as exc:  # someone else's message: not found, not forbidden
@@ -135,7 +136,7 @@ def after_branch_change(request: HttpRequest, change: Any, message_id: int) -> H
 
 
 @require_GET
-def export(request: HttpRequest, conversation_id: int, fmt: str) -> HttpResponse:
+def export(request: Request, conversation_id: int, fmt: str) -> HttpResponse:
     """Download a conversation as JSON (with every answer's provenance) or as Markdown."""
     if fmt not in ("json", "md"):
         raise Http404("Export as .json or .md.")
@@ -151,14 +152,14 @@ def export(request: HttpRequest, conversation_id: int, fmt: str) -> HttpResponse
 
 
 # --- helpers --------------------------------------------------------------------------------------
-def owned(request: HttpRequest, conversation_id: int) -> Conversation:
+def owned(request: Request, conversation_id: int) -> Conversation:
     try:
         return services.get_conversation(request.user, conversation_id)
     except services.ChatError as exc:  # someone else's conversation: not found, not forbidden
         raise Http404(str(exc)) from None
 
 
-def open_conversation_id(request: HttpRequest) -> int | None:
+def open_conversation_id(request: Request) -> int | None:
     """The conversation open in the page that sent this htmx request (its HX-Current-URL), if any."""
     path = request.htmx.current_url_abs_path if request.htmx else None
     try:
@@ -169,7 +170,7 @@ def open_conversation_id(request: HttpRequest) -> int | None:
 
 
 def sidebar_context(
-    request: HttpRequest, current_id: int | None = None, errors: dict[int, str] | None = None
+    request: Request, current_id: int | None = None, errors: dict[int, str] | None = None
 ) -> dict[str, Any]:
     query = request.GET.get("q", "").strip()[:100]
     return {
@@ -180,7 +181,7 @@ def sidebar_context(
     }
 
 
-def page_context(request: HttpRequest, current: Conversation | None) -> dict[str, Any]:
+def page_context(request: Request, current: Conversation | None) -> dict[str, Any]:
     lengths = services.context_lengths(request.user)
     saved = {**services.DEFAULT_SETTINGS, **(current.sampler_settings if current else {})}
     names = list(lengths)

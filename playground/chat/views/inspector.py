@@ -11,23 +11,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.views.decorators.gzip import gzip_page
 from django.views.decorators.http import require_GET
 
 from playground.chat.services.inspector import inspected_message, token_json, tokens_payload
 from playground.core.api import api_view
+from playground.core.http import Request
 
 
 @require_GET
 @api_view
-def message_tokens(request: HttpRequest, message_id: int) -> dict[str, Any]:
+def message_tokens(request: Request, message_id: int) -> dict[str, Any]:
     return tokens_payload(inspected_message(request.user, message_id))
 
 
 @require_GET
 @gzip_page  # 30 x 9 rows of up to 1,024 numbers: about 1.3 MB as JSON, a quarter of that gzipped
 @api_view
-def message_token(request: HttpRequest, message_id: int, index: int) -> HttpResponse:
+def message_token(request: Request, message_id: int, index: int) -> HttpResponse:
     body = token_json(inspected_message(request.user, message_id), index)
     return HttpResponse(body, content_type="application/json")

@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.db import IntegrityError, transaction
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -22,13 +22,14 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from playground.chat import prompt_library
 from playground.chat.forms import MAX_EXAMPLES, ExampleFormSet, PresetForm, PromptTemplateForm
 from playground.chat.models import PromptTemplate, SamplerPreset
+from playground.core.http import Request
 
 EXAMPLES_PREFIX = "examples"
 
 
 # --- the library ----------------------------------------------------------------------------------
 @require_GET
-def library(request: HttpRequest) -> HttpResponse:
+def library(request: Request) -> HttpResponse:
     own = PromptTemplate.objects.filter(owner=request.user)
     categories: dict[str, list[prompt_library.BuiltinPrompt]] = {}
     for prompt in prompt_library.BUILTINS:
@@ -44,7 +45,7 @@ def library(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-def new(request: HttpRequest) -> HttpResponse:
+def new(request: Request) -> HttpResponse:
     """A new template, blank or a copy of a built-in or an own one (?from=builtin:<key> or ?from=<id>)."""
     initial: dict[str, Any] = {}
     examples: list[dict[str, str]] = []
@@ -60,13 +61,13 @@ def new(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-def edit(request: HttpRequest, template_id: int) -> HttpResponse:
+def edit(request: Request, template_id: int) -> HttpResponse:
     found = own_template(request, template_id)
     return editor(request, found, {}, list(found.examples))
 
 
 @require_POST
-def delete(request: HttpRequest, template_id: int) -> HttpResponse:
+def delete(request: Request, template_id: int) -> HttpResponse:
     found = own_template(request, template_id)
     found.delete()
     messages.success(request, f"Deleted the template “{found.name}”.")
@@ -74,7 +75,7 @@ def delete(request: HttpRequest, template_id: int) -> HttpResponse:
 
 
 def editor(
-    request: HttpRequest, instance: PromptTemplate, initial: dict[str, Any], examples: list[dict[str, str]]
+    request: Request, instance: PromptTemplate, initial: dict[str, Any], examples: list[dict[str, str]]
 ) -> HttpResponse:
     """The template form and its few-shot example rows (a formset: add and remove work without
     JavaScript; "Add an example" re-renders with one more row and saves nothing)."""
@@ -121,7 +122,7 @@ def saved(form: PromptTemplateForm, formset: Any) -> bool:
     return True
 
 
-def posted_rows(request: HttpRequest) -> list[dict[str, str]]:
+def posted_rows(request: Request) -> list[dict[str, str]]:
     """The example rows as posted (unvalidated, for re-rendering only), without the removed ones."""
     try:
         total = min(int(request.POST.get(f"{EXAMPLES_PREFIX}-TOTAL_FORMS", 0)), MAX_EXAMPLES)
@@ -137,7 +138,7 @@ def posted_rows(request: HttpRequest) -> list[dict[str, str]]:
 
 
 # --- using a template in the chat -----------------------------------------------------------------
-def find_prompt(request: HttpRequest, ref: str) -> Any:
+def find_prompt(request: Request, ref: str) -> Any:
     """A built-in ("builtin:<key>") or one of the user's own templates (its id); else 404."""
     if ref.startswith(prompt_library.BUILTIN_PREFIX):
         found = prompt_library.builtin(ref)
@@ -149,7 +150,7 @@ def find_prompt(request: HttpRequest, ref: str) -> Any:
     return own_template(request, int(ref))
 
 
-def prompt_prefill(request: HttpRequest) -> dict[str, Any]:
+def prompt_prefill(request: Request) -> dict[str, Any]:
     """What the chat page shows for ?prompt=...: the composer filled with the template (few-shot
     examples rendered in, {placeholders} left to replace) and its system prompt, if it has one."""
     ref = request.GET.get("prompt", "").strip()
@@ -165,7 +166,7 @@ def prompt_prefill(request: HttpRequest) -> dict[str, Any]:
     return context
 
 
-def own_template(request: HttpRequest, template_id: int) -> PromptTemplate:
+def own_template(request: Request, template_id: int) -> PromptTemplate:
     found = PromptTemplate.objects.filter(owner=request.user, pk=template_id).first()
     if found is None:  # someone else's template reads exactly like a missing one
         raise Http404(f"No prompt template {template_id}")
@@ -174,7 +175,7 @@ def own_template(request: HttpRequest, template_id: int) -> PromptTemplate:
 
 # --- saved sampler presets ------------------------------------------------------------------------
 @require_POST
-def save_preset(request: HttpRequest) -> HttpResponse:
+def save_preset(request: Request) -> HttpResponse:
     """Save the chat panel's sampler settings under a name (validated like a "send" frame)."""
     form = PresetForm.from_post(request.POST, request.user)
     saved_name = None
@@ -193,7 +194,7 @@ def save_preset(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-def delete_preset(request: HttpRequest, preset_id: int) -> HttpResponse:
+def delete_preset(request: Request, preset_id: int) -> HttpResponse:
     deleted, _ = SamplerPreset.objects.filter(owner=request.user, pk=preset_id).delete()
     if not deleted:
         raise Http404(f"No preset {preset_id}")
@@ -203,7 +204,7 @@ def delete_preset(request: HttpRequest, preset_id: int) -> HttpResponse:
 
 
 def render_presets(
-    request: HttpRequest, form: PresetForm | None = None, saved_name: str | None = None
+    request: Request, form: PresetForm | None = None, saved_name: str | None = None
 ) -> HttpResponse:
     context = {**presets_context(request.user), "preset_form": form, "preset_saved": saved_name}
     # 200 with the errors in the partial: htmx swaps in only successful responses.

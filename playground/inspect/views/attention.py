@@ -7,11 +7,12 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from playground.core.api import ApiError, api_view, json_body, validated
+from playground.core.http import Request
 from playground.core.services import UserError
 from playground.core.text import TextField
 from playground.inspect.forms import ModelNameField, UserModelsForm
@@ -51,7 +52,7 @@ def initial_model(user: Any, asked: str | None = None) -> str | None:
 
 
 @require_http_methods(["GET", "POST"])
-def page(request: HttpRequest) -> HttpResponse:
+def page(request: Request) -> HttpResponse:
     posted = request.method == "POST"
     form = AttentionPageForm(
         request.POST if posted else None,
@@ -70,7 +71,7 @@ def page(request: HttpRequest) -> HttpResponse:
             except UserError as exc:
                 errors.append(str(exc))
         else:
-            errors = [e for field_errors in form.errors.values() for e in field_errors]
+            errors = [str(e) for field_errors in form.errors.values() for e in field_errors]
     htmx = bool(getattr(request, "htmx", False))
     context = {
         "form": form,
@@ -89,13 +90,13 @@ def page(request: HttpRequest) -> HttpResponse:
 # --- JSON and binary API ------------------------------------------------------------------------------
 @require_POST
 @api_view
-def api_run(request: HttpRequest) -> dict[str, Any]:
+def api_run(request: Request) -> dict[str, Any]:
     data = validated(AttentionForm, json_body(request), user=request.user)
     # api_view answers what cannot be captured: 400, or 503 while other captures hold every slot
     return services.run_attention(request.user, data["model"], data["text"], data["as_chat"])
 
 
-def _capture(request: HttpRequest, capture_id: str) -> services.AttentionCapture:
+def _capture(request: Request, capture_id: str) -> services.AttentionCapture:
     return services.find_capture(request.user.pk, capture_id)  # CaptureGone: 404
 
 
@@ -110,20 +111,20 @@ def _binary(body: bytes, shape: tuple[int, ...], dtype: str) -> HttpResponse:
 
 @require_GET
 @api_view
-def api_meta(request: HttpRequest, capture_id: str) -> dict[str, Any]:
+def api_meta(request: Request, capture_id: str) -> dict[str, Any]:
     return services.capture_meta(_capture(request, capture_id))
 
 
 @require_GET
 @api_view
-def api_overview(request: HttpRequest, capture_id: str) -> HttpResponse:
+def api_overview(request: Request, capture_id: str) -> HttpResponse:
     capture = _capture(request, capture_id)
     return _binary(capture.overview_bytes(), tuple(capture.overview.shape), "uint8")
 
 
 @require_GET
 @api_view
-def api_head(request: HttpRequest, capture_id: str, layer: int, head: int) -> HttpResponse:
+def api_head(request: Request, capture_id: str, layer: int, head: int) -> HttpResponse:
     capture = _capture(request, capture_id)
     try:
         body = capture.head_bytes(layer, head)
@@ -134,7 +135,7 @@ def api_head(request: HttpRequest, capture_id: str, layer: int, head: int) -> Ht
 
 @require_GET
 @api_view
-def api_mean(request: HttpRequest, capture_id: str, layer: int) -> HttpResponse:
+def api_mean(request: Request, capture_id: str, layer: int) -> HttpResponse:
     capture = _capture(request, capture_id)
     try:
         body = capture.mean_bytes(layer)

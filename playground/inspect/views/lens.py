@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from playground.core.api import api_view, json_body, validated
+from playground.core.http import Request
 from playground.inspect.forms_sampling import LENS_MAX_TOKENS, PromptForm
 from playground.inspect.services.common import InspectError, default_model_name
 from playground.inspect.services.lens import run_lens
@@ -17,7 +18,7 @@ EXAMPLE_PROMPT = "The Eiffel Tower is in the city of"
 
 
 @require_http_methods(["GET", "POST"])
-def page(request: HttpRequest) -> HttpResponse:
+def page(request: Request) -> HttpResponse:
     if request.method == "POST":
         form = PromptForm(request.POST, user=request.user)
     else:
@@ -37,6 +38,6 @@ def page(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @api_view
-def api(request: HttpRequest) -> dict[str, Any]:
+def api(request: Request) -> dict[str, Any]:
     data = validated(PromptForm, json_body(request), user=request.user)
     return run_lens(data["model"], data["text"], data["as_chat"], request.user)  # InspectError: a 400

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from playground.core.api import api_view, json_body, validated
+from playground.core.http import Request
 from playground.core.services import sampler_rows
 from playground.inspect.forms_sampling import NextTokenForm, with_defaults
 from playground.inspect.services.common import InspectError, default_model_name
@@ -50,7 +51,7 @@ def curve_geometry(curve: dict[str, Any]) -> dict[str, Any]:
 
 
 @require_http_methods(["GET", "POST"])
-def page(request: HttpRequest) -> HttpResponse:
+def page(request: Request) -> HttpResponse:
     source = request.POST if request.method == "POST" else request.GET
     initial = {"model": default_model_name(request.user), "text": EXAMPLE_PROMPT}
     form = NextTokenForm(with_defaults({**initial, **source.dict()}), user=request.user)
@@ -68,7 +69,7 @@ def page(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @api_view
-def api(request: HttpRequest) -> dict[str, Any]:
+def api(request: Request) -> dict[str, Any]:
     body = json_body(request)
     data = validated(NextTokenForm, with_defaults(body), user=request.user)
     return run_explorer(data, draw=bool(body.get("sample")), user=request.user)  # InspectError: a 400

@@ -11,12 +11,13 @@ import functools
 from typing import Any
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from playground.core.api import ApiError, api_view, json_body, validated
+from playground.core.http import Request
 from playground.inspect.forms_tokenize import (
     CHAT_EXAMPLE,
     MAX_COMPARE,
@@ -38,7 +39,7 @@ DEFAULT_TEXT = (
 def lab_for(form: LabForm, user: Any) -> tuple[services.Lab | None, str]:
     """The lab's steps for a valid form, or the message to show in their place."""
     if not form.is_valid():
-        return None, next(iter(form.errors.values()))[0]
+        return None, str(next(iter(form.errors.values()))[0])
     try:
         data = form.cleaned_data
         return services.analyse(data["text"], data["models"], user, parse_special=data["parse_special"]), ""
@@ -48,7 +49,7 @@ def lab_for(form: LabForm, user: Any) -> tuple[services.Lab | None, str]:
 
 def chat_for(form: ChatForm) -> tuple[Any, str]:
     if not form.is_valid():
-        return None, next(iter(form.errors.values()))[0]
+        return None, str(next(iter(form.errors.values()))[0])
     data = form.cleaned_data
     try:
         return services.chat(data["model"], data["messages"], data["generation_prompt"]), ""
@@ -65,7 +66,7 @@ def trained_context(user: Any) -> dict[str, Any]:
     }
 
 
-def render_page(request: HttpRequest, context: dict[str, Any], status: int = 200) -> HttpResponse:
+def render_page(request: Request, context: dict[str, Any], status: int = 200) -> HttpResponse:
     """The whole page; whichever part the request did not post shows its default example."""
     if "form" not in context:
         data = {"text": DEFAULT_TEXT, "models": request.GET.getlist("models")}
@@ -88,7 +89,7 @@ def render_page(request: HttpRequest, context: dict[str, Any], status: int = 200
 
 
 @require_http_methods(["GET", "POST"])
-def page(request: HttpRequest) -> HttpResponse:
+def page(request: Request) -> HttpResponse:
     if request.method == "POST":
         data: Any = request.POST
     else:  # GET takes ?text=&models= so a comparison can be linked to
@@ -106,7 +107,7 @@ def page(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-def chat(request: HttpRequest) -> HttpResponse:
+def chat(request: Request) -> HttpResponse:
     form = ChatForm(request.POST, user=request.user)
     rendering, error = chat_for(form)
     context = {"chat_form": form, "chat": rendering, "chat_error": error}
@@ -116,7 +117,7 @@ def chat(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-def train(request: HttpRequest) -> HttpResponse:
+def train(request: Request) -> HttpResponse:
     form = TrainForm(request.POST, request.FILES)
     row = None
     if form.is_valid():
@@ -129,7 +130,7 @@ def train(request: HttpRequest) -> HttpResponse:
     if row is not None and not request.htmx:
         messages.success(request, training_message(row))
         return redirect(reverse("inspect:tokenize") + "#train")
-    context = {"train_form": TrainForm() if row else form, "just_trained": row}
+    context: dict[str, Any] = {"train_form": TrainForm() if row else form, "just_trained": row}
     if request.htmx:
         context |= {"limits": limits(), **trained_context(request.user)}
         return render(request, f"{PAGE}#train", context)
@@ -143,7 +144,7 @@ def training_message(row: Any) -> str:
 
 
 @require_GET
-def trained(request: HttpRequest) -> HttpResponse:
+def trained(request: Request) -> HttpResponse:
     """The list of the person's tokenizers, polled while one of them is still training."""
     if not request.htmx:
         return redirect(reverse("inspect:tokenize") + "#train")
@@ -151,7 +152,7 @@ def trained(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-def delete(request: HttpRequest, pk: int) -> HttpResponse:
+def delete(request: Request, pk: int) -> HttpResponse:
     deleted = services.delete_trained(request.user, pk)
     if request.htmx:
         return render(
@@ -163,7 +164,7 @@ def delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @api_view
-def api(request: HttpRequest) -> dict[str, Any]:
+def api(request: Request) -> dict[str, Any]:
     if request.method != "POST":
         raise ApiError(
             'POST a JSON object: {"text": "...", "models": ["..."], "include": ["pipeline"]}.', 405

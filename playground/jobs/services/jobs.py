@@ -112,7 +112,7 @@ def enqueue(job: Job) -> None:
 
 def _send_after_commit(job: Job) -> None:
     # By name: the tasks module imports these services, so the services do not import it back.
-    name, job_id, task_id, queue = TASK_NAMES[job.kind], job.pk, job.task_id, job.queue
+    name, job_id, task_id, queue = TASK_NAMES[Job.Kind(job.kind)], job.pk, job.task_id, job.queue
     transaction.on_commit(lambda: app.send_task(name, args=[job_id], task_id=task_id, queue=queue))
 
 

@@ -262,8 +262,8 @@ def _run(job: Job, out_dir: Path, ctx: JobContext) -> tuple[dict[str, Any], dict
     parsed = parsed_dataset(job.dataset)
     config = finetune_config(job.method, job.params, base_dir)
     # run_finetune checks the config and dataset against this worker's device first (JobFailed).
-    result = finetune.run_finetune(config, parsed, out_dir, ctx)
-    metrics = _jsonable(dict(result.metrics))
+    trained = finetune.run_finetune(config, parsed, out_dir, ctx)
+    metrics = _jsonable(dict(trained.metrics))
     return metrics, {"final_metrics": metrics}
 
 

@@ -16,7 +16,7 @@ def access(entry: ModelEntry) -> str:
 class Command(BaseCommand):
     help = "Manage the model store: pull-default, pull NAME, import PATH, list, remove NAME."
 
-    def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
         sub.add_parser("pull-default", help=f"pull {services.DEFAULT_MODEL} if it is not in the store yet")
         pull = sub.add_parser("pull", help="pull a model by name (see `models pullable`)")
@@ -29,7 +29,7 @@ class Command(BaseCommand):
         rm = sub.add_parser("remove", help="remove a model from the store")
         rm.add_argument("name")
 
-    def handle(self, *args, **opts) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args, **opts) -> None:
         action = opts["action"]
         try:
             if action in ("pull-default", "pull"):

@@ -8,11 +8,11 @@ from playground.core import services
 class Command(BaseCommand):
     help = "Make sure an admin account exists and print a one-time login link for it."
 
-    def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser) -> None:
         parser.add_argument("--username", default="admin", help="name for a new admin (default: admin)")
         parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="where the site is served")
 
-    def handle(self, *args, **opts) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args, **opts) -> None:
         user, created = services.ensure_admin(opts["username"])
         if created:
             self.stdout.write(f"Created the admin account {user.get_username()!r} (no password yet).")

@@ -9,11 +9,11 @@ from playground.core import services
 class Command(BaseCommand):
     help = "Print a one-time login link for a user (default: the first admin)."
 
-    def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser) -> None:
         parser.add_argument("username", nargs="?")
         parser.add_argument("--base-url", default="http://127.0.0.1:8000")
 
-    def handle(self, *args, **opts) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args, **opts) -> None:
         users = get_user_model().objects.filter(is_active=True)
         user = (
             users.filter(username=opts["username"]).first()

@@ -30,12 +30,12 @@ def _die_with_parent() -> None:
 class Command(BaseCommand):
     help = "Start Daphne and a Celery worker together; Ctrl-C stops both."
 
-    def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--no-worker", action="store_true", help="serve the site only")
 
-    def handle(self, *args, **opts) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args, **opts) -> None:
         commands = {
             "web": [
                 sys.executable,
@@ -64,7 +64,7 @@ class Command(BaseCommand):
             ]
         stopping = False
 
-        def on_signal(signum, frame) -> None:  # type: ignore[no-untyped-def]
+        def on_signal(signum, frame) -> None:
             nonlocal stopping
             stopping = True
 
@@ -95,7 +95,7 @@ class Command(BaseCommand):
             sys.exit(exit_code)
 
     @staticmethod
-    def _stop(procs) -> None:  # type: ignore[no-untyped-def]
+    def _stop(procs) -> None:
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
