@@ -58,6 +58,7 @@ def _through_run_finetune(method: str, base_dir: Path, parsed: Any) -> float:
         max_seq_len=MAX_SEQ_LEN,
         learning_rate=1e-3 if method == "lora" else 2e-5,
         checkpoint_every=10_000,
+        sample_every=0,  # the loop it is compared with generates nothing
     )
     with TemporaryDirectory() as tmp:
         result = run_finetune(config, parsed, Path(tmp) / "out", JobContext(work_dir=Path(tmp) / "work"))

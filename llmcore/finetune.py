@@ -29,15 +29,16 @@ import math
 import random
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from llmcore.config import out_of_bounds, setting
 from llmcore.datasets import ParsedDataset, encode_row, ensure_chat_template
 from llmcore.evaluate import greedy_answer
-from llmcore.jobs import JobCancelled, JobContext, JobFailed, Update
+from llmcore.jobs import JobCancelled, JobContext, JobFailed, Update, training_out_of_memory
 
 FINETUNE_METHODS = {
     "sft": "Full supervised fine-tuning: every weight is trained.",
@@ -47,7 +48,12 @@ FINETUNE_METHODS = {
     "dpo": "DPO: prefer the chosen over the rejected answer of preference pairs, against the frozen base.",
     "distill": "Knowledge distillation: a smaller student learns the teacher's token distributions.",
 }
-LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+LR_SCHEDULERS = {
+    "linear": "linear decay",
+    "cosine": "cosine",
+    "constant": "constant",
+    "constant_with_warmup": "constant after warmup",
+}
 FORMATS_FOR = {
     "dpo": ("preference",),
     **{m: ("text", "instruction", "chat") for m in ("sft", "lora", "qlora", "prompt_tuning", "distill")},
@@ -63,43 +69,95 @@ DEFAULT_LEARNING_RATES = {
     "distill": 5e-5,
 }
 MAX_STEPS = 100_000
-OOM_ADVICE = (
-    "Out of memory while training. Try a smaller batch size (raise gradient accumulation to keep the "
-    "effective batch), a shorter maximum sequence length, or LoRA instead of full fine-tuning."
-)
+DEFAULT_SAMPLE_PROMPTS = ("What is the capital of France?", "Give me one tip for a rainy day.")
 
 
 @dataclass
 class FinetuneConfig:
-    """One job's settings. Defaults are what the form offers: a LoRA on the sample instruction set that
+    """One job's settings, each with its label, bounds and explanation (llmcore.config): the fine-tune
+    form is built from them. Defaults are what the form offers: a LoRA on the sample instruction set that
     visibly changes the default model in a few minutes on two CPU cores."""
 
     method: str
     base_dir: Path
     teacher_dir: Path | None = None  # distill: the teacher; base_dir is then the student (or see below)
-    student_layers: int | None = None  # distill: build the student from the teacher's first N layers
-    steps: int | None = None  # wins over epochs when both are given
-    epochs: float | None = None
-    learning_rate: float = DEFAULT_LEARNING_RATES["lora"]
-    lr_scheduler: str = "linear"
-    warmup_steps: int = 0
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_seq_len: int = 256
-    seed: int = 0
-    eval_fraction: float = 0.0
-    lora_rank: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    target_modules: tuple[str, ...] = DEFAULT_TARGET_MODULES
-    num_virtual_tokens: int = 8
-    dpo_beta: float = 0.1
-    distill_temperature: float = 2.0
-    distill_alpha: float = 0.5
-    checkpoint_every: int = 50
-    sample_every: int = 0  # 0: no samples during training
-    sample_prompts: list[str] = field(default_factory=list)
+    student_layers: int | None = setting(
+        None, "Student layers",
+        "Distill only: build the student from the teacher's first N layers (empty: the base model is it).",
+        (1, 256),
+    )  # fmt: skip
+    steps: int | None = setting(None, "Steps", "Optimizer steps to run (empty: use epochs).", (1, MAX_STEPS))
+    epochs: float | None = setting(
+        None, "Epochs", "Passes over the dataset, when steps is empty (fractions allowed).", (0.01, 100)
+    )
+    learning_rate: float | None = setting(
+        None, "Learning rate",
+        "Peak step size of AdamW. Empty: the method's own ("
+        + ", ".join(f"{m} {lr:g}" for m, lr in DEFAULT_LEARNING_RATES.items()) + ").",
+        (1e-8, 1),
+    )  # fmt: skip
+    lr_scheduler: str = setting(
+        "linear", "LR schedule", "How the rate moves after warmup.", choices=tuple(LR_SCHEDULERS.items())
+    )
+    warmup_steps: int = setting(
+        0, "Warmup steps", "Steps over which the rate climbs from 0 to its peak.", (0, 10_000)
+    )
+    batch_size: int = setting(
+        4, "Batch size", "Examples per forward pass; lower it if memory runs out.", (1, 256)
+    )
+    grad_accum: int = setting(
+        1, "Gradient accumulation", "Batches summed before each step (effective batch).", (1, 256)
+    )
+    max_seq_len: int = setting(
+        256, "Max sequence length", "Longer examples are cut to this many tokens.", (16, 8192)
+    )
+    seed: int = setting(0, "Seed", "Same seed, data and settings: the same run.", (0, 2**31 - 1))
+    eval_fraction: float = setting(
+        0.0, "Eval fraction", "Share of rows held out to measure eval loss (below 0.5).", (0, 0.49)
+    )
+    lora_rank: int = setting(8, "LoRA rank", "LoRA/QLoRA: rank r of the low-rank update matrices.", (1, 512))
+    lora_alpha: int = setting(16, "LoRA alpha", "LoRA/QLoRA: the update is scaled by alpha / r.", (1, 1024))
+    lora_dropout: float = setting(
+        0.0, "LoRA dropout", "LoRA/QLoRA: dropout on the adapter's input.", (0, 0.9)
+    )
+    target_modules: tuple[str, ...] = setting(
+        DEFAULT_TARGET_MODULES, "Target modules",
+        "LoRA/QLoRA: comma-separated layer names, e.g. q_proj,v_proj (empty: the default).",
+    )  # fmt: skip
+    num_virtual_tokens: int = setting(
+        8, "Virtual tokens", "Prompt tuning: learned embeddings put before every input.", (1, 512)
+    )
+    dpo_beta: float = setting(
+        0.1, "DPO beta", "DPO: how far the policy may move from the reference.", (0.001, 10)
+    )
+    distill_temperature: float = setting(
+        2.0, "Distill temperature", "Distill: softens both distributions before comparing.", (0.1, 20)
+    )
+    distill_alpha: float = setting(
+        0.5, "Distill alpha", "Distill: weight of the teacher's loss vs. the data's loss (0-1).", (0, 1)
+    )
+    checkpoint_every: int = setting(
+        50, "Checkpoint every", "Save a checkpoint every n steps (resume starts there).", (1, MAX_STEPS)
+    )
+    # The job page shows how answers change as the model trains: on by default, every 10 steps.
+    sample_every: int = setting(
+        10, "Sample every", "Generate from the sample prompts every n steps (0: never).", (0, MAX_STEPS)
+    )
+    sample_prompts: list[str] = setting(
+        label="Sample prompts", help="One per line (at most 5): shown with the model's answers as it trains.",
+        default_factory=lambda: list(DEFAULT_SAMPLE_PROMPTS),
+    )  # fmt: skip
     sample_max_new_tokens: int = 32
+
+    def __post_init__(self) -> None:
+        if self.learning_rate is None:  # the method's own: adapters take far larger steps than full weights
+            self.learning_rate = DEFAULT_LEARNING_RATES.get(self.method, DEFAULT_LEARNING_RATES["lora"])
+
+    @property
+    def lr(self) -> float:
+        """The learning rate in use (never None after __post_init__)."""
+        assert self.learning_rate is not None
+        return self.learning_rate
 
 
 @dataclass
@@ -133,20 +191,9 @@ def check_finetune(config: FinetuneConfig, device: str, dataset_format: str | No
         reasons.append(
             "QLoRA needs a CUDA GPU with bitsandbytes for the 4-bit base; this worker has neither. Use LoRA."
         )
-    if config.steps is not None and not 1 <= config.steps <= MAX_STEPS:
-        reasons.append(f"Steps must be between 1 and {MAX_STEPS}.")
-    if config.epochs is not None and not 0 < config.epochs <= 100:
-        reasons.append("Epochs must be more than 0 and at most 100.")
-    if config.lr_scheduler not in LR_SCHEDULERS:
-        reasons.append(f"Learning-rate schedule must be one of {', '.join(LR_SCHEDULERS)}.")
-    if not 0 < config.learning_rate < 1:
-        reasons.append("The learning rate must be between 0 and 1.")
-    if config.batch_size < 1 or config.grad_accum < 1 or config.max_seq_len < 8:
-        reasons.append("Batch size and gradient accumulation must be at least 1, max sequence length 8.")
-    if not 0 <= config.eval_fraction < 0.5:
-        reasons.append("The eval split must be between 0 and 0.5.")
-    if config.method in ("lora", "qlora") and (config.lora_rank < 1 or not config.target_modules):
-        reasons.append("LoRA needs a rank of at least 1 and at least one target module.")
+    reasons.extend(out_of_bounds(config))  # every bounded setting, from its own declaration
+    if config.method in ("lora", "qlora") and not config.target_modules:
+        reasons.append("LoRA needs at least one target module.")
     if config.method == "distill":
         reasons.extend(_check_distill(config))
     elif config.method in ("lora", "qlora") and (config.base_dir / "config.json").is_file():
@@ -230,10 +277,10 @@ def run_finetune(
     try:
         return _run(config, parsed, Path(out_dir), ctx)
     except torch.OutOfMemoryError as exc:
-        raise JobFailed(OOM_ADVICE) from exc
+        raise JobFailed(training_out_of_memory(ctx.device)) from exc
     except RuntimeError as exc:
         if "out of memory" in str(exc).lower():
-            raise JobFailed(OOM_ADVICE) from exc
+            raise JobFailed(training_out_of_memory(ctx.device)) from exc
         raise
 
 
@@ -366,7 +413,7 @@ def _training_args(
         output_dir=str(ctx.checkpoint_dir),
         max_steps=config.steps if config.steps is not None else -1,
         num_train_epochs=config.epochs if config.epochs is not None else 1.0,
-        learning_rate=config.learning_rate,
+        learning_rate=config.lr,
         lr_scheduler_type=config.lr_scheduler,
         warmup_steps=config.warmup_steps,
         per_device_train_batch_size=config.batch_size,

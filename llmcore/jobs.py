@@ -27,6 +27,16 @@ class JobFailed(Exception):
     """A failure whose message is for the user (bad dataset, out of memory with advice...)."""
 
 
+def training_out_of_memory(device: str) -> str:
+    """What to do when training ran out of memory on `device`: the one wording, for the trainer and for
+    the job runner that catches what the trainer did not."""
+    return (
+        f"Out of memory on {device}. Try a smaller batch size (with more gradient accumulation to keep the "
+        "effective batch), a shorter max sequence length, LoRA or QLoRA instead of full fine-tuning, or a "
+        "worker with more memory."
+    )
+
+
 @dataclass
 class Update:
     """One progress report. Every field is optional but `step`/`total` (0/0 when unknown)."""

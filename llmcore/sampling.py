@@ -11,29 +11,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from llmcore.config import Setting, setting, settings_of
+
 STAGES = ("temperature", "top_k", "top_p", "min_p")
 
 
-@dataclass(frozen=True)
-class Setting:
-    """What a form field and a slider need to know of one sampler setting: the one place its label,
-    bounds and explanation are written (the chat panel and the next-token explorer are built from it)."""
-
-    label: str
-    minimum: float
-    maximum: float
-    step: float
-    help: str
-
-
 def _setting(default: Any, label: str, bounds: tuple[float, float, float], help: str) -> Any:
-    """A dataclass field with its Setting; bounds: (minimum, maximum, step)."""
-    return field(default=default, metadata={"setting": Setting(label, *bounds, help)})
+    """A dataclass field with its Setting (llmcore.config); bounds: (minimum, maximum, step)."""
+    return setting(default, label, help, bounds)
 
 
 @dataclass(frozen=True)
@@ -80,10 +70,10 @@ class SamplingConfig:
 
 
 def settings() -> dict[str, tuple[Setting, Any]]:
-    """Each bounded sampler setting by field name, with its default, in the dataclass's order."""
-    return {
-        f.name: (f.metadata["setting"], f.default) for f in fields(SamplingConfig) if "setting" in f.metadata
-    }
+    """Each bounded sampler setting by field name, with its default, in the dataclass's order: the one
+    place its label, bounds and explanation are written (the chat panel and the next-token explorer are
+    built from it)."""
+    return settings_of(SamplingConfig)
 
 
 # --- stages: logits (V,) -> logits (V,) ------------------------------------------------------------

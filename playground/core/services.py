@@ -16,10 +16,13 @@ from django.http import HttpRequest
 from django.urls import reverse
 
 from llmcore.attention import CaptureBusy
+from llmcore.config import settings_of, whole_numbers
 from llmcore.errors import UserError  # noqa: F401 (the base every app's user-facing errors share)
 from llmcore.loading import ModelCache, best_device
-from llmcore.sampling import STAGES  # noqa: F401 (the explorer's form lists the stage orders)
-from llmcore.sampling import settings as sampler_settings
+from llmcore.sampling import (
+    STAGES,  # noqa: F401 (the explorer's form lists the stage orders)
+    SamplingConfig,
+)
 from llmcore.store import ModelStore
 from llmcore.text import JsonTooDeep, json_type, loads_json, text_problem  # noqa: F401 (core.text's)
 from playground.celery import app
@@ -213,10 +216,11 @@ def ensure_admin(username: str = "admin"):
 
 
 # --- the sampler's settings as the pages show them --------------------------------------------------
-def sampler_rows() -> list[dict[str, Any]]:
-    """name, label, min, max, step, hint, default and integer of each sampler setting, from
-    llmcore.sampling's own description of it: the one source of the chat's and the next-token
-    explorer's forms, panel and sliders (playground/core/forms.py builds the fields)."""
+def setting_rows(config: type) -> list[dict[str, Any]]:
+    """name, label, min, max, step, hint, choices, default and integer of each field of an llmcore config
+    dataclass that carries its Setting (llmcore.config): what the forms, panels and sliders are built
+    from (playground/core/forms.py builds the fields), so a bound or an explanation is written once."""
+    whole = whole_numbers(config)
     return [
         {
             "name": name,
@@ -225,8 +229,15 @@ def sampler_rows() -> list[dict[str, Any]]:
             "max": s.maximum,
             "step": s.step,
             "hint": s.help,
+            "choices": list(s.choices),
             "default": default,
-            "integer": type(default) is int,
+            "integer": name in whole,
         }
-        for name, (s, default) in sampler_settings().items()
+        for name, (s, default) in settings_of(config).items()
     ]
+
+
+def sampler_rows() -> list[dict[str, Any]]:
+    """The sampler's settings (llmcore.sampling): the chat's and the next-token explorer's forms, panel
+    and sliders."""
+    return setting_rows(SamplingConfig)

@@ -161,7 +161,6 @@ def new_finetune(request: Request) -> HttpResponse:
         models=models,
         methods=methods,
         owner=request.user,
-        defaults=checks.finetune_defaults(),
         initial=request.GET.dict(),
     )
     if request.method == "POST" and form.is_valid():

@@ -263,6 +263,18 @@ def test_check_finetune_says_why_a_job_cannot_run(base: Path, tiny_bert_dir: Pat
     assert len(check_finetune(config("sft", base, steps=0, lr_scheduler="zigzag"), "cpu", "text")) == 2
 
 
+def test_the_config_owns_its_bounds_and_each_methods_learning_rate(base: Path) -> None:
+    from llmcore.finetune import DEFAULT_LEARNING_RATES
+
+    assert FinetuneConfig(method="sft", base_dir=base).learning_rate == DEFAULT_LEARNING_RATES["sft"] == 2e-5
+    assert FinetuneConfig(method="lora", base_dir=base).learning_rate == 2e-3
+    assert FinetuneConfig(method="sft", base_dir=base, learning_rate=1e-4).learning_rate == 1e-4
+    problems = check_finetune(config("lora", base, batch_size=0, lr_scheduler="zigzag"), "cpu", "text")
+    assert "Batch size must be from 1 to 256." in problems
+    assert "LR schedule must be one of linear, cosine, constant, constant_with_warmup." in problems
+    assert len(problems) == 2
+
+
 def test_a_bad_dataset_or_setting_fails_before_training(base: Path, tmp_path: Path) -> None:
     broken = parse_dataset(b'{"instruction": "Q", "output": ""}\n', "d.jsonl")
     with pytest.raises(JobFailed, match="dataset has errors"):

@@ -7,7 +7,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from playground.core.services import model_store
+from playground.core.services import model_store, setting_rows
 from playground.jobs.services.jobs import live_devices
 from playground.jobs.services.runner import finetune_config
 
@@ -45,20 +45,11 @@ def finetune_methods() -> dict[str, str]:
     return dict(module.FINETUNE_METHODS) if module else {}
 
 
-def finetune_defaults() -> dict[str, Any]:
-    """The FinetuneConfig defaults, so the form starts from the values the runner would use."""
-    from dataclasses import MISSING, fields
-
+def finetune_rows() -> list[dict[str, Any]]:
+    """What FinetuneConfig says of each of its settings (core.services.setting_rows): the fine-tune form
+    is built from it, its defaults the values the runner would use."""
     module = _module("finetune")
-    if module is None:
-        return {}
-    defaults = {}
-    for f in fields(module.FinetuneConfig):
-        if f.default is not MISSING:
-            defaults[f.name] = f.default
-        elif f.default_factory is not MISSING:
-            defaults[f.name] = f.default_factory()
-    return defaults
+    return setting_rows(module.FinetuneConfig) if module else []
 
 
 def _devices() -> tuple[list[str], bool]:

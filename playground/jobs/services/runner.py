@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from llmcore.jobs import JobCancelled, JobContext, JobFailed, Update
+from llmcore.jobs import JobCancelled, JobContext, JobFailed, Update, training_out_of_memory
 from llmcore.loading import best_device
 from playground.catalog.services import owner_extra, sync_catalog
 from playground.core.services import model_store
@@ -34,11 +34,6 @@ CANCEL_POLL_SECONDS = 1.0  # the most often the runner reads cancel_requested
 MAX_POINTS = 2000  # metric points kept; older ones are thinned out two to one
 MAX_SAMPLES = 40
 MAX_LOG_LINES = 200
-OOM_ADVICE = (
-    "Out of memory on {device}. Try a smaller batch size (with more gradient accumulation to keep the "
-    "effective batch), a shorter max sequence length, LoRA or QLoRA instead of full fine-tuning, or a "
-    "worker with more memory."
-)
 
 
 # --- claiming ---------------------------------------------------------------------------------------
@@ -214,10 +209,10 @@ def run_job(job_id: int, task_id: str | None, hostname: str) -> str:
     except JobFailed as exc:
         return writer.finish(Job.Status.FAILED, error=str(exc) or "The job failed.")
     except MemoryError:
-        return writer.finish(Job.Status.FAILED, error=OOM_ADVICE.format(device=device))
+        return writer.finish(Job.Status.FAILED, error=training_out_of_memory(device))
     except Exception as exc:
         if type(exc).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError (CUDA)
-            return writer.finish(Job.Status.FAILED, error=OOM_ADVICE.format(device=device))
+            return writer.finish(Job.Status.FAILED, error=training_out_of_memory(device))
         if type(exc).__name__ == "SoftTimeLimitExceeded":
             error = f"Stopped at the time limit ({settings.JOB_TIME_LIMIT} s). Resume it to continue."
             return writer.finish(Job.Status.FAILED, error=error)

@@ -251,6 +251,31 @@ def test_the_finetune_form_offers_every_setting_with_its_help(client_in: Client,
     assert html.count('class="hint"') > 25, "every field has its line of help"
 
 
+def test_the_finetune_form_is_built_from_the_configs_own_settings(user, tiny_model) -> None:
+    """FinetuneConfig declares each setting's label, bounds and help once (llmcore.config); the form's
+    fields carry exactly those, and a value past a bound is refused beside its field."""
+    from playground.jobs.forms import FinetuneForm
+    from playground.jobs.services import checks
+
+    rows = checks.finetune_rows()
+    assert len(rows) >= 20
+    form = FinetuneForm(models=["tiny-llama"], methods={"lora": "LoRA"}, owner=user)
+    for row in rows:
+        field = form.fields[row["name"]]
+        assert (field.label, field.help_text) == (row["label"], row["hint"])
+        if row["min"] is not None:
+            assert (field.min_value, field.max_value) == (row["min"], row["max"]), row["name"]
+    batch = next(r for r in rows if r["name"] == "batch_size")
+    posted = FinetuneForm(
+        {"batch_size": str(batch["max"] + 1)}, models=["tiny-llama"], methods={}, owner=user
+    )
+    assert not posted.is_valid()
+    assert f"less than or equal to {batch['max']}" in posted.errors["batch_size"][0]
+    # empty: the method's own learning rate, which the runner then uses
+    assert form.fields["learning_rate"].initial is None
+    assert "sft 2e-05" in form.fields["learning_rate"].help_text
+
+
 def test_the_forms_say_which_methods_cannot_run_on_the_live_workers(client_in: Client, tiny_model) -> None:
     worker_row("cpu@a", "cpu", ["cpu"])
     html = client_in.get(reverse("jobs:new-finetune")).content.decode()
