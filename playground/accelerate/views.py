@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
 from typing import Any
 
 from django.contrib import messages
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
-from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from playground.accelerate import services
 from playground.accelerate.forms import ExperimentForm
 from playground.core.http import Request
+from playground.core.live import live_page
 from playground.jobs.models import Job
-
-CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="[^"]*"')
 
 
 def _owned(request: Request, job_id: int) -> Job:
@@ -65,16 +60,7 @@ def detail(request: Request, job_id: int) -> HttpResponse:
         "parameters": [(k.replace("_", " "), _shown(v)) for k, v in job.chosen_params.items()],
         "columns": [str(k).replace("_", " ") for k in (job.report.get("table") or [{}])[0]],
     }
-    body = render_to_string("accelerate/detail.html#live-body", context, request=request)
-    # The version of what the block shows; the forms' CSRF tokens are masked afresh on every render.
-    version = hashlib.sha256(CSRF_INPUT.sub("", body).encode()).hexdigest()[:16]
-    if request.htmx and request.GET.get("v") == version:
-        return HttpResponse(status=204)  # nothing changed: htmx leaves the block (and its plots) as it is
-    # body is this project's own template, rendered with autoescaping on: safe to insert as it is.
-    context |= {"live_body": mark_safe(body), "live_version": version}  # noqa: S308
-    return render(
-        request, "accelerate/detail.html#live" if request.htmx else "accelerate/detail.html", context
-    )
+    return live_page(request, "accelerate/detail.html", context)
 
 
 def _shown(value: Any) -> str:

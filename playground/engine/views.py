@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpResponse
-from django.shortcuts import render
-from django.template.loader import render_to_string
-from django.utils.safestring import mark_safe
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from playground.core.http import Request
+from playground.core.live import live_page
 from playground.engine import prometheus, services
 
 
@@ -21,13 +17,7 @@ from playground.engine import prometheus, services
 def engine_page(request: Request) -> HttpResponse:
     overview = services.hide_private_models(services.engine_overview(), request.user)
     context = {"overview": overview, "snapshot_ttl": services.SNAPSHOT_TTL}
-    body = render_to_string("engine/page.html#live-body", context, request=request)
-    version = hashlib.sha256(body.encode()).hexdigest()[:16]
-    if request.htmx and request.GET.get("v") == version:
-        return HttpResponse(status=204)  # nothing changed: htmx leaves the block as it is
-    # body is this project's own template, rendered with autoescaping on: safe to insert as it is.
-    context |= {"live_body": mark_safe(body), "live_version": version}  # noqa: S308
-    return render(request, "engine/page.html#live" if request.htmx else "engine/page.html", context)
+    return live_page(request, "engine/page.html", context)
 
 
 @login_not_required  # a monitor sends METRICS_TOKEN instead; strangers get 401, never the numbers

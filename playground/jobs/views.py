@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
 from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
-from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from playground.catalog.services import ModelNotFound, get_visible_model, text_models
 from playground.core.http import Request
+from playground.core.live import live_page
 from playground.jobs.forms import DatasetForm, FinetuneForm, QuantizeForm
 from playground.jobs.models import Dataset, Job
 from playground.jobs.services import checks
@@ -65,15 +62,7 @@ def job_detail(request: Request, job_id: int) -> HttpResponse:
         "report_rows": report_rows(job.report),
         "side_rows": side_by_side(job.report),
     }
-    body = render_to_string("jobs/detail.html#live-body", context, request=request)
-    # The version of what the block shows; the forms' CSRF tokens are masked afresh on every render.
-    version = hashlib.sha256(CSRF_INPUT.sub("", body).encode()).hexdigest()[:16]
-    if request.htmx and request.GET.get("v") == version:
-        return HttpResponse(status=204)  # nothing changed: htmx leaves the block as it is
-    # body is this project's own template, rendered with autoescaping on: safe to insert as it is.
-    context |= {"live_body": mark_safe(body), "live_version": version}  # noqa: S308
-    template = "jobs/detail.html#live" if request.htmx else "jobs/detail.html"
-    return render(request, template, context)
+    return live_page(request, "jobs/detail.html", context)
 
 
 @require_GET
@@ -106,9 +95,6 @@ def job_resume(request: Request, job_id: int) -> HttpResponse:
     except JobError as exc:
         messages.error(request, str(exc))
     return redirect("jobs:detail", job_id)
-
-
-CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="[^"]*"')
 
 
 def _feasibility_error(form: Any, feasible: checks.Feasibility) -> bool:

@@ -5,7 +5,8 @@
 - no module imports another app's views (shared display helpers live in services);
 - no module imports a playground module inside a function: that hides an import cycle instead of
   removing it (the task is passed in, or the shared piece moves to its own module);
-- and, at run time, every routed view names the HTTP methods it takes.
+- at run time, every routed view names the HTTP methods it takes;
+- and no run of statements is written twice in llmcore or playground (one helper instead).
 """
 
 from __future__ import annotations
@@ -136,3 +137,40 @@ def test_every_view_refuses_a_method_it_does_not_take(admin_client) -> None:
         if response.status_code != 405:
             accepted.append(f"{route}: {response.status_code}")
     assert accepted == []
+
+
+# --- no logic written twice -----------------------------------------------------------------------------
+WINDOW = 3  # consecutive statements
+MIN_NODES = 40  # in the window's syntax tree: below this, a repeat is a common idiom rather than logic
+
+
+def statement_runs(path: Path) -> Iterator[tuple[str, int]]:
+    """Each run of WINDOW consecutive statements of a block (docstrings left out) big enough to be logic,
+    as its syntax tree's dump (names and values kept: an exact repeat) with its first line."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef):
+            continue  # declarations: fields, settings, URL patterns
+        for name in ("body", "orelse", "finalbody"):
+            block = getattr(node, name, None)
+            if not isinstance(block, list):
+                continue
+            block = [s for s in block if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
+            for i in range(len(block) - WINDOW + 1):
+                run = block[i : i + WINDOW]
+                if sum(1 for s in run for _ in ast.walk(s)) >= MIN_NODES:
+                    yield "\n".join(ast.dump(s) for s in run), run[0].lineno
+
+
+def test_no_logic_is_written_twice() -> None:
+    """Outside migrations and tests, no run of three statements of real size stands in two places in
+    llmcore or playground: the second place calls the first (one helper, in the layer that owns it)."""
+    seen: dict[str, list[str]] = {}
+    for package in ("llmcore", "playground"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if "migrations" in path.parts:
+                continue
+            for dump, line in statement_runs(path):
+                seen.setdefault(dump, []).append(f"{path.relative_to(ROOT)}:{line}")
+    repeated = sorted(places for places in seen.values() if len(places) > 1)
+    assert repeated == []
