@@ -13,7 +13,8 @@ import torch
 from django.conf import settings
 
 from llmcore.lens import LensError, encode_prompt, next_token_logits
-from llmcore.sampling import SamplingConfig, explain, generator_for, sample  # SamplingConfig: for the view
+from llmcore.sampling import SamplingConfig, explain, generator_for, sample
+from llmcore.sampling import settings as sampler_settings
 from llmcore.store import StoreError
 from llmcore.tokenize import token_display
 from playground.inspect.services.common import InspectError, get_loaded
@@ -63,6 +64,17 @@ def prompt_logits(model: str, text: str, as_chat: bool, user: Any = None) -> Pro
     except (LensError, LookupError, StoreError) as exc:  # StoreError: a model whose files do not load
         raise InspectError(str(exc)) from None
     return Prompt(model=model, ids=hit[0], logits=hit[1], tokenizer=loaded.tokenizer)
+
+
+def run_explorer(data: dict[str, Any], draw: bool, user: Any) -> dict[str, Any]:
+    """The explorer's answer for a valid form's data: the prompt's next-token distribution through the
+    sampler stages it asks for (and one draw with `draw`)."""
+    config = SamplingConfig(
+        **{name: data[name] for name in sampler_settings()},  # temperature, top_k, top_p, min_p...
+        order=data["order"],
+    )
+    prompt = prompt_logits(data["model"], data["text"], data["as_chat"], user)
+    return explore(prompt, config, data["top_n"], data.get("seed"), draw)
 
 
 def explore(

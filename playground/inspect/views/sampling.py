@@ -14,24 +14,11 @@ from playground.core.http import Request
 from playground.core.services import sampler_rows
 from playground.inspect.forms_sampling import NextTokenForm, with_defaults
 from playground.inspect.services.common import InspectError, default_model_name
-from playground.inspect.services.sampling import SamplingConfig, explore, prompt_logits
+from playground.inspect.services.sampling import run_explorer
 
 EXAMPLE_PROMPT = "The capital of France is"
 # The cumulative curve's drawing box inside its SVG viewBox.
 PLOT_X0, PLOT_X1, PLOT_Y0, PLOT_Y1 = 40, 410, 190, 10
-
-
-def run_explorer(data: dict[str, Any], draw: bool, user: Any) -> dict[str, Any]:
-    config = SamplingConfig(
-        temperature=data["temperature"],
-        top_k=data["top_k"],
-        top_p=data["top_p"],
-        min_p=data["min_p"],
-        repetition_penalty=data["repetition_penalty"],
-        order=data["order"],
-    )
-    prompt = prompt_logits(data["model"], data["text"], data["as_chat"], user)
-    return explore(prompt, config, data["top_n"], data.get("seed"), draw)
 
 
 def curve_geometry(curve: dict[str, Any]) -> dict[str, Any]:
