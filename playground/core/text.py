@@ -44,11 +44,23 @@ class TextValidator:
 
 
 class TextField(forms.CharField):
-    """A CharField that takes only a string of valid text; `what` names it in the error ("The message")."""
+    """A CharField that takes only a string of valid text; `what` names it in the error ("The message").
+
+    Over its max_length it is refused with the limit and the length, never cut: its widget gets no
+    maxlength attribute, which makes a browser drop the rest of a paste without a word."""
 
     def __init__(self, *, what: str = "The text", **kwargs: Any) -> None:
         self.what = what
         super().__init__(**kwargs)
+        if self.max_length is not None:
+            self.error_messages["max_length"] = (
+                f"{what} is longer than {self.max_length:,} characters (it has %(show_value)d): shorten it."
+            )
+
+    def widget_attrs(self, widget: forms.Widget) -> dict[str, Any]:
+        attrs = super().widget_attrs(widget)
+        attrs.pop("maxlength", None)
+        return attrs
 
     def to_python(self, value: Any) -> str:
         if value not in self.empty_values and not isinstance(value, str):

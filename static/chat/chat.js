@@ -183,6 +183,13 @@
     event.preventDefault();
     send();
   });
+  content.addEventListener("input", () => {
+    state.placeholdersWarned = false;
+    const slot = document.querySelector('[data-error-for="content"]');
+    if (slot && !slot.dataset.length && content.value.trim()) slot.textContent = ""; // fixed: the error goes
+    lengthsChanged();
+  });
+  settingsForm.elements.system.addEventListener("input", lengthsChanged);
   content.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
@@ -212,6 +219,15 @@
     clearErrors();
     if (!text.trim()) {
       showError("Type a message.", { content: ["Type a message."] });
+      return;
+    }
+    if (tooLong(content) || tooLong(settingsForm.elements.system)) return; // said beside the field
+    // A prompt from the library with {placeholders} left: say so once; a second Send sends it as it is.
+    const left = (content.dataset.placeholders || "").split(" ").filter((n) => n && text.includes("{" + n + "}"));
+    if (left.length && !state.placeholdersWarned) {
+      state.placeholdersWarned = true;
+      const names = left.map((n) => "{" + n + "}").join(", ");
+      showError("", { content: ["Replace " + names + " first, or press Send again to send the message as it is."] });
       return;
     }
     const frame = Object.assign(panelFields(), { type: "send", conversation: state.conversation, content: text });
@@ -419,20 +435,55 @@
     });
   }
 
+  // An error goes beside the field it names; only one that names no field on the page shows in the
+  // conversation, and any earlier one goes first (errors never pile up).
   function showError(text, fields) {
-    const note = el("li", "msg error-note");
-    note.setAttribute("role", "alert");
-    note.textContent = text;
-    messages.append(note);
-    for (const [name, errors] of Object.entries(fields || {})) {
+    clearErrors();
+    let placed = 0;
+    const entries = Object.entries(fields || {});
+    for (const [name, errors] of entries) {
       const slot = document.querySelector('[data-error-for="' + name + '"]');
-      if (slot) slot.textContent = errors.join(" ");
+      if (slot) {
+        slot.textContent = errors.join(" ");
+        placed += 1;
+      }
     }
-    scrollDown();
+    if (text && placed < Math.max(entries.length, 1)) {
+      const note = el("li", "msg error-note");
+      note.setAttribute("role", "alert");
+      note.textContent = text;
+      messages.append(note);
+      scrollDown();
+    }
   }
 
   function clearErrors() {
     document.querySelectorAll("[data-error-for]").forEach((slot) => (slot.textContent = ""));
+    messages.querySelectorAll(".error-note").forEach((note) => note.remove());
+  }
+
+  // A text over its limit is refused beside its field as it is typed or pasted (never cut: the browser's
+  // maxlength would drop the rest of a paste without a word); the server refuses it too.
+  function tooLong(field) {
+    if (!field || !field.dataset.maxChars) return false;
+    const limit = Number(field.dataset.maxChars);
+    const length = [...field.value].length; // characters as the server counts them, not UTF-16 units
+    const slot = document.querySelector('[data-error-for="' + field.name + '"]');
+    const over = length > limit;
+    if (slot && (over || slot.dataset.length)) {
+      slot.textContent = over
+        ? (LABELS[field.name] || field.name) + " is longer than " + limit.toLocaleString("en") +
+          " characters (it has " + length.toLocaleString("en") + "): shorten it."
+        : "";
+      if (over) slot.dataset.length = "1";
+      else delete slot.dataset.length;
+    }
+    return over;
+  }
+
+  function lengthsChanged() {
+    state.tooLong = tooLong(content) || tooLong(settingsForm.elements.system);
+    updateButtons();
   }
 
   function updateContext() {
@@ -455,7 +506,7 @@
 
   function updateButtons() {
     const open = state.socket && state.socket.readyState === WebSocket.OPEN;
-    sendButton.disabled = state.streaming || !open || state.sessionEnded;
+    sendButton.disabled = state.streaming || !open || state.sessionEnded || Boolean(state.tooLong);
     root.classList.toggle("busy", Boolean(state.streaming)); // no version actions while one streams
     stopButton.disabled = !state.streaming;
   }
@@ -481,6 +532,7 @@
   }
 
   contextFromCatalog();
+  lengthsChanged(); // a prompt from the library may already be over the limit
   connect();
   scrollDown();
 })();

@@ -30,7 +30,13 @@ def test_the_few_shot_template_and_a_saved_preset_in_the_chat(site: Site, browse
     assert text.endswith("Input: {text}\nOutput:")
     assert page.locator("#id_system").input_value() == "Reply with one word: positive or negative."
     assert "{text}" in page.get_by_test_id("prompt-used").inner_text()
+    # Sent with {text} still in it: a warning beside the message first, nothing sent.
+    page.get_by_role("button", name="Send").click()
+    warning = page.locator('[data-error-for="content"]')
+    assert warning.inner_text() == "Replace {text} first, or press Send again to send the message as it is."
+    assert page.locator("li.msg.user").count() == 0
     composer.fill(text.replace("{text}", "I really enjoyed this book, it was wonderful."))
+    assert warning.inner_text() == ""
     page.get_by_role("button", name="Deterministic").click()
     page.locator("#id_max_new_tokens").fill("8")
     page.get_by_role("button", name="Send").click()

@@ -110,3 +110,46 @@ def test_a_chat_streams_stops_and_is_kept(site: Site, browser) -> None:
     page.wait_for_url(f"{site.url}/chat/")
     # Other tests on the same site keep their chats: this one is gone, theirs stay.
     page.locator("ul.conversations a", has_text="France and robots").wait_for(state="detached")
+
+
+def test_errors_sit_beside_their_field_clear_when_fixed_and_never_cut_a_message(site: Site, browser) -> None:
+    page = logged_in_page(site, browser, "/chat/")
+    page.get_by_text("Connected").wait_for()
+    content_error = page.locator('[data-error-for="content"]')
+    send = page.get_by_role("button", name="Send")
+
+    # An empty message: said beside the message box, no banner; typing clears it.
+    page.locator("#id_content").fill("   ")
+    send.click()
+    assert content_error.inner_text() == "Type a message."
+    assert page.locator("li.error-note").count() == 0
+    page.locator("#id_content").fill("Hello")
+    assert content_error.inner_text() == ""
+
+    # 17,000 characters (over the 16,000 limit) are kept whole in the box, refused with the limit, and
+    # Send waits until the message is short enough.
+    page.locator("#id_content").fill("x" * 17_000)
+    assert len(page.locator("#id_content").input_value()) == 17_000
+    assert (
+        content_error.inner_text() == "Message is longer than 16,000 characters (it has 17,000): shorten it."
+    )
+    assert send.is_disabled()
+    page.screenshot(path=str(ARTIFACTS / "chat-too-long.png"), full_page=True)
+    page.locator("#id_content").fill("x" * 16_000)
+    assert content_error.inner_text() == ""
+    assert send.is_enabled()
+
+    # A setting the server refuses: its message sits beside that setting, and the next send clears it.
+    page.locator("#id_top_p").fill("7")
+    page.locator("#id_content").fill("Hi")
+    send.click()
+    top_p_error = page.locator('[data-error-for="top_p"]')
+    top_p_error.wait_for(state="visible", timeout=30_000)
+    page.wait_for_function("document.querySelector('[data-error-for=top_p]').textContent.length > 0")
+    assert "1" in top_p_error.inner_text()
+    assert page.locator("li.error-note").count() == 0
+    page.locator("#id_top_p").fill("1")
+    page.locator("#id_content").fill("   ")
+    send.click()
+    assert top_p_error.inner_text() == ""
+    assert content_error.inner_text() == "Type a message."

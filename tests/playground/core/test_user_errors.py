@@ -110,3 +110,19 @@ def test_every_error_of_the_project_is_a_user_error(package: str) -> None:
         if not issubclass(c, base) and f"{c.__module__}.{c.__name__}" not in NOT_FOR_USERS
     ]
     assert strays == []
+
+
+def test_a_text_over_its_limit_is_refused_with_the_limit_and_never_cut() -> None:
+    from django import forms
+
+    from playground.core.text import TextField
+
+    class Form(forms.Form):
+        note = TextField(what="The note", max_length=10, widget=forms.Textarea)
+        title = TextField(what="The title", max_length=10)
+
+    for name in ("note", "title"):  # with maxlength a browser would drop the rest of a paste without a word
+        assert "maxlength" not in str(Form()[name])
+    form = Form({"note": "x" * 11, "title": "ok"})
+    assert not form.is_valid()
+    assert form.errors["note"] == ["The note is longer than 10 characters (it has 11): shorten it."]

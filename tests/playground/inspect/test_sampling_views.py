@@ -118,7 +118,7 @@ def test_greedy_picks_the_most_likely_token(client_in: Client, tiny_model) -> No
     ("body", "message"),
     [
         ({"model": "tiny-llama", "text": ""}, "Type a prompt first."),
-        ({"model": "tiny-llama", "text": "x" * 20_001}, "at most 20000 characters"),
+        ({"model": "tiny-llama", "text": "x" * 20_001}, "longer than 20,000 characters (it has 20001)"),
         ({"model": "nope", "text": "hi"}, "Unknown model nope"),
         ({"model": "tiny-llama", "text": "hi", "top_p": 2}, "less than or equal to 1"),
         ({"model": "tiny-llama", "text": "hi", "order": "top_k,top_k"}, "Select a valid choice"),
