@@ -3,9 +3,9 @@
 A view that can do better handles its errors where they arise (a form shown again with the message beside
 the field, the user's input kept). Any UserError (llmcore.errors; the web side's PlaygroundError carries
 its status) that still leaves a view is answered here with its 4xx status, never a 500: in JSON under
-/api/ and for scripts (core.api answers its own the same way), as a small alert for an htmx request (its
-`X-User-Error` header asks static/js/site.js to let htmx show it although the status is not 2xx), and as a
-page otherwise.
+/api/ and for scripts (core.api answers its own the same way), as a small alert for an htmx request
+(with a 200, as every htmx answer of the site: htmx swaps nothing of a 4xx; `X-User-Error` carries the
+status), and as a page otherwise.
 """
 
 from __future__ import annotations
@@ -33,9 +33,11 @@ class UserErrorMiddleware:
         if request.path.startswith(API_PREFIX) or "application/json" in request.headers.get("Accept", ""):
             return error_response(exc)
         message = error_message(exc)
-        if getattr(request, "htmx", False):
+        if getattr(
+            request, "htmx", False
+        ):  # htmx swaps only a 2xx: the alert goes where the answer was going
             alert = render_to_string("core/user_error.html#alert", {"message": message}, request=request)
-            return HttpResponse(alert, status=status, headers={"X-User-Error": "1"})
+            return HttpResponse(alert, headers={"X-User-Error": str(status)})
         context = {"message": message, "status": status}
         page = render_to_string("core/user_error.html", context, request=request)
         return HttpResponse(page, status=status)

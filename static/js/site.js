@@ -1,6 +1,6 @@
 // Behaviour that pages would otherwise put in inline attributes, which the Content-Security-Policy
 // forbids: bar widths from data-width (tenths of a percent), selects that submit their form on change,
-// forms that only hold settings for scripts (never submitted), and user-facing errors that htmx would drop.
+// and forms that only hold settings for scripts (never submitted).
 (function () {
   function applyWidths(root) {
     root.querySelectorAll("[data-width]").forEach((el) => {
@@ -16,14 +16,5 @@
   });
   document.addEventListener("submit", (event) => {
     if (event.target instanceof HTMLFormElement && event.target.hasAttribute("data-no-submit")) event.preventDefault();
-  });
-  // htmx swaps only 2xx answers; a 4xx the server marks as a message for the user (playground/core/errors.py)
-  // is shown where the answer was going, so the person reads why instead of seeing nothing happen.
-  document.addEventListener("htmx:beforeSwap", (event) => {
-    const xhr = event.detail.xhr;
-    if (xhr.status >= 400 && xhr.status < 500 && xhr.getResponseHeader("X-User-Error")) {
-      event.detail.shouldSwap = true;
-      event.detail.isError = false;
-    }
   });
 })();

@@ -43,3 +43,25 @@ def test_the_logit_lens_shows_the_answer_emerging(site: Site, browser) -> None:
     assert "Paris" in output_row.locator("td").last.inner_text()
     assert grid.locator("td.settles").count() >= 1
     page.screenshot(path=str(ARTIFACTS / "logit-lens.png"), full_page=True)
+
+
+def test_a_bad_setting_is_named_beside_it_keeps_the_last_result_and_clears_when_fixed(
+    site: Site, browser
+) -> None:
+    page = logged_in_page(site, browser, "/next-token/")
+    bars = page.get_by_test_id("final-bars")
+    bars.wait_for()
+    page.get_by_label("Seed").fill("-3")
+    page.get_by_role("button", name="Sample").click()
+    seed_error = page.locator("#error-seed")
+    seed_error.wait_for(state="visible")
+    assert "greater than or equal to 0" in seed_error.inner_text()
+    assert bars.is_visible(), "the last result stays"
+    stale = page.locator("#stale")
+    assert "still the one for the last settings that were valid" in stale.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "next-token-bad-seed.png"), full_page=True)
+    page.get_by_label("Seed").fill("5")
+    page.get_by_role("button", name="Sample").click()
+    page.get_by_test_id("sample").wait_for()
+    assert seed_error.inner_text() == ""
+    assert stale.is_hidden()

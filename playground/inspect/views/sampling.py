@@ -49,9 +49,19 @@ def page(request: Request) -> HttpResponse:
             result["curve"]["geometry"] = curve_geometry(result["curve"])
         except InspectError as exc:
             error = str(exc)
-    template = "inspect/next_token.html#result" if request.htmx else "inspect/next_token.html"
     sliders = [{**row, "field": form[row["name"]]} for row in sampler_rows()]
-    return render(request, template, {"form": form, "result": result, "error": error, "sliders": sliders})
+    context = {"form": form, "result": result, "error": error, "sliders": sliders}
+    if not request.htmx:
+        return render(request, "inspect/next_token.html", context, status=200 if form.is_valid() else 400)
+    if not form.is_valid():
+        # Each error beside its field; the last result stays, marked stale. A 200, as every htmx answer
+        # here: htmx swaps nothing of a 4xx (the page without JavaScript and the API get their 400).
+        response = render(request, "inspect/next_token.html#field-errors", context)
+        response["HX-Reswap"] = "none"
+        return response
+    result_html = render(request, "inspect/next_token.html#result", context).content.decode()
+    cleared = render(request, "inspect/next_token.html#clear-errors", context).content.decode()
+    return HttpResponse(result_html + cleared)
 
 
 @require_POST

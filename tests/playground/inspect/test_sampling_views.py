@@ -64,13 +64,35 @@ def test_the_sample_button_shows_the_seed_and_the_rank(client_in: Client, tiny_m
     assert drawn == re.findall(r'Drew <code class="tok">(.*?)</code>\s+\(id (\d+)\)', again)
 
 
-def test_bad_settings_get_a_clear_message_in_place(client_in: Client, tiny_model) -> None:
-    data = {"model": "tiny-llama", "text": "Hello", "temperature": "-1"}
-    html = client_in.post(
-        reverse("inspect:next-token"), data, headers={"HX-Request": "true"}
-    ).content.decode()
-    assert 'role="alert"' in html
-    assert "greater than or equal to 0" in html
+def test_bad_settings_get_a_clear_message_beside_their_field(client_in: Client, tiny_model) -> None:
+    data = {"model": "tiny-llama", "text": "Hello", "temperature": "-1", "seed": "-3"}
+    response = client_in.post(reverse("inspect:next-token"), data, headers={"HX-Request": "true"})
+    assert response.status_code == 200  # htmx swaps nothing of a 4xx; the page without it gets its 400
+    assert response["HX-Reswap"] == "none"  # the last result stays on the page, marked stale
+    html = response.content.decode()
+    beside = dict(
+        re.findall(
+            r'<small class="field-error" id="error-(\w+)" role="alert" hx-swap-oob="true">(.*?)</small>', html
+        )
+    )
+    assert "greater than or equal to 0" in beside["temperature"]
+    assert "greater than or equal to 0" in beside["seed"]
+    assert beside["top_n"] == ""  # every field's slot comes back, so a fixed one clears
+    assert "still the one for the last settings that were valid" in html
+    fixed = client_in.post(
+        reverse("inspect:next-token"),
+        {"model": "tiny-llama", "text": "Hello"},
+        headers={"HX-Request": "true"},
+    )
+    assert fixed.status_code == 200
+    cleared = dict(
+        re.findall(r'id="error-(\w+)" role="alert" hx-swap-oob="true">(.*?)</small>', fixed.content.decode())
+    )
+    assert cleared["temperature"] == cleared["seed"] == ""
+    assert '<p id="stale" hidden hx-swap-oob="true">' in fixed.content.decode()
+    page = client_in.post(reverse("inspect:next-token"), data)  # without JavaScript: the page, with both
+    assert page.status_code == 400
+    assert page.content.decode().count("greater than or equal to 0") == 2
     data = {"model": "no-such-model", "text": "Hello"}
     html = client_in.post(
         reverse("inspect:next-token"), data, headers={"HX-Request": "true"}
