@@ -35,14 +35,36 @@ def test_moving_the_temperature_slider_changes_the_bars(site: Site, browser) -> 
 
 def test_the_logit_lens_shows_the_answer_emerging(site: Site, browser) -> None:
     page = logged_in_page(site, browser, "/logit-lens/")
+    page.get_by_test_id("lens-idle").wait_for()  # the page opens without running the lens
+    running = page.get_by_test_id("lens-running")
+    assert running.is_hidden()
     page.get_by_role("button", name="Run the lens").click()
     grid = page.get_by_test_id("lens")
     grid.wait_for()
+    assert running.is_hidden()
     output_row = grid.locator("tbody tr").first
     assert "layer 30 (output)" in output_row.inner_text()
     assert "Paris" in output_row.locator("td").last.inner_text()
     assert grid.locator("td.settles").count() >= 1
     page.screenshot(path=str(ARTIFACTS / "logit-lens.png"), full_page=True)
+
+    # A new prompt: while it runs (held back here for a second) the button is disabled, the notice shows
+    # and the old table is dimmed, so it never looks like the answer to the new prompt.
+    def slow(route) -> None:  # type: ignore[no-untyped-def]
+        page.wait_for_timeout(1000)
+        route.continue_()
+
+    page.route("**/logit-lens/", slow)
+    page.locator("#id_text").fill("The capital of Italy is")
+    page.get_by_role("button", name="Run the lens").click()
+    running.wait_for(state="visible")
+    assert page.get_by_role("button", name="Run the lens").is_disabled()
+    page.wait_for_function("getComputedStyle(document.getElementById('result')).opacity < 0.5")
+    page.screenshot(path=str(ARTIFACTS / "logit-lens-running.png"), full_page=True)
+    page.wait_for_function("!document.getElementById('lens-area').classList.contains('htmx-request')")
+    assert running.is_hidden()
+    assert "Italy" in grid.locator("thead").inner_text()
+    page.unroute_all(behavior="ignoreErrors")
 
 
 def test_a_bad_setting_is_named_beside_it_keeps_the_last_result_and_clears_when_fixed(

@@ -19,13 +19,17 @@ EXAMPLE_PROMPT = "The Eiffel Tower is in the city of"
 
 @require_http_methods(["GET", "POST"])
 def page(request: Request) -> HttpResponse:
+    """The page opens at once with the example prompt filled in; the lens runs when asked (a POST, or a
+    link that names the prompt: ?text=...), as it takes seconds on a real model."""
+    initial = {"model": default_model_name(request.user), "text": EXAMPLE_PROMPT}
     if request.method == "POST":
         form = PromptForm(request.POST, user=request.user)
-    else:
-        initial = {"model": default_model_name(request.user), "text": EXAMPLE_PROMPT}
+    elif "text" in request.GET:
         form = PromptForm({**initial, **request.GET.dict()}, user=request.user)
+    else:
+        form = PromptForm(initial=initial, user=request.user)
     result, error = None, None
-    if form.is_valid():
+    if form.is_bound and form.is_valid():
         try:
             data = form.cleaned_data
             result = run_lens(data["model"], data["text"], data["as_chat"], request.user)

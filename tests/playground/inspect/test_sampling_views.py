@@ -178,6 +178,25 @@ def test_the_api_needs_the_csrf_token(user, tiny_model) -> None:
     assert response.status_code == 403
 
 
+def test_the_logit_lens_page_opens_at_once_and_runs_when_asked(
+    client_in: Client, tiny_model, monkeypatch
+) -> None:
+    from playground.inspect.views import lens as lens_view
+
+    calls = []
+    run = lens_view.run_lens
+    monkeypatch.setattr(lens_view, "run_lens", lambda *a, **k: calls.append(a) or run(*a, **k))  # counts runs
+    html = client_in.get(reverse("inspect:logit-lens")).content.decode()
+    assert calls == []  # nothing computed for a plain visit
+    assert 'data-testid="lens-idle"' in html
+    assert "The Eiffel Tower is in the city of" in html  # the example waits in the box
+    assert 'hx-indicator="#lens-area"' in html
+    assert 'data-testid="lens-running"' in html
+    linked = client_in.get(reverse("inspect:logit-lens") + "?model=tiny-llama&text=Hello").content.decode()
+    assert len(calls) == 1  # a link that names its prompt runs it
+    assert 'data-testid="lens"' in linked
+
+
 def test_the_logit_lens_page_draws_every_layer_for_every_position(client_in: Client, tiny_model) -> None:
     response = client_in.post(reverse("inspect:logit-lens"), {"model": "tiny-llama", "text": "Hello world"})
     html = response.content.decode()
