@@ -19,6 +19,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from playground.core.origin import OriginMiddleware  # noqa: E402
 from playground.routing import websocket_urlpatterns  # noqa: E402
 
+if os.environ.get("PLAYGROUND_WEB_SERVER") == "1":  # the web server itself (playground.core.logsafe.daphne)
+    from playground.chat.services import preload_in_background  # noqa: E402
+
+    preload_in_background()
+
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,

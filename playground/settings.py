@@ -220,6 +220,9 @@ if ENGINE_PREFILL_CHUNK < 16 or ENGINE_MAX_WAITING < 0:
     raise ImproperlyConfigured("ENGINE_PREFILL_CHUNK is at least 16 and ENGINE_MAX_WAITING at least 0.")
 # The attention kernel of the chat engines (llmcore/kernels.py): sdpa-auto lets PyTorch choose.
 ENGINE_ATTENTION = envstr("ENGINE_ATTENTION", "sdpa-auto")
+# The web server loads the default model and its engine in the background as it starts, so the first
+# chat answer does not wait for it (0: load on first use).
+PRELOAD_DEFAULT_MODEL = envbool("PRELOAD_DEFAULT_MODEL", True)
 # /metrics (Prometheus text) answers a logged-in user, or this token as `Authorization: Bearer <token>`.
 METRICS_TOKEN = envstr("METRICS_TOKEN")
 

@@ -38,6 +38,7 @@ from llmcore.engine.types import (
     EngineLimits,
     FinishReason,
     GenerationRequest,
+    PrefillEvent,
     QueuedEvent,
     StatsEvent,
     TokenEvent,
@@ -317,6 +318,8 @@ class Scheduler:
             job.prefilled += len(chunk)
             if job.prefilled == len(job.prompt):
                 self._guard(job, self._prefilled, job, logits[i])
+            else:
+                job.stream.push(PrefillEvent(done=job.prefilled, total=len(job.prompt)))
 
     def _prefill_one(self, job: Job, chunk: list[int]) -> None:
         lead = job.seqs[0]
@@ -326,6 +329,8 @@ class Scheduler:
         job.prefilled += len(chunk)
         if job.prefilled == len(job.prompt):
             self._prefilled(job, logits[-1])
+        else:  # a long prompt, read a chunk a step: the page shows how far it is
+            job.stream.push(PrefillEvent(done=job.prefilled, total=len(job.prompt)))
 
     def _prefilled(self, job: Job, logits: torch.Tensor) -> None:
         """The whole prompt is in the lead row: keep its blocks, start every candidate, sample."""

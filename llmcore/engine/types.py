@@ -1,8 +1,8 @@
 """What goes into the engine and what comes out: requests, limits and the events of a stream.
 
-A stream yields `QueuedEvent`s while it waits for room, then one `TokenEvent` per generated token, then one
-`StatsEvent`, then exactly one `DoneEvent`. Every field is typed: a token's alternatives are
-`Alternative` records, a stream's end is a `FinishReason`.
+A stream yields `QueuedEvent`s while it waits for room, `PrefillEvent`s while a long prompt is read, then
+one `TokenEvent` per generated token, then one `StatsEvent`, then exactly one `DoneEvent`. Every field is
+typed: a token's alternatives are `Alternative` records, a stream's end is a `FinishReason`.
 """
 
 from __future__ import annotations
@@ -146,6 +146,15 @@ class QueuedEvent:
 
 
 @dataclass(frozen=True)
+class PrefillEvent:
+    """A long prompt is being read: `done` of its `total` tokens are in the cache (one event per chunk
+    after the first, so a page can show progress before the first token)."""
+
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
 class StatsEvent:
     prompt_tokens: int
     generated_tokens: int
@@ -182,4 +191,4 @@ class DoneEvent:
     candidates: list[Candidate] = field(default_factory=list)  # best_of: every candidate, chosen first
 
 
-Event = QueuedEvent | TokenEvent | StatsEvent | DoneEvent
+Event = QueuedEvent | PrefillEvent | TokenEvent | StatsEvent | DoneEvent

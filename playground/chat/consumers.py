@@ -37,6 +37,10 @@ server -> client
     {"type": "token", "index": i, "id": token_id, "text": str, "prob": p,
      "alternatives": [[id, label, prob], ...]}
         "text" may be "" while bytes of a character or a possible stop sequence are held back.
+    {"type": "loading", "model": name}   before "started", when the model is not in memory yet: the
+        first answer of a model waits for it to load (seconds)
+    {"type": "prefill", "done": n, "total": n}   a long prompt is being read, a chunk a step (before the
+        first token; none for a prompt the engine reads in one step)
     {"type": "queued", "ahead": n, "running": n}   the engine is full (its limits, ENGINE_* settings):
         the answer waits in line behind n others and starts by itself; sent again as the line moves
     {"type": "stats", "prompt_tokens", "generated_tokens", "time_to_first_token_s", "tokens_per_s",
@@ -166,7 +170,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             data = {**form.cleaned_data, **branch}
             if data.get("action") == "replay":  # the answer's own model and settings, before loading
                 data = await database_sync_to_async(services.replay_data)(self.user, data)
-            # Loading a model can take seconds: not on the thread the ORM calls share.
+            # Loading a model can take seconds: say so, and not on the thread the ORM calls share.
+            if not services.engine_ready(data["model"]):
+                await self.send_json({"type": "loading", "model": data["model"]})
             await sync_to_async(services.engine_for, thread_sensitive=False)(data["model"])
             turn = await database_sync_to_async(services.start_turn)(self.user, data)
         except services.ChatError as exc:
@@ -244,6 +250,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
                             "alternatives": alternatives,
                         }
                     )
+                elif kind == "PrefillEvent":  # a long prompt, read a chunk a step
+                    await self.send_json({"type": "prefill", "done": event.done, "total": event.total})
                 elif kind == "QueuedEvent":  # the engine is full: the answer waits in line
                     await self.send_json({"type": "queued", "ahead": event.ahead, "running": event.running})
                 elif kind == "StatsEvent":

@@ -95,7 +95,17 @@
 
   // --- frames in ------------------------------------------------------------------------------
   const HANDLERS = {
+    loading(frame) {
+      // The model is not in memory yet: its first answer waits for it to load.
+      const note = el("li", "msg status-note hint");
+      note.setAttribute("role", "status");
+      note.dataset.testid = "loading";
+      note.textContent = "Loading " + frame.model + " (its first answer waits a few seconds for it)…";
+      messages.append(note);
+      scrollDown();
+    },
     started(frame) {
+      messages.querySelectorAll(".status-note").forEach((note) => note.remove());
       state.messageId = frame.message;
       state.pending = null;
       placeNewVersion(frame);
@@ -125,16 +135,18 @@
       updateContext();
       scrollDown();
     },
+    prefill(frame) {
+      // A long prompt is read a chunk a step before the first token: show how far.
+      const note = waitNote();
+      if (!note) return;
+      const percent = Math.floor((100 * frame.done) / frame.total);
+      note.textContent = "Reading the prompt: " + frame.done.toLocaleString("en") + " of " +
+        frame.total.toLocaleString("en") + " tokens (" + percent + " %)…";
+    },
     queued(frame) {
       // The engine is full: this answer waits in line and starts by itself when room frees up.
-      if (!state.bubble) return;
-      let note = state.bubble.querySelector(".queued");
-      if (!note) {
-        note = el("p", "hint queued");
-        note.dataset.testid = "queued";
-        note.setAttribute("role", "status");
-        state.bubble.append(note);
-      }
+      const note = waitNote();
+      if (!note) return;
       const running = frame.running + (frame.running === 1 ? " answer" : " answers") + " running";
       note.textContent = frame.ahead > 0
         ? "Waiting, " + frame.ahead + " ahead (" + running + ")…"
@@ -399,7 +411,21 @@
     },
   };
 
+  // The line under a streaming answer that says what it waits for (room in the engine, its prompt).
+  function waitNote() {
+    if (!state.bubble) return null;
+    let note = state.bubble.querySelector(".queued");
+    if (!note) {
+      note = el("p", "hint queued");
+      note.dataset.testid = "queued";
+      note.setAttribute("role", "status");
+      state.bubble.append(note);
+    }
+    return note;
+  }
+
   function finishStreaming() {
+    messages.querySelectorAll(".status-note").forEach((note) => note.remove());
     state.streaming = false;
     if (state.bubble) state.bubble.classList.remove("streaming");
     state.bubble = null;

@@ -14,6 +14,7 @@ from llmcore.engine import (
     Engine,
     EngineLimits,
     GenerationRequest,
+    PrefillEvent,
     QueuedEvent,
     SpeculativeConfig,
     StatsEvent,
@@ -433,3 +434,17 @@ def test_a_late_starting_row_beside_a_long_chunk_is_prefilled_right(loaded) -> N
     assert [e for e in events[0] if isinstance(e, StatsEvent)][0].cached_prompt_tokens == 32
     for got, expected in zip(events, want, strict=True):
         assert [e.id for e in got if isinstance(e, TokenEvent)] == expected, got[-1]
+
+
+def test_a_long_prompt_reports_its_progress_before_the_first_token(loaded) -> None:
+    """Read a chunk a step, a long prompt says how far it is (the chat shows it before the first token);
+    one that fits in one chunk says nothing."""
+    prompt = [(7 * i + 3) % 100 + 10 for i in range(50)]
+    with Engine(loaded, limits=EngineLimits(prefill_chunk=16)) as engine:
+        events = engine.generate(GenerationRequest(prompt_ids=prompt, sampling=GREEDY, max_new_tokens=2))
+        short = engine.generate(GenerationRequest(prompt_ids=prompt[:12], sampling=GREEDY, max_new_tokens=2))
+    progress = [e for e in events if isinstance(e, PrefillEvent)]
+    assert [(e.done, e.total) for e in progress] == [(16, 50), (32, 50), (48, 50)]
+    first_token = next(i for i, e in enumerate(events) if isinstance(e, TokenEvent))
+    assert all(events.index(e) < first_token for e in progress)
+    assert not any(isinstance(e, PrefillEvent) for e in short)

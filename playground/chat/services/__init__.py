@@ -23,7 +23,9 @@ from playground.chat.services.engines import (
     engine_for,
     engine_limits,
     engine_metrics,
+    engine_ready,
     model_choices,
+    preload_in_background,
     weights_sha256,
 )
 from playground.chat.services.export import (
@@ -78,6 +80,8 @@ __all__ = [
     "delete_conversation",
     "delete_message",
     "engine_for",
+    "engine_ready",
+    "preload_in_background",
     "engine_limits",
     "engine_messages",
     "engine_metrics",

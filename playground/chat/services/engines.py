@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.db import connections
 
 from llmcore.engine import (
     Engine,
     EngineLimits,
 )
-from playground.catalog.services import text_models
+from playground.catalog.services import default_model_of, text_models
 from playground.core.services import model_cache, model_store
+
+logger = logging.getLogger(__name__)
 
 
 # --- models and engines ---------------------------------------------------------------------------
@@ -34,6 +38,13 @@ def weights_sha256(model_name: str) -> str:
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
+
+
+def engine_ready(model_name: str) -> bool:
+    """Whether this process has the model loaded with its engine (else the next answer waits for it)."""
+    with _engines_lock:
+        engine = _engines.get(model_name)
+    return engine is not None and any(m is engine.loaded for m in model_cache().loaded())
 
 
 def engine_for(model_name: str) -> Engine:
@@ -60,6 +71,35 @@ def engine_for(model_name: str) -> Engine:
                 drafts=model_cache().get,
             )
         return engine
+
+
+def preload_default_model() -> str | None:
+    """Load the model the chat starts with (the default one, if shared) and make its engine, so the first
+    answer after a start does not wait for it. Returns its name; None when there is no text model."""
+    name = default_model_of([e.name for e in text_models(None)])
+    if name is not None:
+        engine_for(name)
+    return name
+
+
+def preload_in_background() -> threading.Thread | None:
+    """At the web server's start (PRELOAD_DEFAULT_MODEL): preload_default_model on a thread of its own,
+    so the server answers at once; a failure is logged, and the model then loads on first use."""
+    if not django_settings.PRELOAD_DEFAULT_MODEL:
+        return None
+
+    def run() -> None:
+        try:
+            name = preload_default_model()
+            logger.info("preloaded %s for the chat", name)
+        except Exception:  # noqa: BLE001 - the first answer loads it instead, and says so
+            logger.exception("could not preload the default model")
+        finally:
+            connections.close_all()  # this thread's database connection
+
+    thread = threading.Thread(target=run, name="preload-default-model", daemon=True)
+    thread.start()
+    return thread
 
 
 def engine_limits() -> EngineLimits:

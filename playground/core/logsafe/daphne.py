@@ -4,6 +4,7 @@ Daphne would otherwise print it in every `GET /login/link/<token>/` line."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from daphne.cli import CommandLineInterface
@@ -42,4 +43,6 @@ class MaskingCommandLine(CommandLineInterface):
 
 
 if __name__ == "__main__":
+    # The ASGI module then preloads the default model in the background (PRELOAD_DEFAULT_MODEL).
+    os.environ["PLAYGROUND_WEB_SERVER"] = "1"
     MaskingCommandLine.entrypoint()
