@@ -89,6 +89,10 @@ def healthz(url: str) -> dict:
         return json.loads(exc.read())
 
 
+# What the web server logs when its background preload of the default model has ended (either way).
+PRELOAD_DONE = "the chat's preload"
+
+
 def start_site(data_dir: Path, **env_extra: str) -> Site:
     port = free_port()
     env = site_env(data_dir, MODEL_DIR=str(REAL_MODEL_STORE), **{"HEALTHZ_TOKEN": HEALTHZ_TOKEN, **env_extra})
@@ -105,6 +109,8 @@ def start_site(data_dir: Path, **env_extra: str) -> Site:
     site = Site(f"http://127.0.0.1:{port}", env, data_dir, proc, log_path)
     try:
         wait_for(lambda: get(f"{site.url}/healthz", timeout=5)[0] == 200, 120, "a healthy site", proc)
+        if env.get("PRELOAD_DEFAULT_MODEL", "1") != "0":  # as a user finds it once the server has started
+            wait_for(lambda: PRELOAD_DONE in log_path.read_text(errors="replace"), 180, "the preload", proc)
     except AssertionError as exc:
         stop_process(proc)
         raise AssertionError(f"{exc}\n--- serve log ---\n{site.log()}") from None

@@ -91,9 +91,9 @@ def preload_in_background() -> threading.Thread | None:
     def run() -> None:
         try:
             name = preload_default_model()
-            logger.info("preloaded %s for the chat", name)
+            logger.info("the chat's preload: %s", f"{name} is loaded" if name else "no text model to load")
         except Exception:  # noqa: BLE001 - the first answer loads it instead, and says so
-            logger.exception("could not preload the default model")
+            logger.exception("the chat's preload failed: the first answer will load the model")
         finally:
             connections.close_all()  # this thread's database connection
 

@@ -8,6 +8,7 @@ import pytest
 from django.urls import reverse
 
 from playground.chat.models import Message
+from playground.core.services import model_cache
 from tests.playground.chat.test_consumer import LONG, frames_until, headers_for, open_socket, send_frame
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -15,6 +16,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_a_full_engine_says_waiting_and_then_answers(user, tiny_model, settings) -> None:
     settings.ENGINE_MAX_SEQUENCES = 1
+    model_cache().forget("tiny-llama")  # the preloaded engine had the default limit: the next one has 1
 
     headers = headers_for(user)
 
