@@ -370,7 +370,7 @@
     const area = el("textarea", "");
     area.name = "content";
     area.rows = 3;
-    area.maxLength = Number(content.maxLength) || 16000;
+    // no maxlength: a browser would cut a long paste without a word; the server refuses it with the limit
     area.value = bar.dataset.content;
     area.setAttribute("aria-label", "Edit your message");
     const error = el("small", "field-error");
