@@ -78,8 +78,9 @@ def error_response(exc: UserError) -> JsonResponse:
 
 
 def error_message(exc: UserError) -> str:
-    """The sentence for the person: a KeyError-style repr's quotes taken off."""
-    return str(getattr(exc, "message", None) or exc).strip("'\"")
+    """The sentence for the person, as the error says it (a message that ends in a quoted name keeps
+    its quote)."""
+    return str(getattr(exc, "message", None) or exc)
 
 
 def api_body_limit(

@@ -37,7 +37,12 @@ def broken(request: HttpRequest) -> HttpResponse:
 
 
 # the site's own routes too: its pages' navigation names them
+def quoted(request: HttpRequest) -> HttpResponse:
+    raise PlaygroundError("Unknown layer 'q_proj'")
+
+
 urlpatterns = [
+    path("quoted/", quoted),
     path("missing/", missing),
     path("refused/", refused),
     path("broken/", broken),
@@ -80,6 +85,8 @@ def test_htmx_gets_the_alert_alone_marked_for_the_page_to_show(client_in) -> Non
 def test_a_script_gets_json(client_in) -> None:
     response = client_in.get("/missing/", headers={"Accept": "application/json"})
     assert response.status_code == 404
+    quoted = client_in.get("/quoted/", headers={"Accept": "application/json"})
+    assert json.loads(quoted.content)["error"] == "Unknown layer 'q_proj'"  # its closing quote kept
     said = "No model named 'no-such-model' in the catalog."
     assert json.loads(response.content) == {"error": said, "fields": {}}
 
