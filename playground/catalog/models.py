@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from llmcore.pulls import PULLABLE
+
 
 class ModelEntry(models.Model):
     """A model in the store, mirrored in the database so jobs, chats and evaluations can point at it.
@@ -65,11 +67,35 @@ class ModelEntry(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    # What each kind means, for the badge's tooltip: the catalog shows a model as what it is.
+    KINDS = {
+        "base": "pulled from the playground's list of models, as published",
+        "imported": "imported from a file or folder by an admin",
+        "fine-tuned": "trained further from its parent by a fine-tune job",
+        "distilled": "trained by a distillation job to imitate a teacher model",
+        "quantized": "its parent's weights stored in fewer bits by a quantize job",
+        "pretrained": "trained from random weights by a pretraining job",
+    }
+
     @property
     def kind(self) -> str:
-        if self.method.startswith("import"):
-            return "base"
-        return {"quantize": "quantized"}.get(self.method, "fine-tuned")
+        """base, imported, fine-tuned, distilled, quantized or pretrained (see KINDS). A model a job made
+        says which job kind made it in its lineage (meta.json); one without a job was pulled (base) when
+        it is a pullable model under that name from that source, else imported."""
+        extra = self.extra
+        if "job" not in extra:
+            spec = PULLABLE.get(self.name)
+            return "base" if spec is not None and self.source == spec.source_label[:500] else "imported"
+        job_kind = extra.get("kind")
+        if job_kind == "quantize":
+            return "quantized"
+        if job_kind == "pretrain":
+            return "pretrained"
+        return "distilled" if self.method == "distill" else "fine-tuned"
+
+    @property
+    def kind_help(self) -> str:
+        return self.KINDS[self.kind]
 
     @property
     def uses_gqa(self) -> bool:

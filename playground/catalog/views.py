@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import io
 import zipfile
+from urllib.parse import urlencode
 
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from playground.catalog import services
@@ -24,6 +26,43 @@ def visible_or_404(request: Request, name: str) -> ModelEntry:
         raise Http404(f"No model named {name!r} in the catalog") from None  # the 404 page adds "."
 
 
+# The catalog table's columns past the name: (key, header). All of them are wider than a 1,400-pixel
+# window, so a user picks which to show (kept in their session); these are shown until they do.
+COLUMNS = {
+    "family": "Family",
+    "parameters": "Parameters",
+    "layers": "Layers",
+    "heads": "Heads",
+    "kv_heads": "KV heads",
+    "attention": "Attention",
+    "positional": "Positions",
+    "hidden": "Hidden",
+    "vocab": "Vocabulary",
+    "context": "Context",
+    "dtype": "Dtype",
+    "size": "On disk",
+    "license": "License",
+    "parent": "Parent",
+    "source": "Source",
+}
+DEFAULT_COLUMNS = ("family", "parameters", "layers", "heads", "kv_heads", "attention", "context", "size")
+DEFAULT_COLUMNS += ("license", "parent")
+
+
+def chosen_columns(request: Request) -> list[str]:
+    """The columns this user shows: from the Columns form when it was sent (remembered in the session),
+    else what they chose last, else the defaults. Unknown names are dropped: the form sends only ours."""
+    if "columns" in request.GET:
+        asked = request.GET.getlist("col")
+        chosen = list(COLUMNS) if "all" in asked else [key for key in COLUMNS if key in asked]
+        request.session["catalog_columns"] = chosen
+        return chosen
+    remembered = request.session.get("catalog_columns")
+    if isinstance(remembered, list):
+        return [key for key in COLUMNS if key in remembered]
+    return list(DEFAULT_COLUMNS)
+
+
 @require_GET
 def model_list(request: Request) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:100]
@@ -33,7 +72,16 @@ def model_list(request: Request) -> HttpResponse:
         entries = [e for e in entries if query.lower() in f"{e.name} {e.family}".lower()]
     # htmx asks only for the table rows (the filter box); a normal request gets the whole page.
     template = "catalog/list.html#rows" if request.htmx else "catalog/list.html"
-    context = {"entries": entries, "names": names, "q": query, "pullable": services.pullable_models()}
+    cols = chosen_columns(request)
+    context = {
+        "entries": entries,
+        "hidden_parents": {e.name for e in entries if e.parent and e.parent.name not in names},
+        "q": query,
+        "pullable": services.pullable_models(),
+        "cols": cols,
+        "columns": [(key, header, key in cols) for key, header in COLUMNS.items()],
+        "span": len(cols) + 1,
+    }
     return render(request, template, context)
 
 
@@ -41,11 +89,40 @@ def model_list(request: Request) -> HttpResponse:
 def model_detail(request: Request, name: str) -> HttpResponse:
     services.sync_catalog()
     entry = visible_or_404(request, name)
-    context = {"entry": entry, **access_context(request, entry), **files_context(entry)}
+    context = {
+        "entry": entry,
+        "tools": tools_for(entry),
+        **access_context(request, entry),
+        **files_context(entry),
+    }
     report = entry.extra.get("quantize_report")
     if isinstance(report, dict) and report:
         context.update(report=report, report_rows=report_rows(report), side_rows=side_by_side(report))
     return render(request, "catalog/detail.html", context)
+
+
+# What can be done with a model, each tool opened on it: (label, url name, query key, what it shows).
+# An encoder (no causal head) has no next token to predict, so the text tools say why they do not apply.
+TOOLS = [
+    ("Chat", "chat:index", "model", "talk with it, streaming, with the sampler's settings", True),
+    ("Tokenizer", "inspect:tokenize", "models", "how it splits text into tokens", False),
+    ("Attention", "inspect:attention", "model", "every layer's and head's attention", False),
+    ("Next token", "inspect:next-token", "model", "its next-token distribution and the sampler", True),
+    ("Logit lens", "inspect:logit-lens", "model", "what each layer would predict", True),
+    ("Fine-tune", "jobs:new-finetune", "base_model", "train it further on a dataset", True),
+    ("Quantize", "jobs:new-quantize", "base_model", "store it in fewer bits and compare", True),
+]
+
+
+def tools_for(entry: ModelEntry) -> list[dict[str, str]]:
+    """Every tool, linked to open on this model; for an encoder, the text tools with the reason instead."""
+    rows = []
+    for label, url_name, key, what, needs_decoder in TOOLS:
+        refused = needs_decoder and entry.is_encoder_only
+        url = "" if refused else f"{reverse(url_name)}?{urlencode({key: entry.name})}"
+        why = "an encoder predicts no next token" if refused else ""
+        rows.append({"label": label, "url": url, "what": what, "why": why})
+    return rows
 
 
 def access_context(request: Request, entry: ModelEntry) -> dict[str, object]:

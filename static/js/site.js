@@ -1,5 +1,5 @@
 // Behaviour that pages would otherwise put in inline attributes, which the Content-Security-Policy
-// forbids: bar widths from data-width (tenths of a percent), selects that submit their form on change,
+// forbids: bar widths from data-width (tenths of a percent), selects and forms that submit on change,
 // and forms that only hold settings for scripts (never submitted).
 (function () {
   function applyWidths(root) {
@@ -12,7 +12,9 @@
   document.addEventListener("htmx:load", (event) => applyWidths(event.target));
   document.addEventListener("change", (event) => {
     const el = event.target;
-    if (el instanceof HTMLSelectElement && el.hasAttribute("data-autosubmit") && el.form) el.form.requestSubmit();
+    if (!(el instanceof HTMLSelectElement || el instanceof HTMLInputElement) || !el.form) return;
+    // a select marked data-autosubmit, or any field of a form marked so (the catalog's column boxes)
+    if (el.hasAttribute("data-autosubmit") || el.form.hasAttribute("data-autosubmit")) el.form.requestSubmit();
   });
   document.addEventListener("submit", (event) => {
     if (event.target instanceof HTMLFormElement && event.target.hasAttribute("data-no-submit")) event.preventDefault();

@@ -21,7 +21,8 @@ EXAMPLE_PROMPT = "The Eiffel Tower is in the city of"
 def page(request: Request) -> HttpResponse:
     """The page opens at once with the example prompt filled in; the lens runs when asked (a POST, or a
     link that names the prompt: ?text=...), as it takes seconds on a real model."""
-    initial = {"model": default_model_name(request.user), "text": EXAMPLE_PROMPT}
+    # ?model= (a model page's link) preselects it; a name not among the choices selects nothing of its own
+    initial = {"model": request.GET.get("model") or default_model_name(request.user), "text": EXAMPLE_PROMPT}
     if request.method == "POST":
         form = PromptForm(request.POST, user=request.user)
     elif "text" in request.GET:

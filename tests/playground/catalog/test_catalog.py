@@ -21,7 +21,7 @@ def fact(html: str, name: str) -> str:
 
 
 def test_the_list_shows_the_facts_people_compare(client_in: Client, tiny_model) -> None:
-    html = client_in.get(reverse("catalog:list")).content.decode()
+    html = client_in.get(reverse("catalog:list"), {"columns": "1", "col": "all"}).content.decode()
     assert "tiny-llama" in html
     assert (fact(html, "layers"), fact(html, "heads"), fact(html, "kv_heads")) == ("2", "4", "2")
     assert (fact(html, "hidden"), fact(html, "context")) == ("64", "256")
@@ -129,7 +129,7 @@ def test_the_list_shows_how_attention_and_positions_differ(
 ) -> None:
     store.import_folder(tiny_gemma3_dir, "tiny-gemma3")
     store.import_folder(tiny_bert_dir, "tiny-bert")
-    html = client_in.get(reverse("catalog:list")).content.decode()
+    html = client_in.get(reverse("catalog:list"), {"columns": "1", "col": "all"}).content.decode()
     llama, gemma, bert = (row_of(html, n) for n in ("tiny-llama", "tiny-gemma3", "tiny-bert"))
     assert (fact(llama, "attention"), fact(llama, "positional")) == ("causal", "RoPE")
     assert (fact(gemma, "attention"), fact(gemma, "kv_heads")) == ("causal", "1")
@@ -241,3 +241,132 @@ def test_a_page_reads_the_store_once_however_many_fields_list_models(
     reads.clear()
     client_in.get(reverse(page))
     assert len(reads) == 1, "the next request takes a fresh snapshot"
+
+
+def headers(html: str) -> list[str]:
+    head = re.search(r"<thead>(.*?)</thead>", html, re.S)
+    assert head, "no table head"
+    return [re.sub(r"<[^>]+>", "", h).strip() for h in re.findall(r"<th[^>]*>(.*?)</th>", head.group(1))]
+
+
+def test_the_list_shows_fewer_columns_until_the_user_chooses_and_remembers_the_choice(
+    client_in: Client, tiny_model
+) -> None:
+    from playground.catalog.views import COLUMNS, DEFAULT_COLUMNS
+
+    shown = headers(client_in.get(reverse("catalog:list")).content.decode())
+    assert shown == ["Name", *(COLUMNS[key] for key in DEFAULT_COLUMNS)]
+    assert "Vocabulary" not in shown
+    assert "Source" not in shown
+    chosen = client_in.get(reverse("catalog:list"), {"columns": "1", "col": ["vocab", "layers", "nope"]})
+    html = chosen.content.decode()
+    assert headers(html) == ["Name", "Layers", "Vocabulary"]  # in the table's order; unknown names dropped
+    row = row_of(html, "tiny-llama")
+    assert row.count("<td") == 3
+    assert fact(row, "vocab") == str(tiny_model.facts.vocab_size)
+    # the next visit (and the htmx filter's rows) keep the choice
+    assert headers(client_in.get(reverse("catalog:list")).content.decode()) == [
+        "Name",
+        "Layers",
+        "Vocabulary",
+    ]
+    rows = client_in.get(
+        reverse("catalog:list"), {"q": "tiny"}, headers={"HX-Request": "true"}
+    ).content.decode()
+    assert rows.count("<td") == 3
+    assert (
+        len(headers(client_in.get(reverse("catalog:list"), {"columns": "1", "col": "all"}).content.decode()))
+        == 16
+    )
+    none = client_in.get(reverse("catalog:list"), {"columns": "1"}).content.decode()
+    assert headers(none) == ["Name"]
+    assert 'href="/models/tiny-llama/"' in none
+
+
+def kind_of(html: str) -> str:
+    match = re.search(r'data-kind="([^"]+)"', html)
+    assert match, "no kind badge"
+    return match.group(1)
+
+
+def test_each_model_is_badged_as_what_it_is(client_in: Client, store, tiny_model, tiny_model_dir) -> None:
+    made = {"job": 1, "owner_id": None, "shared": True}
+    store.import_folder(
+        tiny_model_dir,
+        "tiny-int8",
+        parent="tiny-llama",
+        method="int8_weight",
+        extra={**made, "kind": "quantize"},
+    )
+    store.import_folder(
+        tiny_model_dir, "tiny-lora", parent="tiny-llama", method="lora", extra={**made, "kind": "finetune"}
+    )
+    store.import_folder(
+        tiny_model_dir,
+        "tiny-distill",
+        parent="tiny-llama",
+        method="distill",
+        extra={**made, "kind": "finetune"},
+    )
+    expected = {
+        "tiny-llama": "imported",
+        "tiny-int8": "quantized",
+        "tiny-lora": "fine-tuned",
+        "tiny-distill": "distilled",
+    }
+    html = client_in.get(reverse("catalog:list")).content.decode()
+    for name, kind in expected.items():
+        assert kind_of(row_of(html, name)) == kind, name
+        detail = client_in.get(reverse("catalog:detail", args=[name])).content.decode()
+        assert kind_of(detail) == kind, name
+    assert ModelEntry.objects.get(name="tiny-int8").kind_help.startswith("its parent's weights")
+
+
+def test_a_pulled_model_is_a_base_model(client_in: Client, store, tiny_model_dir) -> None:
+    from llmcore.pulls import DEFAULT_MODEL, PULLABLE
+
+    source = PULLABLE[DEFAULT_MODEL].source_label
+    store.import_folder(tiny_model_dir, DEFAULT_MODEL, source_label=source)
+    store.import_folder(tiny_model_dir, "look-alike", source_label=source)  # not a pullable name
+    html = client_in.get(reverse("catalog:list")).content.decode()
+    assert kind_of(row_of(html, DEFAULT_MODEL)) == "base"
+    assert kind_of(row_of(html, "look-alike")) == "imported"
+
+
+def tools(html: str) -> dict[str, str]:
+    nav = re.search(r'<nav [^>]*id="tools".*?</nav>', html, re.S)
+    assert nav, "no tools on the model page"
+    links = dict(
+        (label, href.replace("&amp;", "&"))
+        for href, label in re.findall(r'<a href="([^"]+)">([^<]+)</a>', nav.group(0))
+    )
+    refused = re.findall(r'<span class="off">([^<]+)</span>', nav.group(0))
+    return {**links, **{label: "" for label in refused}}
+
+
+def test_a_model_page_links_to_every_tool_opened_on_it(
+    client_in: Client, store, tiny_model, tiny_bert_dir
+) -> None:
+    links = tools(client_in.get(reverse("catalog:detail", args=["tiny-llama"])).content.decode())
+    assert links == {
+        "Chat": "/chat/?model=tiny-llama",
+        "Tokenizer": "/tokenize/?models=tiny-llama",
+        "Attention": "/attention/?model=tiny-llama",
+        "Next token": "/next-token/?model=tiny-llama",
+        "Logit lens": "/logit-lens/?model=tiny-llama",
+        "Fine-tune": "/jobs/new/finetune/?base_model=tiny-llama",
+        "Quantize": "/jobs/new/quantize/?base_model=tiny-llama",
+    }
+    # each link opens its tool on the model
+    for label, url in links.items():
+        page = client_in.get(url)
+        assert page.status_code == 200, label
+        assert re.search(r'<option value="tiny-llama"[^>]*selected', page.content.decode()) or label in {
+            "Chat",
+            "Tokenizer",
+        }, label
+    store.import_folder(tiny_bert_dir, "tiny-bert")
+    bert = tools(client_in.get(reverse("catalog:detail", args=["tiny-bert"])).content.decode())
+    assert bert["Attention"] == "/attention/?model=tiny-bert"
+    assert bert["Tokenizer"]
+    assert all(bert[label] == "" for label in ("Chat", "Next token", "Logit lens", "Fine-tune", "Quantize"))
