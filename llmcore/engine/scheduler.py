@@ -412,7 +412,7 @@ class Scheduler:
                 shown = warp(logits, dataclasses.replace(config, temperature=1.0), history)
             assert shown is not None
             top = model_logprobs if shown is logits else torch.log_softmax(shown, dim=-1)
-            alternatives = self._alternatives(top, request.top_alternatives)
+            alternatives = self._alternatives(top, request.top_alternatives, token)
         event = TokenEvent(
             index=len(seq.generated) - 1,
             id=token,
@@ -440,12 +440,19 @@ class Scheduler:
         job.shown += event.text
         return True
 
-    def _alternatives(self, logprobs: torch.Tensor, n: int) -> list[Alternative]:
+    def _alternatives(self, logprobs: torch.Tensor, n: int, chosen: int) -> list[Alternative]:
+        """The n likeliest tokens with their ranks, and the chosen one after them (with its rank) when
+        it was not among them: a sampled token can rank far below the top few."""
         top = torch.topk(logprobs, min(n, int(torch.isfinite(logprobs).sum()) or 1))
-        return [
-            Alternative(int(i), self._label(int(i)), math.exp(float(lp)))
-            for lp, i in zip(top.values, top.indices, strict=True)
+        found = [
+            Alternative(int(i), self._label(int(i)), math.exp(float(lp)), rank)
+            for rank, (lp, i) in enumerate(zip(top.values, top.indices, strict=True), start=1)
         ]
+        if all(a.id != chosen for a in found):
+            value = logprobs[chosen]
+            rank = int((logprobs > value).sum()) + 1
+            found.append(Alternative(chosen, self._label(chosen), math.exp(float(value)), rank))
+        return found
 
     def _label(self, token_id: int) -> str:
         label = self._labels.get(token_id)

@@ -115,11 +115,14 @@ class EngineLimits:
 
 
 class Alternative(NamedTuple):
-    """One candidate for a position, after the sampler: id, its display label, its probability."""
+    """One candidate for a position, after the sampler: id, its display label, its probability and its
+    rank there (1: the likeliest). The chosen token is always among a token's alternatives, after the
+    top ones when it ranked below them."""
 
     id: int
     label: str
     prob: float
+    rank: int = 0  # 0: not recorded (answers saved before ranks were)
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,7 @@ class TokenEvent:
     logprob: float  # of this token under the distribution it was drawn from (after the sampler)
     prob: float
     model_logprob: float  # under the model's own softmax, before penalty and filters
-    alternatives: list[Alternative]  # most likely first, after the sampler
+    alternatives: list[Alternative]  # most likely first, after the sampler; the chosen one always in
     time: float = field(default_factory=time.perf_counter)
     batch_size: int = 1  # sequences in the forward pass that produced this token
     speculative: bool = False  # a proposed token the model accepted

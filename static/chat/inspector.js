@@ -177,8 +177,15 @@
     const api = window.chatPage;
     const canBranch = !!(api && typeof api.branchFrom === "function");
     const top = Math.max(...data.alternatives.map((a) => a.prob), 1e-9);
-    data.alternatives.forEach((a) => {
+    data.alternatives.forEach((a, i) => {
+      const prev = data.alternatives[i - 1];
+      if (prev && a.rank > prev.rank + 1) {
+        // the chosen token ranked below the top ones: it follows them, with the gap shown
+        list.append(el("li", "ti-gap", "… " + (a.rank - prev.rank - 1).toLocaleString() + " likelier tokens not shown …"));
+      }
       const item = el("li", a.chosen ? "chosen" : "");
+      const rank = el("span", "ti-rank", "#" + a.rank);
+      rank.title = a.rank === 1 ? "The likeliest token here" : "Rank " + a.rank + " among all tokens here";
       const label = el("code", "ti-label", a.label);
       const bar = el("span", "ti-bar");
       const fill = el("span", "ti-fill");
@@ -200,11 +207,15 @@
           closePanel();
         });
       }
-      item.append(label, bar, value, branch);
+      item.append(rank, label, bar, value, branch);
       list.append(item);
     });
     box.append(list);
     if (!data.alternatives.length) box.append(el("p", "hint", "No alternatives were recorded for this token."));
+    else if (!data.chosen_listed) {
+      box.append(el("p", "hint", "The chosen token ranked below these; this answer was saved before ranks " +
+        "were recorded, so its rank is not known."));
+    }
     return box;
   }
 

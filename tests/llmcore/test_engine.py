@@ -369,3 +369,23 @@ def test_the_engine_decodes_at_its_thread_count_and_prefills_long_prompts_wider(
         torch.set_num_threads(before)
     short = len(prompt(loaded))
     assert seen == [(short, 1), (1, 1), (1, 1), (len(long_prompt), 3), (1, 1), (1, 1)]
+
+
+def test_a_sampled_token_below_the_top_alternatives_is_listed_after_them_with_its_rank(
+    engine, loaded
+) -> None:
+    """One alternative asked, a hot sampler: the drawn tokens that were not the likeliest follow the top
+    one, with their rank in the distribution they were drawn from."""
+    hot = SamplingConfig(temperature=5.0)
+    tokens, _, _ = split(engine.generate(request(loaded, top_alternatives=1, sampling=hot, seed=3)))
+    below = [t for t in tokens if t.alternatives[0].id != t.id]
+    assert below, "a hot sampler drew some token that was not the likeliest"
+    for t in tokens:
+        assert t.alternatives[0].rank == 1
+        chosen = [a for a in t.alternatives if a.id == t.id]
+        assert len(chosen) == 1
+        assert chosen[0].prob == pytest.approx(t.prob, rel=1e-4)
+    for t in below:
+        assert len(t.alternatives) == 2
+        assert t.alternatives[1].rank > 1
+        assert t.alternatives[1].prob <= t.alternatives[0].prob

@@ -231,8 +231,8 @@ def test_engine_runs_the_packed_copy_and_says_so(snapped) -> None:
     # The first token comes from the same prompt: its probability under both agrees to bfloat16 precision.
     first_packed, first_exact = runs["packed"][0], runs["exact"][0]
     assert len(runs["packed"]) == 6
-    exact_logprobs = dict((i, p) for i, _, p in first_exact.alternatives)
-    for token_id, _, prob in first_packed.alternatives[:3]:
+    exact_logprobs = {a.id: a.prob for a in first_exact.alternatives}
+    for token_id, _, prob, _ in first_packed.alternatives[:3]:
         assert prob == pytest.approx(exact_logprobs.get(token_id, 0.0), abs=0.02)
 
 

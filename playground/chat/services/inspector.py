@@ -125,9 +125,19 @@ def token_payload(message: Message, index: int, name: str, sha: str) -> dict[str
         # Greedy answers (temperature 0) take the likeliest token with probability 1; their alternatives
         # are the model's own probabilities (see llmcore.engine), which the page says.
         "greedy": (provenance.get("sampling") or {}).get("temperature") in (0, 0.0),
+        # [id, label, prob, rank]: the chosen token is among them, with its rank, since ranks were
+        # recorded; an older answer's token that ranked below the top ones is missing, which the page says.
         "alternatives": [
-            {"id": a[0], "label": a[1], "prob": a[2], "chosen": a[0] == token_id} for a in alternatives
+            {
+                "id": a[0],
+                "label": a[1],
+                "prob": a[2],
+                "rank": a[3] if len(a) > 3 else index_rank,
+                "chosen": a[0] == token_id,
+            }
+            for index_rank, a in enumerate(alternatives, start=1)
         ],
+        "chosen_listed": any(a[0] == token_id for a in alternatives),
         "context": {
             "labels": labels(name, context),
             "prompt_tokens": len(message.prompt_ids),

@@ -114,8 +114,12 @@ def test_a_sampled_token_shows_its_probability_after_the_sampler(client_in: Clie
     assert body["greedy"] is False
     assert sum(a["prob"] for a in body["alternatives"]) <= 1 + 1e-6
     chosen = [a for a in body["alternatives"] if a["chosen"]]
-    if chosen:  # the drawn token is among the listed top alternatives, with the same probability
-        assert chosen[0]["prob"] == pytest.approx(body["token"]["prob"])
+    assert len(chosen) == 1  # the drawn token is always listed, with the same probability
+    assert chosen[0]["prob"] == pytest.approx(body["token"]["prob"])
+    assert body["chosen_listed"] is True
+    ranks = [a["rank"] for a in body["alternatives"]]
+    assert ranks == sorted(ranks)
+    assert ranks[:5] == list(range(1, min(5, len(ranks)) + 1))
     assert body["token"]["prob"] == sampled.tokens[1][2]
 
 
