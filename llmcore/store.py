@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from llmcore.errors import UserError
 
@@ -55,6 +55,14 @@ Progress = Callable[[str], None]
 
 class StoreError(UserError):
     """A model cannot be imported, found or removed; the message says why, for the user."""
+
+
+class ModelExists(StoreError):
+    """The store already has a model of that name (perhaps one imported at the same moment)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"A model named {name!r} already exists; remove it first or pick another name.")
+        self.name = name
 
 
 @dataclass
@@ -210,9 +218,7 @@ class ModelStore:
         src = Path(source).resolve()
         if not src.is_dir():
             raise StoreError(f"{src} is not a folder.")
-        # Before anything is read: check_importable_folder reads config.json, read_license the README.
-        check_no_links(src, [*(p for p in src.iterdir() if is_model_file(p.name)), src / "README.md"])
-        check_importable_folder(src)
+        check_importable(src)
         name = validate_name(name) if name else name_from(src.name)
 
         def write(tmp: Path) -> None:
@@ -302,7 +308,7 @@ class ModelStore:
     def _write_model(self, name: str, write: Callable[[Path], None], meta: ModelMeta) -> ModelMeta:
         final = self.path(name)
         if final.exists():
-            raise StoreError(f"A model named {name!r} already exists; remove it first or pick another name.")
+            raise ModelExists(name)
         if meta.parent is not None and not self.exists(meta.parent):
             raise StoreError(f"Parent model {meta.parent!r} is not in the store.")
         self.root.mkdir(parents=True, exist_ok=True)
@@ -318,7 +324,12 @@ class ModelStore:
             meta.sha256 = sha256_files(weights + sorted((tmp / ADAPTER_DIR).glob("*.safetensors")))
             meta.facts = read_facts(tmp)
             (tmp / META_FILE).write_text(meta.to_json())
-            tmp.rename(final)
+            try:
+                tmp.rename(final)
+            except OSError:
+                if final.exists():  # another import of the same name finished first (two pulls at once)
+                    raise ModelExists(name) from None
+                raise
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -353,10 +364,20 @@ def _replace_meta(folder: Path, meta: ModelMeta) -> None:
 
 
 # --- checks and facts ----------------------------------------------------------------------------
-def check_importable_folder(src: Path) -> None:
-    files = [p for p in src.iterdir() if p.is_file()]
-    has_safetensors = any(p.suffix == ".safetensors" for p in files)
-    pickles = sorted(p.name for p in files if p.suffix in PICKLE_SUFFIXES)
+def check_importable(src: Path) -> None:
+    """Everything import_folder checks before it copies a byte: no links, then check_importable_folder."""
+    # Before anything is read: check_importable_folder reads config.json, read_license the README.
+    check_no_links(src, [*(p for p in src.iterdir() if is_model_file(p.name)), src / "README.md"])
+    check_importable_folder(src)
+
+
+def check_file_names(names: Iterable[str], where: str) -> None:
+    """Refuse a model folder by its files' names alone (so an upload is refused before it is written):
+    pickle checkpoints with no safetensors beside them, no safetensors at all, code shipped with the
+    model, or no config.json."""
+    names = [Path(name).name for name in names]
+    has_safetensors = any(name.endswith(".safetensors") for name in names)
+    pickles = sorted(name for name in names if Path(name).suffix.lower() in PICKLE_SUFFIXES)
     if pickles and not has_safetensors:
         raise StoreError(
             f"Refused: {', '.join(pickles)} {'is a' if len(pickles) == 1 else 'are'} pickle checkpoint"
@@ -364,21 +385,31 @@ def check_importable_folder(src: Path) -> None:
             "Only safetensors weights are accepted; convert the checkpoint to safetensors first."
         )
     if not has_safetensors:
-        raise StoreError(f"Refused: {src} holds no .safetensors weights.")
-    config_path = src / "config.json"
-    if not config_path.is_file():
-        raise StoreError(f"Refused: {src} has no config.json.")
+        raise StoreError(f"Refused: {where} holds no .safetensors weights.")
+    code_files = sorted(name for name in names if name.endswith(".py"))
+    if code_files:
+        raise_custom_code(f"({', '.join(code_files)})")
+    if "config.json" not in names:
+        raise StoreError(f"Refused: {where} has no config.json.")
+
+
+def raise_custom_code(what: str) -> NoReturn:
+    raise StoreError(
+        f"Refused: this model needs custom code {what}. The playground never runs code shipped with a "
+        "model (trust_remote_code stays off)."
+    )
+
+
+def check_importable_folder(src: Path) -> None:
+    check_file_names([p.name for p in src.iterdir() if p.is_file()], str(src))
     try:
-        config = json.loads(config_path.read_text())
+        config = json.loads((src / "config.json").read_text())
     except ValueError as exc:
         raise StoreError(f"Refused: config.json is not valid JSON ({exc}).") from None
-    code_files = sorted(p.name for p in files if p.suffix == ".py")
-    if config.get("auto_map") or code_files:
-        raise StoreError(
-            "Refused: this model needs custom code"
-            + (f" ({', '.join(code_files)})" if code_files else " (auto_map in config.json)")
-            + ". The playground never runs code shipped with a model (trust_remote_code stays off)."
-        )
+    if not isinstance(config, dict):
+        raise StoreError("Refused: config.json does not hold a JSON object.")
+    if config.get("auto_map"):
+        raise_custom_code("(auto_map in config.json)")
     from transformers import CONFIG_MAPPING
 
     model_type = config.get("model_type")

@@ -187,3 +187,42 @@ def test_an_older_meta_json_loads_and_gets_the_new_facts_once(
     assert on_disk["head_dim"] == 16, "the refreshed facts are kept"
     assert on_disk["size_bytes"] == meta.facts.size_bytes == old.facts.size_bytes
     assert [p.name for p in store.path("tiny").iterdir() if p.name.startswith(".")] == []
+
+
+def lose_the_race_for(name: str, store: ModelStore, source: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the next import reads its facts, another import of `name` finishes first (two pulls at once)."""
+    import llmcore.store as store_module
+
+    real = store_module.read_facts
+
+    def facts_while_another_lands(folder: Path):
+        monkeypatch.setattr(store_module, "read_facts", real)
+        store.import_folder(source, name)
+        return real(folder)
+
+    monkeypatch.setattr(store_module, "read_facts", facts_while_another_lands)
+
+
+def test_an_import_that_loses_the_race_for_its_name_is_refused_and_leaves_nothing(
+    store: ModelStore, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmcore.store import ModelExists
+
+    lose_the_race_for("tiny", store, tiny_model_dir, monkeypatch)
+    with pytest.raises(ModelExists, match="'tiny' already exists"):
+        store.import_folder(tiny_model_dir, "tiny")
+    assert [m.name for m in store.list()] == ["tiny"]
+    assert sorted(p.name for p in store.root.iterdir()) == ["tiny"]  # no half-written copy
+
+
+def test_a_pull_that_loses_the_race_returns_the_model_the_other_pull_added(
+    store: ModelStore, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmcore.pulls import DEFAULT_MODEL, pull
+
+    seed = ModelStore(tmp_path / "seed")
+    seed.import_folder(tiny_model_dir, DEFAULT_MODEL)
+    lose_the_race_for(DEFAULT_MODEL, store, tiny_model_dir, monkeypatch)
+    meta, added = pull(DEFAULT_MODEL, store, tmp_path / "cache", seed_store=seed)
+    assert (meta.name, added) == (DEFAULT_MODEL, False)
+    assert [m.name for m in store.list()] == [DEFAULT_MODEL]
