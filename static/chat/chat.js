@@ -299,8 +299,9 @@
   function placeNewVersion(frame) {
     const action = frame.action || "new";
     if (action === "new") return;
+    let left = 0; // the messages after the old version: they stay with it, and the page says how to get back
     if (action === "edit") {
-      removeFrom($("message-" + frame.source));
+      left = removeFrom($("message-" + frame.source)) - 1;
       const bubble = el("li", "msg user");
       bubble.id = "message-" + frame.parent;
       const who = el("div", "who");
@@ -311,16 +312,27 @@
       messages.append(bubble);
     } else {
       const parent = $("message-" + frame.parent);
-      if (parent) removeFrom(parent.nextElementSibling);
+      if (parent) left = removeFrom(parent.nextElementSibling) - 1;
+    }
+    if (left > 0) {
+      const note = el("li", "msg status-note hint version-left");
+      note.dataset.testid = "version-left";
+      note.textContent = "The " + left + (left === 1 ? " message" : " messages") + " after the earlier " +
+        "version stay with it: once this answer is written, switch versions with ‹ › to get back to them.";
+      messages.append(note);
     }
   }
 
+  // Removes `node` and everything after it; returns how many messages went (status notes do not count).
   function removeFrom(node) {
+    let removed = 0;
     while (node) {
       const next = node.nextElementSibling;
+      if (!node.classList.contains("status-note")) removed += 1;
       node.remove();
       node = next;
     }
+    return removed;
   }
 
   messages.addEventListener("click", (event) => {

@@ -69,6 +69,10 @@ def test_versions_of_answers_and_questions(site: Site, browser, own_chats) -> No
     answers.last.get_by_test_id("stats").wait_for(timeout=SLOW)
     assert raw_text(edited) == "Describe the moon in one sentence."
     assert raw_text(answers.last) not in (first, second)
+    # the first question's answer stays with it, and the page says how to get back to it
+    note = edited.get_by_test_id("version-note")
+    assert note.inner_text() == "version 1 goes on for 1 more message: switch with ‹ › to get back to it"
+    page.screenshot(path=str(ARTIFACTS / "chat-edited.png"), full_page=True)
     edited.get_by_role("button", name="Previous version").click()
     page.locator("li.msg.user .version-count", has_text="1/2").wait_for()
     assert raw_text(page.locator("li.msg.user").last) == "Describe the sea in one sentence."

@@ -19,6 +19,10 @@ class Versions:
     count: int
     previous: int | None
     next: int | None
+    # (version number, messages its branch goes on for) for the other versions that go on past this
+    # turn: what a new version (regenerate, continue, branch, edit) left on the old one, which the page
+    # points back to.
+    later_elsewhere: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass
@@ -41,11 +45,13 @@ class Tree:
     def versions(self, message_id: int) -> Versions:
         siblings = self.siblings(message_id)
         i = siblings.index(message_id)
+        later = ((n, self.shown_after(s)) for n, s in enumerate(siblings, start=1) if s != message_id)
         return Versions(
             index=i + 1,
             count=len(siblings),
             previous=siblings[i - 1] if i > 0 else None,
             next=siblings[i + 1] if i + 1 < len(siblings) else None,
+            later_elsewhere=tuple((n, count) for n, count in later if count),
         )
 
     def path_to(self, message_id: int) -> list[int]:
@@ -65,6 +71,10 @@ class Tree:
             found.append(at)
             todo.extend(self.children.get(at, []))
         return found
+
+    def shown_after(self, message_id: int) -> int:
+        """How many messages follow this one on the branch that switching to it shows."""
+        return len(self.path_to(self.newest_leaf(message_id))) - len(self.path_to(message_id))
 
     def newest_leaf(self, message_id: int) -> int:
         """The newest message without followers below this one: what switching to it shows."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -62,7 +64,10 @@ def test_each_message_knows_its_versions(tree) -> None:
     chat, m = tree
     versions = {msg.content: msg.versions for msg in services.history(chat)}
     assert versions["Q1"] == services.Versions(index=1, count=1, previous=None, next=None)
-    assert versions["A1b"] == services.Versions(index=2, count=2, previous=m["A1"].pk, next=None)
+    # A1 goes on for 2 messages (Q2, A2) that the branch shown does not have
+    assert versions["A1b"] == services.Versions(
+        index=2, count=2, previous=m["A1"].pk, next=None, later_elsewhere=((1, 2),)
+    )
     assert versions["A2b"] == services.Versions(index=1, count=2, previous=None, next=m["A2c"].pk)
 
 
@@ -116,6 +121,9 @@ def test_the_page_shows_a_version_switcher_and_the_actions_of_each_message(clien
     assert html.count('data-action="copy"') == 4
     assert html.count('hx-confirm="Delete this message and everything after it') == 4
     assert 'data-action="continue"' not in html  # no answer shown was stopped or cut by length
+    # where a new version left later turns on the old one, the page says how to get back to them
+    notes = re.findall(r'data-testid="version-note">([^<]*)<', html)
+    assert notes == ["version 1 goes on for 2 more messages: switch with ‹ › to get back to it"]
 
 
 def test_continue_shows_for_stopped_or_length_cut_answers_and_replay_shows_its_seed(
