@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,9 +14,10 @@ from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import Q
 
 from llmcore import pulls
-from llmcore.store import ModelMeta, ModelStore, StoreError
+from llmcore.store import ModelMeta, ModelStore, StoreError, check_file_names, check_importable
 from playground.catalog.models import ModelEntry
 from playground.core.services import PlaygroundError, model_cache, model_store
 
@@ -26,17 +27,24 @@ __all__ = [
     "DEFAULT_MODEL",
     "default_model_of",
     "text_models",
+    "Dependents",
     "ModelNotFound",
+    "RemoveRefused",
     "SharingRefused",
     "StoreError",
+    "dependents",
     "get_visible_model",
     "import_model",
+    "importable_source",
+    "is_admin",
     "list_models",
     "may_manage",
+    "may_remove",
     "may_see",
     "owner_extra",
     "pull_model",
     "remove_model",
+    "remove_model_as",
     "set_shared",
     "sync_catalog",
     "visible_models",
@@ -260,22 +268,29 @@ def set_shared(user: Any, name: str, shared: bool) -> ModelEntry:
     return ModelEntry.objects.select_related("parent", "owner").get(pk=entry.pk)
 
 
+def importable_source(path: Path | str) -> Path:
+    """The GGUF file or model folder at `path` if the store would import it, checked before a byte is
+    copied (no pickles, no custom code, no links); else StoreError with the reason."""
+    source = Path(path).expanduser()
+    if source.is_file() and source.suffix.lower() == ".gguf":
+        return source
+    if source.is_dir():
+        check_importable(source)
+        return source
+    if source.is_file():
+        check_file_names([source.name], str(source))  # a pickle checkpoint is refused as one
+    raise StoreError(f"{source} is neither a .gguf file nor a model folder.")
+
+
 def import_model(
     path: Path | str, name: str | None = None, progress: Callable[[str], None] | None = None
 ) -> ModelMeta:
     """Import a GGUF file or a Hugging Face folder with safetensors into the store and the catalog."""
-    source = Path(path).expanduser()
-    if source.is_file() and source.suffix.lower() == ".gguf":
+    source = importable_source(path)
+    if source.is_file():
         meta = model_store().import_gguf(source, name, progress=progress)
-    elif source.is_dir():
-        meta = model_store().import_folder(source, name)
-    elif source.is_file() and source.suffix.lower() in {".bin", ".pt", ".pth", ".ckpt", ".pkl"}:
-        raise StoreError(
-            f"Refused: {source.name} is a pickle checkpoint, which can run arbitrary code when loaded. "
-            "Only safetensors weights (or GGUF files) are accepted."
-        )
     else:
-        raise StoreError(f"{source} is neither a .gguf file nor a model folder.")
+        meta = model_store().import_folder(source, name)
     sync_catalog(fresh=True)
     return meta
 
@@ -300,3 +315,69 @@ def remove_model(name: str) -> None:
 
 def pullable_models() -> list[pulls.PullSpec]:
     return list(pulls.PULLABLE.values())
+
+
+# --- removing from the site -------------------------------------------------------------------------
+class RemoveRefused(PlaygroundError):
+    """A model this user may not remove, or not yet (something depends on it); the message says which."""
+
+    status = 409
+
+
+def may_remove(user: Any, entry: ModelEntry) -> bool:
+    """A made model: its owner and admins. A base model (everyone's): admins only."""
+    return may_manage(user, entry) if is_made(entry) else is_admin(user)
+
+
+@dataclass
+class Dependents:
+    """What depends on a model, as one user may know it. Models made from it block its removal (others'
+    private ones are counted, not named), and so do jobs queued or running on it; the user's own chats and
+    jobs that use it are listed, other people's counted."""
+
+    children: list[str]
+    hidden_children: int
+    active_jobs: int
+    jobs: list[Any]
+    chats: list[Any]
+    others_jobs: int
+    others_chats: int
+
+    @property
+    def blocker(self) -> str:
+        """Why the model cannot be removed now, or ''."""
+        if self.children or self.hidden_children:
+            names = self.children + ([f"{self.hidden_children} private model(s)"] if self.hidden_children else [])
+            return f"Models were made from it ({', '.join(names)}); remove those first."
+        if self.active_jobs:
+            return f"{self.active_jobs} job(s) queued or running use it; wait for them or cancel them first."
+        return ""
+
+
+def dependents(user: Any, entry: ModelEntry) -> Dependents:
+    children = list(ModelEntry.objects.filter(parent=entry))
+    job_model = apps.get_model("jobs", "Job")
+    jobs = job_model.objects.filter(Q(base_model=entry.name) | Q(params__teacher_model=entry.name))
+    chats = apps.get_model("chat", "Conversation").objects.filter(model_name=entry.name)
+    return Dependents(
+        children=[c.name for c in children if may_see(user, c)],
+        hidden_children=sum(1 for c in children if not may_see(user, c)),
+        active_jobs=jobs.filter(status__in=job_model.ACTIVE).count(),
+        jobs=list(jobs.filter(owner=user)[:50]),
+        chats=list(chats.filter(owner=user)[:50]),
+        others_jobs=jobs.exclude(owner=user).count(),
+        others_chats=chats.exclude(owner=user).count(),
+    )
+
+
+def remove_model_as(user: Any, name: str) -> None:
+    """Remove a model from the store and the catalog for this user: ModelNotFound when they may not see
+    it, RemoveRefused when they may not remove it or something depends on it."""
+    entry = get_visible_model(user, name)
+    if not may_remove(user, entry):
+        who = "its owner or an admin" if is_made(entry) else "an admin (it is everyone's base model)"
+        raise RemoveRefused(f"Only {who} can remove {entry.name}.", status=403)
+    blocker = dependents(user, entry).blocker
+    if blocker:
+        raise RemoveRefused(f"{entry.name} cannot be removed yet. {blocker}")
+    remove_model(entry.name)

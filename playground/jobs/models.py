@@ -46,6 +46,9 @@ class Job(models.Model):
         FINETUNE = "finetune", "Fine-tune"
         QUANTIZE = "quantize", "Quantize"
         ACCELERATE = "accelerate", "Accelerate experiment"  # measures the engine; makes no model
+        # Add a base model to the store (no parent, shared with everyone): playground/jobs/services/adding.py
+        PULL = "pull", "Pull"
+        IMPORT = "import", "Import"
 
     class Status(models.TextChoices):
         QUEUED = "queued"
