@@ -13,3 +13,6 @@ urlpatterns = [
     path("", include("playground.inspect.urls")),
     path("admin/", admin.site.urls),
 ]
+
+# An address no route matches (DEBUG off; with DEBUG on, UserErrorMiddleware answers it the same way).
+handler404 = "playground.core.errors.not_found"

@@ -73,8 +73,12 @@ def api_view(view: Callable[..., Any]) -> Callable[..., HttpResponse]:
 
 
 def error_response(exc: UserError) -> JsonResponse:
-    fields = getattr(exc, "fields", None) or {}
-    return JsonResponse({"error": error_message(exc), "fields": fields}, status=error_status(exc))
+    return error_json(error_message(exc), error_status(exc), getattr(exc, "fields", None) or {})
+
+
+def error_json(message: str, status: int, fields: dict[str, Any] | None = None) -> JsonResponse:
+    """Every JSON error of the site: {"error": the sentence, "fields": {field: [errors]}}."""
+    return JsonResponse({"error": message, "fields": fields or {}}, status=status)
 
 
 def error_message(exc: UserError) -> str:

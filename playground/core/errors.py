@@ -12,32 +12,55 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 
-from playground.core.api import API_PREFIX, error_message, error_response
+from playground.core.api import API_PREFIX, error_json, error_message
 from playground.core.services import UserError, error_status
+
+NOT_FOUND = "There is nothing at this address."
 
 
 class UserErrorMiddleware:
+    """Also the site's own 404 and 403 in every mode: with DEBUG on (`make run`), Django would answer an
+    unknown address or a missing object with its technical page, which lists the site's URL patterns."""
+
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
+        response = self.get_response(request)
+        if (
+            response.status_code == 404
+            and settings.DEBUG
+            and getattr(request, "resolver_match", None) is None
+        ):
+            return answer(request, NOT_FOUND, 404, {})  # no route matched: Django's debug page otherwise
+        return response
 
     def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
+        if isinstance(exc, Http404):
+            return answer(request, str(exc) or NOT_FOUND, 404, {})
+        if isinstance(exc, PermissionDenied):
+            return answer(request, str(exc) or "You may not do that.", 403, {})
         if not isinstance(exc, UserError):
             return None  # a bug: Django's 500 page and the log
-        status = error_status(exc)
-        if request.path.startswith(API_PREFIX) or "application/json" in request.headers.get("Accept", ""):
-            return error_response(exc)
-        message = error_message(exc)
-        if getattr(
-            request, "htmx", False
-        ):  # htmx swaps only a 2xx: the alert goes where the answer was going
-            alert = render_to_string("core/user_error.html#alert", {"message": message}, request=request)
-            return HttpResponse(alert, headers={"X-User-Error": str(status)})
-        context = {"message": message, "status": status}
-        page = render_to_string("core/user_error.html", context, request=request)
-        return HttpResponse(page, status=status)
+        return answer(request, error_message(exc), error_status(exc), getattr(exc, "fields", None) or {})
+
+
+def answer(request: HttpRequest, message: str, status: int, fields: dict[str, object]) -> HttpResponse:
+    if request.path.startswith(API_PREFIX) or "application/json" in request.headers.get("Accept", ""):
+        return error_json(message, status, fields)
+    if getattr(request, "htmx", False):  # htmx swaps only a 2xx: the alert goes where the answer was going
+        alert = render_to_string("core/user_error.html#alert", {"message": message}, request=request)
+        return HttpResponse(alert, headers={"X-User-Error": str(status)})
+    context = {"message": message, "status": status}
+    page = render_to_string("core/user_error.html", context, request=request)
+    return HttpResponse(page, status=status)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """handler404 (DEBUG off): an address no route matches, as the rest of the site answers it."""
+    return answer(request, NOT_FOUND, 404, {})

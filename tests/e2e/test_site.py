@@ -41,11 +41,28 @@ def test_a_newcomer_logs_in_with_the_link_and_sees_the_default_model(site: Site,
     assert row.locator('[data-fact="layers"]').inner_text() == "30"
     assert row.locator('[data-fact="heads"]').inner_text() == "9"
     assert row.locator('[data-fact="kv_heads"]').inner_text() == "3"
-    assert row.locator('[data-fact="hidden"]').inner_text() == "576"
-    assert row.locator('[data-fact="vocab"]').inner_text() == "49152"
     assert row.locator('[data-fact="parameters"]').inner_text() == "134.5 M"
+    assert row.locator("[data-kind]").inner_text() == "base"
+    wrap = page.locator(".table-wrap")
+    fits = wrap.evaluate("w => w.scrollWidth <= w.clientWidth")
+    assert fits, "the catalog table fits a 1,400-pixel window"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "catalog.png"), full_page=True)
+    # More columns on request: a box ticked sends the form at once, and the choice is kept.
+    page.get_by_text("Columns").click()
+    page.get_by_label("Vocabulary").check()
+    page.wait_for_url("**/models/?columns=1*")
+    assert row.locator('[data-fact="vocab"]').inner_text() == "49152"
+    page.get_by_label("Hidden").check()
+    page.wait_for_url("**col=hidden*")
+    assert row.locator('[data-fact="hidden"]').inner_text() == "576"
+    page.goto(f"{site.url}/models/")
+    assert row.locator('[data-fact="vocab"]').inner_text() == "49152"
+    page.get_by_text("Columns").click()
+    page.get_by_label("Vocabulary").uncheck()
+    page.wait_for_function("!document.querySelector('[data-fact=vocab]')")
+    page.get_by_label("Hidden").uncheck()
+    page.wait_for_function("!document.querySelector('[data-fact=hidden]')")
     # htmx is loaded from this site and the filter box swaps rows in place.
     page.get_by_label("Filter models").fill("no-such-model")
     page.get_by_text("No model matches").wait_for()
@@ -54,6 +71,24 @@ def test_a_newcomer_logs_in_with_the_link_and_sees_the_default_model(site: Site,
     page.wait_for_url(f"{site.url}/models/smollm2-135m-instruct/")
     assert "Apache-2.0" in page.content()
     page.screenshot(path=str(ARTIFACTS / "model-detail.png"), full_page=True)
+    # Every tool opens on this model from its page.
+    tools = page.locator("#tools")
+    tools.get_by_role("link", name="Logit lens").click()
+    page.wait_for_url("**/logit-lens/?model=smollm2-135m-instruct")
+    assert page.locator("#id_model").input_value() == "smollm2-135m-instruct"
+    # An unknown address and an unknown model: the site's own page, with its navigation, even with
+    # DEBUG on (as `make run` has it), never Django's technical page with the site's routes.
+    for address, says in [
+        ("/no-such-page/", "There is nothing at this address."),
+        ("/models/no-such-model/", "No model named 'no-such-model' in the catalog."),
+    ]:
+        response = page.goto(f"{site.url}{address}")
+        assert response.status == 404
+        assert page.locator("h1").inner_text() == "Not found"
+        assert says in page.locator("main").inner_text()
+        assert page.get_by_role("navigation", name="Sections").is_visible()
+        assert "URLconf" not in page.content()
+    page.screenshot(path=str(ARTIFACTS / "not-found.png"), full_page=True)
 
 
 def session_cookie(site: Site) -> str:

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.test import Client
 from django.urls import path
@@ -36,6 +37,10 @@ def broken(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("a bug")
 
 
+def forbidden(request: HttpRequest) -> HttpResponse:
+    raise PermissionDenied("Only its owner may.")
+
+
 # the site's own routes too: its pages' navigation names them
 def quoted(request: HttpRequest) -> HttpResponse:
     raise PlaygroundError("Unknown layer 'q_proj'")
@@ -46,8 +51,10 @@ urlpatterns = [
     path("missing/", missing),
     path("refused/", refused),
     path("broken/", broken),
+    path("forbidden/", forbidden),
     *site_urls.urlpatterns,
 ]
+handler404 = site_urls.handler404
 
 
 @pytest.fixture
@@ -133,3 +140,39 @@ def test_a_text_over_its_limit_is_refused_with_the_limit_and_never_cut() -> None
     form = Form({"note": "x" * 11, "title": "ok"})
     assert not form.is_valid()
     assert form.errors["note"] == ["The note is longer than 10 characters (it has 11): shorten it."]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("debug", [True, False])
+def test_unknown_addresses_and_objects_get_the_sites_own_404_with_debug_on_or_off(
+    client_in, settings, debug: bool
+) -> None:
+    settings.DEBUG = debug
+    for address, says in [
+        ("/no-such-page/", "There is nothing at this address."),
+        ("/chat/987654/", "No conversation 987654."),
+        ("/models/no-such-model/", "No model named &#x27;no-such-model&#x27; in the catalog"),
+    ]:
+        page = client_in.get(address)
+        body = page.content.decode()
+        assert page.status_code == 404, address
+        assert "<h1>Not found</h1>" in body, address
+        assert says in body, address
+        assert 'class="topbar"' in body, address  # the site's page, with its navigation
+        assert "URLconf" not in body, address  # not Django's technical page, which lists every route
+        assert "Django tried these URL patterns" not in body, address
+    api = client_in.get("/api/no-such-endpoint")
+    assert api.status_code == 404
+    assert api.json() == {"error": "There is nothing at this address.", "fields": {}}
+    htmx = client_in.get("/no-such-page/", headers={"HX-Request": "true"})
+    assert htmx["X-User-Error"] == "404"
+    assert 'data-testid="user-error">There is nothing at this address.</p>' in htmx.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_refusal_is_the_sites_own_403_page(client_in, settings) -> None:
+    settings.DEBUG = True
+    page = client_in.get("/forbidden/")
+    assert page.status_code == 403
+    assert "<h1>Not allowed</h1>" in page.content.decode()
+    assert "Only its owner may." in page.content.decode()
