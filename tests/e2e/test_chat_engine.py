@@ -1,5 +1,6 @@
-"""The engine as a chat user sees it, in a real browser on the real model: waiting in line when the
-engine is full, and speculative decoding chosen in the sampler panel and reported under the answer."""
+"""The engine as a chat user sees it, in a real browser on the real model: the model loading before a
+first answer, waiting in line when the engine is full, and speculative decoding chosen in the sampler
+panel and reported under the answer."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def one_seat(real_model_store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    """A site whose engine decodes one sequence at a time: the second chat has to wait."""
-    running = start_site(tmp_path_factory.mktemp("one-seat"), ENGINE_MAX_SEQUENCES="1")
+    """A site whose engine decodes one sequence at a time: the second chat has to wait. It does not
+    preload the default model, so the first chat shows the model loading."""
+    running = start_site(
+        tmp_path_factory.mktemp("one-seat"), ENGINE_MAX_SEQUENCES="1", PRELOAD_DEFAULT_MODEL="0"
+    )
     yield running
     stop_process(running.process)
 
@@ -31,7 +35,14 @@ def test_a_second_chat_waits_in_line_then_answers(one_seat: Site, browser) -> No
     first.locator("#id_max_new_tokens").fill("400")
     first.locator("#id_content").fill("Write a long story about a robot.")
     first.get_by_role("button", name="Send").click()
+    # nothing loaded yet: the chat says what it waits for before the first token, then streams
+    loading = first.get_by_test_id("loading")
+    loading.wait_for(timeout=30_000)
+    assert (
+        loading.inner_text() == "Loading smollm2-135m-instruct (its first answer waits a few seconds for it)…"
+    )
     first.wait_for_function(f"{STREAMING_LENGTH} > 10", timeout=120_000)
+    assert first.get_by_test_id("loading").count() == 0
 
     second.locator("#id_max_new_tokens").fill("8")
     second.locator("#id_content").fill("Say hello.")
