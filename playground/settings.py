@@ -190,6 +190,9 @@ DATASET_MAX_ROWS = envint("DATASET_MAX_ROWS", 20_000)
 
 # --- Models ---------------------------------------------------------------------------------------
 MAX_LOADED_MODELS = envint("MAX_LOADED_MODELS", 2)
+# The most bytes an admin may upload to import a model (a .gguf, or a folder's files together); a bigger
+# upload is refused with this limit, and a bigger model is imported by its path on the server instead.
+MODEL_UPLOAD_MAX_BYTES = envint("MODEL_UPLOAD_MAX_BYTES", 4 * 1024**3)
 # "auto" picks cuda, then mps, then cpu.
 MODEL_DEVICE = envstr("MODEL_DEVICE", "auto")
 # "auto": on a CPU the chat engine runs a copy of a model whose layers are on a 4-bit grid (imported from

@@ -22,6 +22,7 @@ from playground.catalog.models import ModelEntry
 from playground.core.services import PlaygroundError, model_cache, model_store
 
 DEFAULT_MODEL = pulls.DEFAULT_MODEL  # the model `make run` pulls and every page starts with
+RESERVED_NAMES = frozenset({"add"})  # catalog pages at /models/<this>/, where a model's page would be
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -347,7 +348,9 @@ class Dependents:
     def blocker(self) -> str:
         """Why the model cannot be removed now, or ''."""
         if self.children or self.hidden_children:
-            names = self.children + ([f"{self.hidden_children} private model(s)"] if self.hidden_children else [])
+            names = self.children + (
+                [f"{self.hidden_children} private model(s)"] if self.hidden_children else []
+            )
             return f"Models were made from it ({', '.join(names)}); remove those first."
         if self.active_jobs:
             return f"{self.active_jobs} job(s) queued or running use it; wait for them or cancel them first."

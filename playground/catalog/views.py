@@ -137,6 +137,7 @@ def access_context(request: Request, entry: ModelEntry) -> dict[str, object]:
         "is_made": services.is_made(entry),
         "is_owner": entry.owner_id is not None and entry.owner_id == user.pk,
         "may_manage": services.may_manage(user, entry),
+        "may_remove": services.may_remove(user, entry),
     }
 
 

@@ -46,7 +46,7 @@ class Job(models.Model):
         FINETUNE = "finetune", "Fine-tune"
         QUANTIZE = "quantize", "Quantize"
         ACCELERATE = "accelerate", "Accelerate experiment"  # measures the engine; makes no model
-        # Add a base model to the store (no parent, shared with everyone): playground/jobs/services/adding.py
+        # Add a base model to the store (shared with everyone): playground/jobs/services/adding.py
         PULL = "pull", "Pull"
         IMPORT = "import", "Import"
 
@@ -58,6 +58,7 @@ class Job(models.Model):
         CANCELLED = "cancelled"
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
+    ADDING = (Kind.PULL, Kind.IMPORT)  # add a base model: no parent, no curves or report
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -109,6 +110,10 @@ class Job(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
+
+    @property
+    def adds_model(self) -> bool:
+        return self.kind in self.ADDING
 
     @property
     def can_cancel(self) -> bool:

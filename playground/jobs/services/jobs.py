@@ -16,6 +16,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from llmcore.store import StoreError, name_from, validate_name
+from playground.catalog.services import RESERVED_NAMES
 from playground.celery import app
 from playground.core.models import WorkerHeartbeat
 from playground.core.services import PlaygroundError, model_store
@@ -64,6 +65,8 @@ def output_name_for(base: str, method: str, requested: str = "") -> str:
             name = validate_name(requested)
         except StoreError as exc:
             raise JobError(str(exc)) from None
+        if name in RESERVED_NAMES:
+            raise JobError(f"{name!r} is the name of a catalog page (/models/{name}/); pick another.")
         if model_store().exists(name) or Job.objects.filter(output_name=name, status__in=Job.ACTIVE).exists():
             raise JobError(f"A model named {name!r} exists already (or a job is making one); pick another.")
         return name

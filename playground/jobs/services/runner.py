@@ -25,6 +25,7 @@ from llmcore.loading import best_device
 from playground.catalog.services import owner_extra, sync_catalog
 from playground.core.services import model_store
 from playground.jobs.models import Job
+from playground.jobs.services.adding import add_model
 from playground.jobs.services.datasets import parsed_dataset
 from playground.jobs.services.jobs import mark_lost
 
@@ -196,10 +197,13 @@ def run_job(job_id: int, task_id: str | None, hostname: str) -> str:
     ctx.log(f"attempt {job.attempt} on {hostname} ({device})")
     try:
         with Heartbeat(job.pk):
-            report, extra = _run(job, out_dir, ctx)
-            ctx.check_cancelled()
-            writer.update(Update(phase="registering", log=f"adding {job.output_name} to the catalog"))
-            _register(job, out_dir, report, extra)
+            if job.adds_model:  # a pull or import: the store writes the model itself
+                report = add_model(job, ctx)
+            else:
+                report, extra = _run(job, out_dir, ctx)
+                ctx.check_cancelled()
+                writer.update(Update(phase="registering", log=f"adding {job.output_name} to the catalog"))
+                _register(job, out_dir, report, extra)
         # A finished job is never resumed: its checkpoints (optimizer state included) only take disk.
         for leftover in ("checkpoints", "student"):
             shutil.rmtree(job.work_dir / leftover, ignore_errors=True)
