@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import (
+    DOWNLOAD_CACHE,
     REAL_MODEL_STORE,
     ROOT,
     free_port,
@@ -95,7 +96,9 @@ PRELOAD_DONE = "the chat's preload"
 
 def start_site(data_dir: Path, **env_extra: str) -> Site:
     port = free_port()
-    env = site_env(data_dir, MODEL_DIR=str(REAL_MODEL_STORE), **{"HEALTHZ_TOKEN": HEALTHZ_TOKEN, **env_extra})
+    # The download cache is the tests' shared one, so a model pulled from a page is downloaded once.
+    shared = {"HEALTHZ_TOKEN": HEALTHZ_TOKEN, "DOWNLOAD_CACHE_DIR": str(DOWNLOAD_CACHE)}
+    env = site_env(data_dir, MODEL_DIR=str(REAL_MODEL_STORE), **{**shared, **env_extra})
     manage(env, "migrate", "--noinput")
     manage(env, "ensure_admin")
     log_path = data_dir / "serve.log"

@@ -231,32 +231,34 @@ def add_model(job: Job, ctx: JobContext) -> dict[str, Any]:
     catalog; when it raises, nothing of it is (JobFailed carries the store's reason). Returns the report.
     An upload is removed once imported or cancelled; a failed import keeps it, so Resume can try again."""
     upload_id = str(job.params.get("upload") or "")
+    stages = pulls.PULL_STAGES if job.kind == Job.Kind.PULL else pulls.IMPORT_STAGES
+    say = stage_reporter(ctx, stages)
     try:
-        meta = _pull(job, ctx) if job.kind == Job.Kind.PULL else _import(job, ctx)
+        meta = _pull(job, ctx, say) if job.kind == Job.Kind.PULL else _import(job, say)
     except StoreError as exc:
         raise JobFailed(str(exc)) from None
     except JobCancelled:
         discard_upload(upload_id)
         raise
     discard_upload(upload_id)
+    ctx.report(Update(step=len(stages), total=len(stages), log=f"{meta.name} is in the catalog."))
     facts = meta.facts
     return {"model": meta.name, "sha256": meta.sha256, "size_bytes": facts.size_bytes if facts else None}
 
 
-def _pull(job: Job, ctx: JobContext) -> ModelMeta:
-    meta, added = pull_model(job.output_name, progress=stage_reporter(ctx, pulls.PULL_STAGES))
+def _pull(job: Job, ctx: JobContext, say: Callable[[str], None]) -> ModelMeta:
+    meta, added = pull_model(job.output_name, progress=say)
     if not added:
         ctx.log(f"{meta.name} was in the store already (pulled by another job meanwhile).")
     return meta
 
 
-def _import(job: Job, ctx: JobContext) -> ModelMeta:
+def _import(job: Job, say: Callable[[str], None]) -> ModelMeta:
     if not is_admin(job.owner):
         raise JobFailed("Only admins can import models, and the one who queued this is no longer an admin.")
     source = Path(str(job.params.get("path") or ""))
     if not source.is_absolute() or not source.exists():
         raise JobFailed(f"{source} is gone (an upload is kept until its import succeeds); import it again.")
-    say = stage_reporter(ctx, pulls.IMPORT_STAGES)
     say(f"Importing {source.name} as {job.output_name}")
     return import_model(source, job.output_name, progress=say)
 

@@ -78,7 +78,9 @@ def leftovers(store: ModelStore) -> list[str]:
 
 def folder_files(folder: Path, field: str = "folder") -> dict[str, list[SimpleUploadedFile]]:
     """A model folder's files as a browser's folder input sends them (each by its own name)."""
-    return {field: [SimpleUploadedFile(p.name, p.read_bytes()) for p in sorted(folder.iterdir()) if p.is_file()]}
+    return {
+        field: [SimpleUploadedFile(p.name, p.read_bytes()) for p in sorted(folder.iterdir()) if p.is_file()]
+    }
 
 
 def uploads(data_dir: Path) -> list[str]:
@@ -100,7 +102,8 @@ def test_the_add_page_lists_every_pullable_model_with_its_size_license_and_use(
     assert 'aria-label="Pull smollm2-135m-instruct"' in html
     assert 'aria-label="Pull minilm"' not in html, "a model in the catalog is not offered again"
     assert "already in the catalog" in html
-    assert "is for admins" in html and 'id="import-form"' not in html, "a user sees no import form"
+    assert "is for admins" in html
+    assert 'id="import-form"' not in html, "a user sees no import form"
     assert reverse("catalog:add") in client_in.get(reverse("catalog:list")).content.decode()
 
 
@@ -117,15 +120,17 @@ def test_a_pull_runs_as_a_job_and_the_model_joins_the_catalog(
     job = run(job)
     assert job.status == "succeeded", job.error
     assert job.output_model == ENCODER
-    assert (job.step, job.total) == (2, 5), "the pull reported its stages (copied from the seed: importing)"
-    assert any(line.startswith("Copying minilm") for line in job.log_tail)
+    assert (job.step, job.total) == (5, 5), "every stage done"
+    assert any(line.startswith("Copying minilm") for line in job.log_tail), "the seed copy is its one stage"
     entry = ModelEntry.objects.get(name=ENCODER)
-    assert entry.shared and entry.owner is None, "a pulled model is everyone's base model"
+    assert entry.shared, "a pulled model is everyone's base model"
+    assert entry.owner is None
     page = client_in.get(reverse("jobs:detail", args=[job.pk])).content.decode()
     assert 'id="job-progress" max="100" value="100"' in page
     assert f'href="{reverse("catalog:detail", args=[ENCODER])}"' in page
-    assert "Curves" not in page and "compare with" not in page, "no loss chart or parent for a pull"
-    assert 'value="100"' in page
+    assert "5 of 5 stages done" in page
+    assert "Curves" not in page, "no loss chart for a pull"
+    assert "compare with" not in page, "nor a parent to compare with"
     listing = client_in.get(reverse("catalog:list")).content.decode()
     assert f'href="/models/{ENCODER}/"' in listing
 
@@ -218,7 +223,8 @@ def test_an_admin_imports_an_uploaded_folder_as_a_job(
     job = run(job)
     assert job.status == "succeeded", job.error
     entry = ModelEntry.objects.get(name="my-tiny_model")
-    assert entry.shared and entry.family == "llama"
+    assert entry.shared
+    assert entry.family == "llama"
     assert uploads(data_dir) == [], "the upload is removed once imported"
 
 
@@ -334,7 +340,8 @@ def test_the_confirmation_lists_what_depends_on_the_model_and_children_block_it(
     url = reverse("catalog:remove", args=[TINY_NAME])
     html = admin_in.get(url).content.decode()
     assert 'href="/models/tiny-child/"' in html
-    assert "About foxes" in html and reverse("chat:conversation", args=[chat.pk]) in html
+    assert "About foxes" in html
+    assert reverse("chat:conversation", args=[chat.pk]) in html
     assert reverse("jobs:detail", args=[job.pk]) in html
     assert 'class="danger"' not in html, "no Remove button while a child depends on it"
     refused = admin_in.post(url)
@@ -346,12 +353,15 @@ def test_the_confirmation_lists_what_depends_on_the_model_and_children_block_it(
 def test_an_owner_removes_their_model_after_confirming(
     client_in: Client, user, store, tiny_model, tiny_model_dir: Path, data_dir
 ) -> None:
-    store.import_folder(tiny_model_dir, "mine", parent=TINY_NAME, method="finetune-lora", extra=owner_extra(user))
+    store.import_folder(
+        tiny_model_dir, "mine", parent=TINY_NAME, method="finetune-lora", extra=owner_extra(user)
+    )
     detail = client_in.get(reverse("catalog:detail", args=["mine"])).content.decode()
     url = reverse("catalog:remove", args=["mine"])
     assert f'href="{url}"' in detail, "the model page offers Remove…"
     page = client_in.get(url).content.decode()
-    assert "None of your chats uses it." in page and 'class="danger"' in page
+    assert "None of your chats uses it." in page
+    assert 'class="danger"' in page
     response = client_in.post(url, follow=True)
     assert response.redirect_chain[-1][0] == reverse("catalog:list")
     assert "Removed mine" in response.content.decode()
@@ -367,11 +377,14 @@ def test_only_admins_remove_a_base_model_and_strangers_see_no_private_one(
     for response in (client_in.get(url), client_in.post(url)):
         assert response.status_code == 403
         assert f"Only an admin can remove {TINY_NAME}" in response.content.decode()
-    store.import_folder(tiny_model_dir, "private", parent=TINY_NAME, method="finetune-lora", extra=owner_extra(user))
+    store.import_folder(
+        tiny_model_dir, "private", parent=TINY_NAME, method="finetune-lora", extra=owner_extra(user)
+    )
     private = reverse("catalog:remove", args=["private"])
     assert stranger_in.get(private).status_code == 404
     assert stranger_in.post(private).status_code == 404
-    assert store.exists(TINY_NAME) and store.exists("private")
+    assert store.exists(TINY_NAME)
+    assert store.exists("private")
 
 
 def test_removing_needs_the_csrf_token(admin, store, tiny_model, data_dir) -> None:
