@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from tests.playground.jobs.conftest import data_dir, stranger, stranger_client
+from tests.playground.jobs.conftest import stranger, stranger_client
 
-__all__ = ["data_dir", "stranger", "stranger_client"]
+__all__ = ["stranger", "stranger_client"]  # data_dir comes from tests/playground/conftest.py

@@ -2,7 +2,7 @@
 real runner on the tiny models (no Celery: tests/playground/jobs/test_worker.py covers that path), the
 store's refusals where the user is, and removal after a confirmation that says what depends on the model.
 
-alice is a user, root an admin, mallory a stranger to alice's models."""
+alice is a user (`user`), pytest-django's `admin_user` an admin, mallory a stranger to alice's models."""
 
 from __future__ import annotations
 
@@ -28,32 +28,6 @@ from tests.conftest import DOWNLOAD_CACHE, TINY_NAME, require
 
 pytestmark = pytest.mark.django_db
 ENCODER = "minilm"  # the smallest pullable model (an encoder): the tiny BERT stands in for it
-
-
-@pytest.fixture
-def admin(django_user_model):
-    return django_user_model.objects.create_superuser(username="root", password="the admin's passphrase")
-
-
-@pytest.fixture
-def admin_in(admin) -> Client:
-    client = Client()
-    client.force_login(admin)
-    return client
-
-
-@pytest.fixture
-def stranger_in(django_user_model) -> Client:
-    client = Client()
-    client.force_login(django_user_model.objects.create_user(username="mallory", password="long passphrase"))
-    return client
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, settings) -> Path:
-    settings.DATA_DIR = tmp_path / "data"
-    settings.DATA_DIR.mkdir()
-    return settings.DATA_DIR
 
 
 @pytest.fixture
@@ -213,10 +187,10 @@ def test_importing_is_for_admins_only(client_in: Client, store, data_dir) -> Non
 
 
 def test_an_admin_imports_an_uploaded_folder_as_a_job(
-    admin_in: Client, admin, store, tiny_model_dir: Path, data_dir
+    admin_client: Client, admin_user, store, tiny_model_dir: Path, data_dir
 ) -> None:
     form = {**folder_files(tiny_model_dir), "folder_name": "My Tiny_Model"}
-    response = admin_in.post(reverse("catalog:import"), form)
+    response = admin_client.post(reverse("catalog:import"), form)
     job = Job.objects.get()
     assert response.status_code == 302, response.content.decode()[:2000]
     assert (job.kind, job.output_name) == ("import", "my-tiny_model"), "named after the folder"
@@ -229,9 +203,11 @@ def test_an_admin_imports_an_uploaded_folder_as_a_job(
 
 
 def test_an_admin_imports_a_folder_by_its_path_on_the_server(
-    admin_in: Client, store, tiny_model_dir: Path, data_dir
+    admin_client: Client, store, tiny_model_dir: Path, data_dir
 ) -> None:
-    response = admin_in.post(reverse("catalog:import"), {"path": str(tiny_model_dir), "name": "from-path"})
+    response = admin_client.post(
+        reverse("catalog:import"), {"path": str(tiny_model_dir), "name": "from-path"}
+    )
     assert response.status_code == 302
     job = run(Job.objects.get())
     assert job.status == "succeeded", job.error
@@ -240,11 +216,11 @@ def test_an_admin_imports_a_folder_by_its_path_on_the_server(
 
 
 def test_a_failed_import_says_why_and_leaves_no_half_written_model(
-    admin_in: Client, store, tiny_model_dir: Path, tmp_path: Path, data_dir
+    admin_client: Client, store, tiny_model_dir: Path, tmp_path: Path, data_dir
 ) -> None:
     broken = tmp_path / "broken"
     shutil.copytree(tiny_model_dir, broken)
-    admin_in.post(reverse("catalog:import"), {"path": str(broken), "name": "broken"})
+    admin_client.post(reverse("catalog:import"), {"path": str(broken), "name": "broken"})
     (broken / "model.safetensors").write_bytes(b"changed after the checks: not safetensors")
     job = run(Job.objects.get())
     assert job.status == "failed"
@@ -255,14 +231,14 @@ def test_a_failed_import_says_why_and_leaves_no_half_written_model(
 
 @pytest.mark.parametrize("how", ["upload", "path"])
 def test_pickle_checkpoints_are_refused_beside_the_field(
-    admin_in: Client, store, tiny_model_dir: Path, tmp_path: Path, data_dir, how: str
+    admin_client: Client, store, tiny_model_dir: Path, tmp_path: Path, data_dir, how: str
 ) -> None:
     folder = tmp_path / "pickled"
     folder.mkdir()
     shutil.copy(tiny_model_dir / "config.json", folder)
     (folder / "pytorch_model.bin").write_bytes(b"\x80\x04not really a pickle")
     form = folder_files(folder) if how == "upload" else {"path": str(folder / "pytorch_model.bin")}
-    response = admin_in.post(reverse("catalog:import"), form)
+    response = admin_client.post(reverse("catalog:import"), form)
     html = response.content.decode()
     assert response.status_code == 400
     field = "folder" if how == "upload" else "path"
@@ -275,17 +251,15 @@ def test_pickle_checkpoints_are_refused_beside_the_field(
 
 @pytest.mark.parametrize("how", ["python_file", "auto_map"])
 def test_folders_that_need_custom_code_are_refused(
-    admin_in: Client, store, tiny_model_dir: Path, tmp_path: Path, data_dir, how: str
+    admin_client: Client, store, tiny_model_dir: Path, tmp_path: Path, data_dir, how: str
 ) -> None:
-    folder = tmp_path / "custom"
-    shutil.copytree(tiny_model_dir, folder)
-    if how == "auto_map":
-        config = json.loads((folder / "config.json").read_text())
-        config["auto_map"] = {"AutoModelForCausalLM": "modeling_x.XForCausalLM"}
-        (folder / "config.json").write_text(json.dumps(config))
-    else:
-        (folder / "modeling_x.py").write_text("import os\n")
-    response = admin_in.post(reverse("catalog:import"), {**folder_files(folder), "name": "custom"})
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "custom")
+    code = {"AutoModelForCausalLM": "modeling_x.XForCausalLM"}
+    changes = {"config.json": {**json.loads((folder / "config.json").read_text()), "auto_map": code}}
+    written = changes if how == "auto_map" else {"modeling_x.py": "import os"}
+    for file_name, content in written.items():
+        (folder / file_name).write_text(content if isinstance(content, str) else json.dumps(content))
+    response = admin_client.post(reverse("catalog:import"), {**folder_files(folder), "name": "custom"})
     assert response.status_code == 400
     assert "needs custom code" in response.content.decode()
     assert not Job.objects.exists()
@@ -294,9 +268,9 @@ def test_folders_that_need_custom_code_are_refused(
 
 @pytest.mark.parametrize("name", ["../x", "/etc/passwd", "a/b", "..", "add", "x" * 65])
 def test_names_that_would_leave_the_store_are_refused(
-    admin_in: Client, store, tiny_model_dir: Path, data_dir, name: str
+    admin_client: Client, store, tiny_model_dir: Path, data_dir, name: str
 ) -> None:
-    response = admin_in.post(reverse("catalog:import"), {"path": str(tiny_model_dir), "name": name})
+    response = admin_client.post(reverse("catalog:import"), {"path": str(tiny_model_dir), "name": name})
     html = response.content.decode()
     assert response.status_code == 400
     error = html.split('id="field-name"', 1)[1].split("</div>", 1)[0]
@@ -305,24 +279,24 @@ def test_names_that_would_leave_the_store_are_refused(
     assert leftovers(store) == []
 
 
-def test_a_relative_server_path_is_refused(admin_in: Client, store, data_dir) -> None:
-    response = admin_in.post(reverse("catalog:import"), {"path": "../models/x", "name": "x"})
+def test_a_relative_server_path_is_refused(admin_client: Client, store, data_dir) -> None:
+    response = admin_client.post(reverse("catalog:import"), {"path": "../models/x", "name": "x"})
     assert response.status_code == 400
     assert "Give an absolute path on the server" in response.content.decode()
 
 
 def test_an_upload_over_the_limit_is_refused_with_the_limit(
-    admin_in: Client, store, tiny_model_dir: Path, data_dir, settings
+    admin_client: Client, store, tiny_model_dir: Path, data_dir, settings
 ) -> None:
     settings.MODEL_UPLOAD_MAX_BYTES = 4000
     big = SimpleUploadedFile("big.gguf", b"GGUF" + b"\0" * 6000)
-    response = admin_in.post(reverse("catalog:import"), {"gguf": big})
+    response = admin_client.post(reverse("catalog:import"), {"gguf": big})
     html = response.content.decode()
     assert response.status_code == 413
     assert "the limit is 3.9 KB (MODEL_UPLOAD_MAX_BYTES)" in html.split('id="field-gguf"', 1)[1]
     # Files each under the limit count together: the folder's are refused as one upload.
     folder = {"folder": [SimpleUploadedFile(f"part{i}.safetensors", b"\0" * 1500) for i in range(4)]}
-    response = admin_in.post(reverse("catalog:import"), {**folder, "name": "parts"})
+    response = admin_client.post(reverse("catalog:import"), {**folder, "name": "parts"})
     assert response.status_code == 413
     assert "the limit is 3.9 KB" in response.content.decode()
     assert not Job.objects.exists()
@@ -331,20 +305,20 @@ def test_an_upload_over_the_limit_is_refused_with_the_limit(
 
 # --- removing ---------------------------------------------------------------------------------------
 def test_the_confirmation_lists_what_depends_on_the_model_and_children_block_it(
-    admin_in: Client, admin, store, tiny_model, tiny_model_dir: Path, data_dir
+    admin_client: Client, admin_user, store, tiny_model, tiny_model_dir: Path, data_dir
 ) -> None:
     store.import_folder(tiny_model_dir, "tiny-child", parent=TINY_NAME, method="finetune-lora")
-    chat = Conversation.objects.create(owner=admin, title="About foxes", model_name=TINY_NAME)
-    job = Job.objects.create(owner=admin, kind="quantize", method="bf16", base_model=TINY_NAME,
+    chat = Conversation.objects.create(owner=admin_user, title="About foxes", model_name=TINY_NAME)
+    job = Job.objects.create(owner=admin_user, kind="quantize", method="bf16", base_model=TINY_NAME,
                              output_name="q", status="succeeded")  # fmt: skip
     url = reverse("catalog:remove", args=[TINY_NAME])
-    html = admin_in.get(url).content.decode()
+    html = admin_client.get(url).content.decode()
     assert 'href="/models/tiny-child/"' in html
     assert "About foxes" in html
     assert reverse("chat:conversation", args=[chat.pk]) in html
     assert reverse("jobs:detail", args=[job.pk]) in html
     assert 'class="danger"' not in html, "no Remove button while a child depends on it"
-    refused = admin_in.post(url)
+    refused = admin_client.post(url)
     assert refused.status_code == 409
     assert "remove those first" in refused.content.decode()
     assert store.exists(TINY_NAME)
@@ -370,8 +344,10 @@ def test_an_owner_removes_their_model_after_confirming(
 
 
 def test_only_admins_remove_a_base_model_and_strangers_see_no_private_one(
-    client_in: Client, user, stranger_in: Client, store, tiny_model, tiny_model_dir: Path, data_dir
+    client_in: Client, user, django_user_model, store, tiny_model, tiny_model_dir: Path, data_dir
 ) -> None:
+    stranger_in = Client()
+    stranger_in.force_login(django_user_model.objects.create_user(username="mallory", password="long phrase"))
     url = reverse("catalog:remove", args=[TINY_NAME])
     assert url not in client_in.get(reverse("catalog:detail", args=[TINY_NAME])).content.decode()
     for response in (client_in.get(url), client_in.post(url)):
@@ -387,8 +363,8 @@ def test_only_admins_remove_a_base_model_and_strangers_see_no_private_one(
     assert store.exists("private")
 
 
-def test_removing_needs_the_csrf_token(admin, store, tiny_model, data_dir) -> None:
+def test_removing_needs_the_csrf_token(admin_user, store, tiny_model, data_dir) -> None:
     client = Client(enforce_csrf_checks=True)
-    client.force_login(admin)
+    client.force_login(admin_user)
     assert client.post(reverse("catalog:remove", args=[TINY_NAME])).status_code == 403
     assert store.exists(TINY_NAME)

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -11,14 +10,6 @@ INSTRUCTIONS = b"\n".join(
     b'{"instruction": "Say hello in pirate speak.", "output": "Ahoy, matey! ' + str(i).encode() + b'"}'
     for i in range(12)
 )
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, settings) -> Path:
-    """Datasets and job folders of this test go to its own temp folder."""
-    settings.DATA_DIR = tmp_path / "data"
-    settings.DATA_DIR.mkdir()
-    return settings.DATA_DIR
 
 
 @pytest.fixture
