@@ -22,7 +22,7 @@ from django.core.files.move import file_move_safe
 from django.core.files.uploadedfile import TemporaryUploadedFile, UploadedFile
 
 from llmcore import pulls
-from llmcore.jobs import JobCancelled, JobContext, JobFailed, Update
+from llmcore.jobs import JobContext, JobFailed, Update
 from llmcore.store import ModelMeta, StoreError, check_file_names, is_model_file, name_from
 from playground.catalog.services import (
     import_model,
@@ -229,7 +229,7 @@ def discard_upload(upload_id: str) -> None:
 def add_model(job: Job, ctx: JobContext) -> dict[str, Any]:
     """The worker's side of a pull or import job. When it returns, the model is in the store and the
     catalog; when it raises, nothing of it is (JobFailed carries the store's reason). Returns the report.
-    An upload is removed once imported or cancelled; a failed import keeps it, so Resume can try again."""
+    An upload is removed once imported; until then (failed, cancelled) it is kept for Resume."""
     upload_id = str(job.params.get("upload") or "")
     stages = pulls.PULL_STAGES if job.kind == Job.Kind.PULL else pulls.IMPORT_STAGES
     say = stage_reporter(ctx, stages)
@@ -237,9 +237,6 @@ def add_model(job: Job, ctx: JobContext) -> dict[str, Any]:
         meta = _pull(job, ctx, say) if job.kind == Job.Kind.PULL else _import(job, say)
     except StoreError as exc:
         raise JobFailed(str(exc)) from None
-    except JobCancelled:
-        discard_upload(upload_id)
-        raise
     discard_upload(upload_id)
     ctx.report(Update(step=len(stages), total=len(stages), log=f"{meta.name} is in the catalog."))
     facts = meta.facts

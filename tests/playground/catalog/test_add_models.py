@@ -187,8 +187,9 @@ def test_importing_is_for_admins_only(client_in: Client, store, data_dir) -> Non
 
 
 def test_an_admin_imports_an_uploaded_folder_as_a_job(
-    admin_client: Client, admin_user, store, tiny_model_dir: Path, data_dir
+    admin_client: Client, store, tiny_model_dir: Path, data_dir, settings
 ) -> None:
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 0  # every file arrives on disk, and is moved, not copied
     form = {**folder_files(tiny_model_dir), "folder_name": "My Tiny_Model"}
     response = admin_client.post(reverse("catalog:import"), form)
     job = Job.objects.get()
@@ -200,6 +201,21 @@ def test_an_admin_imports_an_uploaded_folder_as_a_job(
     assert entry.shared
     assert entry.family == "llama"
     assert uploads(data_dir) == [], "the upload is removed once imported"
+
+
+def test_a_failed_upload_import_keeps_its_file_for_resume_and_no_model(
+    admin_client: Client, store, data_dir
+) -> None:
+    upload = SimpleUploadedFile("Fake-Model.gguf", b"GGUF" + b"\0" * 64)  # a .gguf that is not one
+    assert admin_client.post(reverse("catalog:import"), {"gguf": upload}).status_code == 302
+    job = Job.objects.get()
+    assert job.output_name == "fake-model", "named after the file"
+    job = run(job)
+    assert job.status == "failed"
+    assert job.error
+    assert leftovers(store) == []
+    assert len(uploads(data_dir)) == 1, "the upload stays for Resume"
+    assert job.can_resume
 
 
 def test_an_admin_imports_a_folder_by_its_path_on_the_server(
