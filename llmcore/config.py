@@ -1,10 +1,11 @@
 """What a form needs to know of one field of a config dataclass, written once, beside the field.
 
-`setting(default, label, help, bounds=..., choices=...)` declares a dataclass field with its `Setting`
-(a label, an explanation, and the bounds or choices a page accepts); `settings_of(cls)` lists them in the
-dataclass's order with their defaults, for the pages that build their forms and sliders from them
-(the sampler panel, the next-token explorer, the fine-tune form); `out_of_bounds(config)` says which
-values a config built from anything (a stored job, a script) holds outside them.
+`setting(default, label, help, bounds=..., choices=..., methods=..., group=...)` declares a dataclass
+field with its `Setting` (a label, an explanation, the bounds or choices a page accepts, the methods it
+concerns and the group a form shows it in); `settings_of(cls)` lists them in the dataclass's order with
+their defaults, for the pages that build their forms and sliders from them (the sampler panel, the
+next-token explorer, the fine-tune and quantize forms); `out_of_bounds(config)` says which values a config
+built from anything (a stored job, a script) holds outside them, each as a `Problem` naming its setting.
 """
 
 from __future__ import annotations
@@ -23,6 +24,21 @@ class Setting:
     maximum: float | None = None
     step: float | None = None  # a slider's step
     choices: tuple[tuple[str, str], ...] = ()  # (value, what it means) of a choice among names
+    methods: tuple[str, ...] = ()  # the config's methods this setting concerns (empty: every method)
+    group: str = ""  # where a form shows it, e.g. "schedule"
+
+    def applies_to(self, method: str | None) -> bool:
+        """Whether the setting means anything for `method` (None: no method chosen, so it may)."""
+        return not self.methods or method is None or method in self.methods
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why a config cannot run, and the setting it concerns ("" when it is the config as a whole): a
+    form shows it beside that setting's field."""
+
+    message: str
+    setting: str = ""
 
 
 def setting(
@@ -32,10 +48,12 @@ def setting(
     bounds: tuple[float, float] | tuple[float, float, float] | None = None,
     choices: tuple[tuple[str, str], ...] = (),
     default_factory: Any = MISSING,
+    methods: tuple[str, ...] = (),
+    group: str = "",
 ) -> Any:
     """A dataclass field carrying its Setting; `bounds`: (minimum, maximum[, step])."""
     lo, hi, step = (*bounds, None)[:3] if bounds else (None, None, None)
-    meta = {"setting": Setting(label, help, lo, hi, step, choices)}
+    meta = {"setting": Setting(label, help, lo, hi, step, choices, methods, group)}
     if default_factory is not MISSING:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -59,18 +77,19 @@ def whole_numbers(cls: type) -> set[str]:
     }
 
 
-def out_of_bounds(config: Any) -> list[str]:
-    """A sentence for each value of `config` outside its Setting's bounds or choices (None passes: it
-    asks for the default or for nothing)."""
+def out_of_bounds(config: Any) -> list[Problem]:
+    """A problem for each value of `config` outside its Setting's bounds or choices (None passes: it
+    asks for the default or for nothing; so does a setting of another method than the config's)."""
     problems = []
+    method = getattr(config, "method", None)
     for name, (s, _) in settings_of(type(config)).items():
         value = getattr(config, name)
-        if value is None:
+        if value is None or not s.applies_to(method):
             continue
         if s.minimum is not None and s.maximum is not None:
             number = isinstance(value, int | float) and not isinstance(value, bool)
             if not (number and s.minimum <= value <= s.maximum):
-                problems.append(f"{s.label} must be from {s.minimum:g} to {s.maximum:g}.")
+                problems.append(Problem(f"{s.label} must be from {s.minimum:g} to {s.maximum:g}.", name))
         if s.choices and value not in {c for c, _ in s.choices}:
-            problems.append(f"{s.label} must be one of {', '.join(c for c, _ in s.choices)}.")
+            problems.append(Problem(f"{s.label} must be one of {', '.join(c for c, _ in s.choices)}.", name))
     return problems

@@ -35,10 +35,10 @@ from typing import Any
 
 import torch
 
-from llmcore.config import out_of_bounds, setting
+from llmcore.config import Problem, out_of_bounds, setting
 from llmcore.datasets import ParsedDataset, encode_row, ensure_chat_template
 from llmcore.evaluate import greedy_answer
-from llmcore.jobs import JobCancelled, JobContext, JobFailed, Update, training_out_of_memory
+from llmcore.jobs import JobCancelled, JobContext, JobFailed, Measure, Update, training_out_of_memory
 
 FINETUNE_METHODS = {
     "sft": "Full supervised fine-tuning: every weight is trained.",
@@ -59,6 +59,9 @@ FORMATS_FOR = {
     **{m: ("text", "instruction", "chat") for m in ("sft", "lora", "qlora", "prompt_tuning", "distill")},
 }
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
+LORA = ("lora", "qlora")  # the methods that train low-rank adapters (their settings concern only these)
+# What the form preselects: it runs on a CPU worker and changes the default model in minutes.
+DEFAULT_METHOD = "lora"
 # Learning rates that suit each method (adapters and soft prompts take far larger steps than full weights).
 DEFAULT_LEARNING_RATES = {
     "sft": 2e-5,
@@ -74,78 +77,105 @@ DEFAULT_SAMPLE_PROMPTS = ("What is the capital of France?", "Give me one tip for
 
 @dataclass
 class FinetuneConfig:
-    """One job's settings, each with its label, bounds and explanation (llmcore.config): the fine-tune
-    form is built from them. Defaults are what the form offers: a LoRA on the sample instruction set that
-    visibly changes the default model in a few minutes on two CPU cores."""
+    """One job's settings, each with its label, bounds, explanation, the methods it concerns and its group
+    on the form (llmcore.config): the fine-tune form is built from them. Defaults are what the form
+    offers: a LoRA (DEFAULT_METHOD) on the sample instruction set that visibly changes the default model in
+    a few minutes on two CPU cores."""
 
     method: str
     base_dir: Path
-    teacher_dir: Path | None = None  # distill: the teacher; base_dir is then the student (or see below)
+    # distill: the teacher; base_dir is then the student (or see student_layers). The form picks it by
+    # catalog name (the job's param teacher_model).
+    teacher_dir: Path | None = setting(
+        None, "Teacher", "The larger model whose token distributions the student learns.",
+        methods=("distill",), group="method",
+    )  # fmt: skip
     student_layers: int | None = setting(
         None, "Student layers",
-        "Distill only: build the student from the teacher's first N layers (empty: the base model is it).",
-        (1, 256),
+        "Build the student from the teacher's first N layers (empty: the base model is it).",
+        (1, 256), methods=("distill",), group="method",
     )  # fmt: skip
-    steps: int | None = setting(None, "Steps", "Optimizer steps to run (empty: use epochs).", (1, MAX_STEPS))
-    epochs: float | None = setting(
-        None, "Epochs", "Passes over the dataset, when steps is empty (fractions allowed).", (0.01, 100)
+    steps: int | None = setting(
+        None, "Steps", "Optimizer steps to run (empty: use epochs).", (1, MAX_STEPS), group="limits"
     )
+    epochs: float | None = setting(
+        None, "Epochs", "Passes over the dataset, when steps is empty (fractions allowed).", (0.01, 100),
+        group="limits",
+    )  # fmt: skip
     learning_rate: float | None = setting(
         None, "Learning rate",
         "Peak step size of AdamW. Empty: the method's own ("
         + ", ".join(f"{m} {lr:g}" for m, lr in DEFAULT_LEARNING_RATES.items()) + ").",
-        (1e-8, 1),
+        (1e-8, 1), group="schedule",
     )  # fmt: skip
     lr_scheduler: str = setting(
-        "linear", "LR schedule", "How the rate moves after warmup.", choices=tuple(LR_SCHEDULERS.items())
-    )
+        "linear", "LR schedule", "How the rate moves after warmup.", choices=tuple(LR_SCHEDULERS.items()),
+        group="schedule",
+    )  # fmt: skip
     warmup_steps: int = setting(
-        0, "Warmup steps", "Steps over which the rate climbs from 0 to its peak.", (0, 10_000)
-    )
+        0, "Warmup steps", "Steps over which the rate climbs from 0 to its peak.", (0, 10_000),
+        group="schedule",
+    )  # fmt: skip
     batch_size: int = setting(
-        4, "Batch size", "Examples per forward pass; lower it if memory runs out.", (1, 256)
+        4, "Batch size", "Examples per forward pass; lower it if memory runs out.", (1, 256), group="limits"
     )
     grad_accum: int = setting(
-        1, "Gradient accumulation", "Batches summed before each step (effective batch).", (1, 256)
-    )
+        1, "Gradient accumulation", "Batches summed before each step (effective batch).", (1, 256),
+        group="schedule",
+    )  # fmt: skip
     max_seq_len: int = setting(
-        256, "Max sequence length", "Longer examples are cut to this many tokens.", (16, 8192)
+        256, "Max sequence length", "Longer examples are cut to this many tokens.", (16, 8192),
+        group="limits",
+    )  # fmt: skip
+    seed: int = setting(
+        0, "Seed", "Same seed, data and settings: the same run.", (0, 2**31 - 1), group="schedule"
     )
-    seed: int = setting(0, "Seed", "Same seed, data and settings: the same run.", (0, 2**31 - 1))
     eval_fraction: float = setting(
-        0.0, "Eval fraction", "Share of rows held out to measure eval loss (below 0.5).", (0, 0.49)
+        0.0, "Eval fraction", "Share of rows held out to measure eval loss (below 0.5).", (0, 0.49),
+        group="data",
+    )  # fmt: skip
+    lora_rank: int = setting(
+        8, "LoRA rank", "Rank r of the low-rank update matrices.", (1, 512), methods=LORA, group="method"
     )
-    lora_rank: int = setting(8, "LoRA rank", "LoRA/QLoRA: rank r of the low-rank update matrices.", (1, 512))
-    lora_alpha: int = setting(16, "LoRA alpha", "LoRA/QLoRA: the update is scaled by alpha / r.", (1, 1024))
+    lora_alpha: int = setting(
+        16, "LoRA alpha", "The update is scaled by alpha / r.", (1, 1024), methods=LORA, group="method"
+    )
     lora_dropout: float = setting(
-        0.0, "LoRA dropout", "LoRA/QLoRA: dropout on the adapter's input.", (0, 0.9)
+        0.0, "LoRA dropout", "Dropout on the adapter's input.", (0, 0.9), methods=LORA, group="method"
     )
     target_modules: tuple[str, ...] = setting(
         DEFAULT_TARGET_MODULES, "Target modules",
-        "LoRA/QLoRA: comma-separated layer names, e.g. q_proj,v_proj (empty: the default).",
+        "Comma-separated layer names, e.g. q_proj,v_proj (empty: the default).",
+        methods=LORA, group="method",
     )  # fmt: skip
     num_virtual_tokens: int = setting(
-        8, "Virtual tokens", "Prompt tuning: learned embeddings put before every input.", (1, 512)
-    )
+        8, "Virtual tokens", "Learned embeddings put before every input.", (1, 512),
+        methods=("prompt_tuning",), group="method",
+    )  # fmt: skip
     dpo_beta: float = setting(
-        0.1, "DPO beta", "DPO: how far the policy may move from the reference.", (0.001, 10)
-    )
+        0.1, "DPO beta", "How far the policy may move from the reference.", (0.001, 10),
+        methods=("dpo",), group="method",
+    )  # fmt: skip
     distill_temperature: float = setting(
-        2.0, "Distill temperature", "Distill: softens both distributions before comparing.", (0.1, 20)
-    )
+        2.0, "Distill temperature", "Softens both distributions before comparing.", (0.1, 20),
+        methods=("distill",), group="method",
+    )  # fmt: skip
     distill_alpha: float = setting(
-        0.5, "Distill alpha", "Distill: weight of the teacher's loss vs. the data's loss (0-1).", (0, 1)
-    )
+        0.5, "Distill alpha", "Weight of the teacher's loss vs. the data's loss (0-1).", (0, 1),
+        methods=("distill",), group="method",
+    )  # fmt: skip
     checkpoint_every: int = setting(
-        50, "Checkpoint every", "Save a checkpoint every n steps (resume starts there).", (1, MAX_STEPS)
-    )
+        50, "Checkpoint every", "Save a checkpoint every n steps (resume starts there).", (1, MAX_STEPS),
+        group="limits",
+    )  # fmt: skip
     # The job page shows how answers change as the model trains: on by default, every 10 steps.
     sample_every: int = setting(
-        10, "Sample every", "Generate from the sample prompts every n steps (0: never).", (0, MAX_STEPS)
-    )
+        10, "Sample every", "Generate from the sample prompts every n steps (0: never).", (0, MAX_STEPS),
+        group="data",
+    )  # fmt: skip
     sample_prompts: list[str] = setting(
         label="Sample prompts", help="One per line (at most 5): shown with the model's answers as it trains.",
-        default_factory=lambda: list(DEFAULT_SAMPLE_PROMPTS),
+        default_factory=lambda: list(DEFAULT_SAMPLE_PROMPTS), group="data",
     )  # fmt: skip
     sample_max_new_tokens: int = 32
 
@@ -158,6 +188,20 @@ class FinetuneConfig:
         """The learning rate in use (never None after __post_init__)."""
         assert self.learning_rate is not None
         return self.learning_rate
+
+
+# What each of a job's final metrics is (FinetuneResult.metrics): the job page and the model page show
+# these labels and units, never the keys.
+FINAL_MEASURES = {
+    "steps": Measure("Steps", "steps"),
+    "first_loss": Measure("First loss", "nats/token"),
+    "final_loss": Measure("Final loss", "nats/token"),
+    "eval_loss": Measure("Eval loss", "nats/token"),
+    "train_tokens": Measure("Tokens trained on", "tokens"),
+    "train_seconds": Measure("Training time", "s"),
+    "tokens_per_s": Measure("Training speed", "tokens/s"),
+    "usage": Measure("Use it as"),
+}
 
 
 @dataclass
@@ -178,56 +222,76 @@ def cuda_with_bitsandbytes(device: str) -> bool:
 
 
 def check_finetune(config: FinetuneConfig, device: str, dataset_format: str | None) -> list[str]:
-    """Reasons this job cannot run here, for the form; an empty list means it can."""
-    reasons: list[str] = []
+    """Reasons this job cannot run here; an empty list means it can."""
+    return [p.message for p in finetune_problems(config, device, dataset_format)]
+
+
+def finetune_problems(config: FinetuneConfig, device: str, dataset_format: str | None) -> list[Problem]:
+    """check_finetune's reasons, each naming the setting it concerns (a form shows it beside that field;
+    "dataset" for the dataset, "" for the method)."""
+    problems: list[Problem] = []
     if config.method not in FINETUNE_METHODS:
-        return [f"Unknown method {config.method!r}; choose one of {', '.join(FINETUNE_METHODS)}."]
+        return [Problem(f"Unknown method {config.method!r}; choose one of {', '.join(FINETUNE_METHODS)}.")]
     if dataset_format not in FORMATS_FOR[config.method]:
         wanted = " or ".join(FORMATS_FOR[config.method])
-        reasons.append(
-            f"{config.method} needs a {wanted} dataset; this one is {dataset_format or 'unknown'}."
+        problems.append(
+            Problem(
+                f"{config.method} needs a {wanted} dataset; this one is {dataset_format or 'unknown'}.",
+                "dataset",
+            )
         )
     if config.method == "qlora" and not cuda_with_bitsandbytes(device):
-        reasons.append(
-            "QLoRA needs a CUDA GPU with bitsandbytes for the 4-bit base; this worker has neither. Use LoRA."
+        problems.append(
+            Problem(
+                "QLoRA needs a CUDA GPU with bitsandbytes for the 4-bit base; this worker has neither. "
+                "Use LoRA."
+            )
         )
-    reasons.extend(out_of_bounds(config))  # every bounded setting, from its own declaration
-    if config.method in ("lora", "qlora") and not config.target_modules:
-        reasons.append("LoRA needs at least one target module.")
+    problems.extend(out_of_bounds(config))  # every bounded setting, from its own declaration
+    if config.method in LORA and not config.target_modules:
+        problems.append(Problem("LoRA needs at least one target module.", "target_modules"))
     if config.method == "distill":
-        reasons.extend(_check_distill(config))
-    elif config.method in ("lora", "qlora") and (config.base_dir / "config.json").is_file():
-        reasons.extend(_check_target_modules(config))
-    return reasons
+        problems.extend(_check_distill(config))
+    elif config.method in LORA and (config.base_dir / "config.json").is_file():
+        problems.extend(_check_target_modules(config))
+    return problems
 
 
-def _check_target_modules(config: FinetuneConfig) -> list[str]:
+def _check_target_modules(config: FinetuneConfig) -> list[Problem]:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(config.base_dir))
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     missing = [m for m in config.target_modules if m not in names]
-    return [f"The model has no module named {', '.join(missing)}."] if missing else []
+    return (
+        [Problem(f"The model has no module named {', '.join(missing)}.", "target_modules")] if missing else []
+    )
 
 
-def _check_distill(config: FinetuneConfig) -> list[str]:
+def _check_distill(config: FinetuneConfig) -> list[Problem]:
     from transformers import AutoConfig
 
     if config.teacher_dir is None:
-        return ["Distillation needs a teacher model."]
+        return [Problem("Distillation needs a teacher model.", "teacher_dir")]
     teacher_layers = AutoConfig.from_pretrained(config.teacher_dir).num_hidden_layers
     if config.student_layers is not None:
         if not 1 <= config.student_layers < teacher_layers:
             return [
-                f"The student must have between 1 and {teacher_layers - 1} layers (the teacher has "
-                f"{teacher_layers})."
+                Problem(
+                    f"The student must have between 1 and {teacher_layers - 1} layers (the teacher has "
+                    f"{teacher_layers}).",
+                    "student_layers",
+                )
             ]
         return []
     if not same_tokenizer(config.teacher_dir, config.base_dir):
         return [
-            "The student's tokenizer differs from the teacher's; distillation compares token "
-            "distributions, so both must share one vocabulary."
+            Problem(
+                "The student's tokenizer differs from the teacher's; distillation compares token "
+                "distributions, so both must share one vocabulary.",
+                "teacher_dir",
+            )
         ]
     return []
 

@@ -37,6 +37,52 @@ def training_out_of_memory(device: str) -> str:
     )
 
 
+@dataclass(frozen=True)
+class Measure:
+    """What one number (or name) of a job's report is, written beside the code that reports it, so a page
+    shows a label and a unit, never the key. A measure one side can win (`better` "lower" or "higher")
+    says how a change reads: `words` (better, worse, about the same), as a ratio ("2.0x smaller") or, with
+    `as_ratio` False, in percent ("0.6 % higher"); `phrase` puts the change in a sentence."""
+
+    label: str
+    unit: str = ""  # "bytes", "s", "tokens", "tokens/s", "nats", "nats/token", "share" (0-1), or ""
+    better: str = ""  # "lower", "higher", or "" for a fact (a dtype, a kernel)
+    words: tuple[str, str, str] = ("better", "worse", "about the same")
+    as_ratio: bool = True
+    phrase: str = "{}"
+
+
+@dataclass(frozen=True)
+class Change:
+    """How one measure moved from the parent to the child: `value` the ratio (over 1: better) or percent
+    change, `direction` 1 better, -1 worse, 0 about the same, and the words."""
+
+    value: float
+    direction: int
+    text: str
+
+
+def change(measure: Measure, before: Any, after: Any) -> Change | None:
+    """`before` (the parent's) to `after` (the child's), by `measure`; None when it cannot be said (a fact,
+    a missing or non-positive number). About the same: within 5 % (a ratio) or 0.05 points (percent)."""
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in (before, after))
+    if not measure.better or not numbers:
+        return None
+    good, bad, same = measure.words
+    if measure.as_ratio:
+        gain = before / after if measure.better == "lower" else after / before
+        if gain >= 1.05:
+            return Change(gain, 1, f"{gain:.1f}x {good}")
+        if gain <= 1 / 1.05:
+            return Change(gain, -1, f"{1 / gain:.1f}x {bad}")
+        return Change(gain, 0, same)
+    pct = 100.0 * (after / before - 1.0)
+    if abs(pct) < 0.05:
+        return Change(pct, 0, same)
+    up = (pct > 0) == (measure.better == "higher")
+    return Change(pct, 1 if up else -1, f"{abs(pct):.1f} % {good if up else bad}")
+
+
 @dataclass
 class Update:
     """One progress report. Every field is optional but `step`/`total` (0/0 when unknown)."""

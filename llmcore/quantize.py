@@ -35,7 +35,8 @@ from typing import Any
 
 import torch
 
-from llmcore.jobs import JobCancelled, JobContext, JobFailed, Update
+from llmcore.config import Problem, setting
+from llmcore.jobs import JobCancelled, JobContext, JobFailed, Measure, Update, change
 
 QUANT_METHODS = {
     "int8_weight": "int8 weight-only (torchao): weights stored as int8 with one scale per row; "
@@ -70,8 +71,14 @@ _TOKENIZER_FILES = (
 
 @dataclass
 class QuantizeConfig:
+    """A quantize job's settings; the quantize form is built from their Settings (llmcore.config)."""
+
     method: str
-    group_size: int | None = None  # int4_weight only; None means DEFAULT_GROUP_SIZE
+    group_size: int | None = setting(
+        None, "Group size",
+        f"Weights per scale: must divide every layer width. Empty: {DEFAULT_GROUP_SIZE}.",
+        (8, 4096), methods=("int4_weight",), group="method",
+    )  # fmt: skip
 
 
 @dataclass
@@ -108,14 +115,20 @@ def _linear_in_features(source_dir: Path) -> dict[str, int]:
 
 def check_quantize(config: QuantizeConfig, source_dir: Path, device: str) -> list[str]:
     """Reasons this quantization cannot run on `device` (empty: it can). Reads headers only: instant."""
+    return [p.message for p in quantize_problems(config, source_dir, device)]
+
+
+def quantize_problems(config: QuantizeConfig, source_dir: Path, device: str) -> list[Problem]:
+    """check_quantize's reasons, each naming the setting it concerns ("" for the method or the model)."""
     method = config.method
     if method not in QUANT_METHODS:
-        return [f"Unknown quantization method {method!r}; choose one of {', '.join(QUANT_METHODS)}."]
+        return [Problem(f"Unknown quantization method {method!r}; choose one of {', '.join(QUANT_METHODS)}.")]
     reasons: list[str] = []
+    group_reasons: list[str] = []  # those of the group size
     device_type = torch.device(device).type
     model_config = _read_config(source_dir)
     if not model_config or not any(Path(source_dir).glob("*.safetensors")):
-        return ["The source model folder has no config.json or no safetensors weights."]
+        return [Problem("The source model folder has no config.json or no safetensors weights.")]
     quantized = model_config.get("quantization_config")
     if quantized:
         kind = quantized.get("quant_method", "unknown")
@@ -129,15 +142,15 @@ def check_quantize(config: QuantizeConfig, source_dir: Path, device: str) -> lis
     if not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
         reasons.append("Only causal language models (text generators) can be quantized here.")
     if config.group_size is not None and method != "int4_weight":
-        reasons.append(f"{method} takes no group size (it uses one scale per row); leave it empty.")
+        group_reasons.append(f"{method} takes no group size (it uses one scale per row); leave it empty.")
     if method == "int4_weight":
         group = config.group_size or DEFAULT_GROUP_SIZE
         if group < 1:
-            reasons.append("The group size must be a positive number.")
+            group_reasons.append("The group size must be a positive number.")
         else:
             bad = sorted({w for w in _linear_in_features(source_dir).values() if w % group})
             if bad:
-                reasons.append(
+                group_reasons.append(
                     f"Group size {group} does not divide the layer width{'s' if len(bad) > 1 else ''} "
                     f"{', '.join(map(str, bad))}; choose a size that divides every width (e.g. 32)."
                 )
@@ -149,7 +162,7 @@ def check_quantize(config: QuantizeConfig, source_dir: Path, device: str) -> lis
         elif torch.cuda.get_device_capability()[0] < 8:
             reasons.append("The GPU int4 kernel (tinygemm) needs compute capability 8.0 or newer.")
         if (config.group_size or DEFAULT_GROUP_SIZE) not in GROUP_SIZES:
-            reasons.append(f"The GPU int4 kernel takes group sizes {', '.join(map(str, GROUP_SIZES))}.")
+            group_reasons.append(f"The GPU int4 kernel takes group sizes {', '.join(map(str, GROUP_SIZES))}.")
     if method == "gguf_q8_0":
         if not any(a in GGUF_ARCHITECTURES for a in architectures):
             reasons.append(
@@ -159,7 +172,7 @@ def check_quantize(config: QuantizeConfig, source_dir: Path, device: str) -> lis
         tok_path = Path(source_dir) / "tokenizer.json"
         if not tok_path.is_file() or json.loads(tok_path.read_text()).get("model", {}).get("type") != "BPE":
             reasons.append("GGUF export needs a byte-level BPE tokenizer (tokenizer.json with a BPE model).")
-    return reasons
+    return [Problem(r) for r in reasons] + [Problem(r, "group_size") for r in group_reasons]
 
 
 # --- running ------------------------------------------------------------------------------------------
@@ -473,46 +486,103 @@ def verify(
     ctx.check_cancelled()
     ctx.report(Update(step=steps, total=steps, phase="verifying", log="Comparing next-token distributions"))
     report.update(evaluate.next_token_agreement(loaded["parent"], loaded["quantized"], prompts))
-    parent, child = report["parent"], report["quantized"]
-    report["size_ratio"] = parent["disk_bytes"] / max(child["disk_bytes"], 1)
-    report["memory_ratio"] = parent["memory_bytes"] / max(child["memory_bytes"], 1)
-    report["perplexity_change_pct"] = 100.0 * (child["perplexity"] / parent["perplexity"] - 1.0)
-    report["speed_ratio"] = child["tokens_per_s"] / parent["tokens_per_s"] if parent["tokens_per_s"] else 0.0
+    report.update(side_ratios(report["parent"], report["quantized"]))
     report["summary"] = summary_sentence(report)
     return report
 
 
-def summary_sentence(report: dict[str, Any]) -> str:
-    """One plain sentence: was it worth it? Worth it when the model got at least 1.3x smaller on disk or in
-    memory while perplexity rose less than 5 %; not worth it when perplexity rose 20 % or more, or nothing
-    got smaller; otherwise a trade-off."""
-    size, memory = report["size_ratio"], report["memory_ratio"]
-    ppl, speed = report["perplexity_change_pct"], report["speed_ratio"]
-    smaller = max(size, memory)
-    where = "GPU" if report["device"].startswith("cuda") else report["device"].split(":")[0].upper()
-    parts = [
-        f"{size:.1f}x smaller on disk" if size >= 1.05 else "no smaller on disk",
-        f"{memory:.1f}x less memory" if memory >= 1.05 else "no less memory",
-        f"{abs(ppl):.1f} % {'higher' if ppl >= 0 else 'lower'} perplexity"
-        if abs(ppl) >= 0.05
-        else "the same perplexity",
-        (
-            f"{speed:.1f}x faster"
-            if speed >= 1.05
-            else f"{1 / speed:.1f}x slower"
-            if 0 < speed <= 0.95
-            else "about as fast"
-        )
-        + f" on this {where}",
-        f"{100 * report['top1_agreement']:.1f} % top-1 agreement",
-    ]
-    if smaller >= 1.3 and ppl < 5:
-        verdict = "Worth it"
-    elif ppl >= 20 or smaller < 1.05:
+# What each measure of the report holds (its label, unit, and how a change reads): the job page, the
+# catalog page and the verdict read them from here.
+SIDE_MEASURES = {
+    "disk_bytes": Measure(
+        "Size on disk", "bytes", "lower", ("smaller", "bigger", "about as big"), phrase="{} on disk"
+    ),
+    "gguf_bytes": Measure("GGUF file", "bytes"),
+    "safetensors_bytes": Measure("Safetensors weights", "bytes"),
+    "memory_bytes": Measure(
+        "Memory once loaded", "bytes", "lower", ("less", "more", "about as much"), phrase="{} memory"
+    ),
+    "dtype": Measure("Weights' dtype"),
+    "perplexity": Measure(
+        "Perplexity on held-out text", "", "lower", ("lower", "higher", "the same"), False, "{} perplexity"
+    ),
+    "loss": Measure("Loss on held-out text", "nats/token", "lower", ("lower", "higher", "the same"), False),
+    "perplexity_tokens": Measure("Held-out tokens", "tokens"),
+    "tokens_per_s": Measure("Decode speed", "tokens/s", "higher", ("faster", "slower", "about as fast")),
+    "ttft_s": Measure("Time to first token", "s", "lower", ("sooner", "later", "about as soon")),
+    "decode": Measure("Decode kernel"),
+}
+FACT_MEASURES = {
+    "device": Measure("Measured on"),
+    "prompts": Measure("Prompts"),
+    "new_tokens": Measure("New tokens per prompt", "tokens"),
+    "top1_agreement": Measure("Top-1 agreement with the parent", "share"),
+    "mean_kl": Measure("Mean KL divergence from the parent", "nats"),
+    "positions": Measure("Positions compared", "tokens"),
+    "memory_measured_as": Measure("Memory measured as"),
+}
+# The report's ratios (bench/quantize.py and the Accelerate plots read them) and the measure each is of.
+RATIOS = {
+    "size_ratio": "disk_bytes",
+    "memory_ratio": "memory_bytes",
+    "perplexity_change_pct": "perplexity",
+    "speed_ratio": "tokens_per_s",
+}
+
+
+def side_ratios(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, float]:
+    """size_ratio (parent's bytes over the child's), memory_ratio, perplexity_change_pct and speed_ratio
+    (the child's tokens/s over the parent's); 0.0 where a side lacks the number."""
+    found = {}
+    for name, key in RATIOS.items():
+        moved = change(SIDE_MEASURES[key], parent.get(key), child.get(key))
+        found[name] = moved.value if moved else 0.0
+    return found
+
+
+def summary_sentence(report: dict[str, Any]) -> str | None:
+    """One plain sentence, from the measured numbers alone: was it worth it? Worth it when the model got at
+    least 1.3x smaller on disk or in memory, perplexity rose less than 5 % and decoding got no slower; not
+    worth it when perplexity rose 20 % or more, or nothing got smaller or faster; otherwise a trade-off.
+    The speeds are the engine's as chat runs each model: where the two ran different kernels, it says
+    which. None when the report lacks the sizes or perplexities to judge by."""
+    parent, child = report.get("parent"), report.get("quantized")
+    if not isinstance(parent, dict) or not isinstance(child, dict):
+        return None
+    moved = {k: change(SIDE_MEASURES[k], parent.get(k), child.get(k)) for k in RATIOS.values()}
+    size, memory, ppl, speed = (moved[k] for k in RATIOS.values())
+    if ppl is None or (size is None and memory is None):
+        return None
+    smaller = max(m.value for m in (size, memory) if m is not None)
+    slower, faster = speed is not None and speed.direction < 0, speed is not None and speed.direction > 0
+    if ppl.value >= 20 or (smaller < 1.05 and not faster):
         verdict = "Not worth it"
+    elif smaller >= 1.3 and ppl.value < 5 and not slower:
+        verdict = "Worth it"
     else:
         verdict = "A trade-off"
-    return f"{verdict}: {', '.join(parts)}."
+    device = str(report.get("device", "cpu"))
+    where = "GPU" if device.startswith("cuda") else device.split(":")[0].upper()
+    said: dict[int, list[str]] = {1: [], -1: [], 0: []}
+    for key, m in moved.items():
+        if m is not None:
+            text = SIDE_MEASURES[key].phrase.format(m.text)
+            if key == "tokens_per_s":
+                text += f" on this {where}" + _kernels(parent, child)
+            said[m.direction].append(text)
+    gains, costs = ", ".join(said[1]), ", ".join(said[-1])
+    sentence = f"{gains}, but {costs}" if gains and costs else gains or costs
+    if said[0]:
+        sentence += "; " + ", ".join(said[0])
+    if isinstance(report.get("top1_agreement"), int | float):
+        sentence += f"; {100 * report['top1_agreement']:.1f} % top-1 agreement"
+    return f"{verdict}: {sentence}."
+
+
+def _kernels(parent: dict[str, Any], child: dict[str, Any]) -> str:
+    """Which kernel each side decoded with, where they differ (the speeds are then not like with like)."""
+    a, b = parent.get("decode"), child.get("decode")
+    return f" (the parent ran {a}, the quantized model {b})" if a and b and a != b else ""
 
 
 __all__ = [

@@ -217,9 +217,10 @@ def ensure_admin(username: str = "admin"):
 
 # --- the sampler's settings as the pages show them --------------------------------------------------
 def setting_rows(config: type) -> list[dict[str, Any]]:
-    """name, label, min, max, step, hint, choices, default and integer of each field of an llmcore config
-    dataclass that carries its Setting (llmcore.config): what the forms, panels and sliders are built
-    from (playground/core/forms.py builds the fields), so a bound or an explanation is written once."""
+    """name, label, min, max, step, hint, choices, default, integer, methods (those it concerns; empty:
+    all) and group of each field of an llmcore config dataclass that carries its Setting (llmcore.config):
+    what the forms, panels and sliders are built from (playground/core/forms.py builds the fields), so a
+    bound, an explanation or the methods a setting belongs to is written once."""
     whole = whole_numbers(config)
     return [
         {
@@ -232,6 +233,8 @@ def setting_rows(config: type) -> list[dict[str, Any]]:
             "choices": list(s.choices),
             "default": default,
             "integer": name in whole,
+            "methods": list(s.methods),
+            "group": s.group,
         }
         for name, (s, default) in settings_of(config).items()
     ]

@@ -266,6 +266,11 @@ def _run(job: Job, out_dir: Path, ctx: JobContext) -> tuple[dict[str, Any], dict
     return metrics, {"final_metrics": metrics}
 
 
+# The job param that names a distillation's teacher by catalog name (FinetuneConfig.teacher_dir is its
+# folder).
+TEACHER = "teacher_model"
+
+
 def finetune_config(method: str, job_params: dict[str, Any], base_dir: Path) -> Any:
     """A FinetuneConfig from a job's params (those the dataclass knows; None keeps its default)."""
     from dataclasses import fields
@@ -277,7 +282,7 @@ def finetune_config(method: str, job_params: dict[str, Any], base_dir: Path) -> 
     params.update(method=method, base_dir=base_dir)
     if params.get("target_modules"):
         params["target_modules"] = tuple(params["target_modules"])
-    teacher = job_params.get("teacher_model")
+    teacher = job_params.get(TEACHER)
     if teacher:
         params["teacher_dir"] = model_store().path(teacher)
     return finetune.FinetuneConfig(**params)
