@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from typing import Any
 from urllib.parse import urlencode
 
 from django.core.exceptions import PermissionDenied
@@ -15,7 +16,7 @@ from playground.catalog import services
 from playground.catalog.models import ModelEntry
 from playground.core.http import Request
 from playground.core.services import model_store
-from playground.jobs.services.reports import report_rows, side_by_side
+from playground.jobs.services.reports import param_rows, report_view
 
 
 def visible_or_404(request: Request, name: str) -> ModelEntry:
@@ -94,11 +95,24 @@ def model_detail(request: Request, name: str) -> HttpResponse:
         "tools": tools_for(entry),
         **access_context(request, entry),
         **files_context(entry),
+        **lineage_context(entry),
     }
-    report = entry.extra.get("quantize_report")
-    if isinstance(report, dict) and report:
-        context.update(report=report, report_rows=report_rows(report), side_rows=side_by_side(report))
     return render(request, "catalog/detail.html", context)
+
+
+def lineage_context(entry: ModelEntry) -> dict[str, Any]:
+    """What the job that made the model left in its meta, as the page shows it (the jobs app's reports):
+    the quantize report, the job's settings that mean something for its method, its final metrics."""
+    extra: dict[str, Any] = entry.extra
+    found: dict[str, Any] = {}
+    report = extra.get("quantize_report")
+    if isinstance(report, dict) and report:
+        found.update(report=report, report_view=report_view(report, "quantize"))
+    if extra.get("job"):
+        params = extra.get("hyperparameters") or {}
+        found["lineage_params"] = param_rows(str(extra.get("kind", "")), entry.method, params)
+        found["final_metrics"] = report_view(extra.get("final_metrics") or {}, "finetune").facts
+    return found
 
 
 # What can be done with a model, each tool opened on it: (label, url name, query key, what it shows).

@@ -32,7 +32,7 @@ from playground.jobs.services.jobs import (
     live_devices,
     resume_job,
 )
-from playground.jobs.services.reports import report_rows, side_by_side
+from playground.jobs.services.reports import param_rows, report_view
 
 
 def owned_job(request: Request, job_id: int) -> Job:
@@ -59,8 +59,8 @@ def job_detail(request: Request, job_id: int) -> HttpResponse:
     job = owned_job(request, job_id)
     context: dict[str, Any] = {
         "job": job,
-        "report_rows": report_rows(job.report),
-        "side_rows": side_by_side(job.report),
+        "report_view": report_view(job.report, job.kind),
+        "params": param_rows(job.kind, job.method, job.chosen_params),
     }
     return live_page(request, "jobs/detail.html", context)
 
@@ -97,78 +97,51 @@ def job_resume(request: Request, job_id: int) -> HttpResponse:
     return redirect("jobs:detail", job_id)
 
 
-def _feasibility_error(form: Any, feasible: checks.Feasibility) -> bool:
-    if feasible.ok:
-        return False
-    form.add_error("method", feasible.message())
-    return True
+def new_job(
+    request: Request, kind: Job.Kind, form_class: Any, methods: dict[str, str], **kw: Any
+) -> HttpResponse:
+    """A new-job form: opened with the method that runs here preselected (then what the link asked for);
+    on submit every problem at once beside its field, or the job queued where the checks said it can run."""
+    models = catalog_names(request.user)
+    if request.method == "GET":
+        notes = checks.method_notes(kind, models[0] if models else None)
+        start = {"method": checks.default_method(kind, notes), **request.GET.dict()}
+        return form_page(
+            request, form_class(models=models, methods=methods, initial=start, **kw), kind, notes
+        )
+    form = form_class(request.POST, models=models, methods=methods, **kw)
+    if form.is_valid() and form.feasible:
+        data = form.cleaned_data
+        try:
+            job = create_job(
+                request.user,
+                kind=kind,
+                method=data["method"],
+                base_model=data["base_model"],
+                params=form.params(),
+                output_name=data["output_name"],
+                dataset=data.get("dataset"),
+                devices_ok=form.feasible.devices_ok,
+            )
+            return redirect("jobs:detail", job.pk)
+        except JobError as exc:  # the name was taken since the form checked it
+            form.add_error("output_name", str(exc))
+    return form_page(request, form, kind, checks.method_notes(kind, models[0] if models else None))
 
 
-def form_page(request: Request, form: Any, kind: str, methods: dict[str, str], models: list[str]) -> Any:
-    notes = checks.method_notes(kind, models[0] if models else None)
-    context = {"form": form, "kind": kind, "methods": methods, "devices": live_devices(), "notes": notes}
+def form_page(request: Request, form: Any, kind: str, notes: dict[str, str]) -> HttpResponse:
+    context = {"form": form, "kind": kind, "devices": live_devices(), "notes": notes}
     return render(request, "jobs/new.html", context)
 
 
 @require_http_methods(["GET", "POST"])
 def new_quantize(request: Request) -> HttpResponse:
-    models, methods = catalog_names(request.user), checks.quant_methods()
-    form = QuantizeForm(
-        request.POST if request.method == "POST" else None,
-        models=models,
-        methods=methods,
-        initial=request.GET.dict(),
-    )
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        feasible = checks.check_quantize(data["method"], data["group_size"], data["base_model"])
-        if not _feasibility_error(form, feasible):
-            try:
-                job = create_job(
-                    request.user,
-                    kind=Job.Kind.QUANTIZE,
-                    method=data["method"],
-                    base_model=data["base_model"],
-                    params={"group_size": data["group_size"]},
-                    output_name=data["output_name"],
-                    devices_ok=feasible.devices_ok,
-                )
-                return redirect("jobs:detail", job.pk)
-            except JobError as exc:
-                form.add_error("output_name", str(exc))
-    return form_page(request, form, "quantize", methods, models)
+    return new_job(request, Job.Kind.QUANTIZE, QuantizeForm, checks.quant_methods())
 
 
 @require_http_methods(["GET", "POST"])
 def new_finetune(request: Request) -> HttpResponse:
-    models, methods = catalog_names(request.user), checks.finetune_methods()
-    form = FinetuneForm(
-        request.POST if request.method == "POST" else None,
-        models=models,
-        methods=methods,
-        owner=request.user,
-        initial=request.GET.dict(),
-    )
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        params = form.params()
-        feasible = checks.check_finetune(params, data["method"], data["base_model"], data["dataset"].format)
-        if not _feasibility_error(form, feasible):
-            try:
-                job = create_job(
-                    request.user,
-                    kind=Job.Kind.FINETUNE,
-                    method=data["method"],
-                    base_model=data["base_model"],
-                    params=params,
-                    output_name=data["output_name"],
-                    dataset=data["dataset"],
-                    devices_ok=feasible.devices_ok,
-                )
-                return redirect("jobs:detail", job.pk)
-            except JobError as exc:
-                form.add_error("output_name", str(exc))
-    return form_page(request, form, "finetune", methods, models)
+    return new_job(request, Job.Kind.FINETUNE, FinetuneForm, checks.finetune_methods(), owner=request.user)
 
 
 @require_http_methods(["GET", "POST"])

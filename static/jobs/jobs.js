@@ -36,33 +36,28 @@
     });
   }
 
+  // Bars: each measure of the quantized model as a share of the parent's (the server labels them and
+  // says which way is better); the dashed line is the parent, 100 %.
   function barChart(svg, bars) {
     svg.replaceChildren();
-    const w = svg.clientWidth || 400, h = svg.clientHeight || 220, pad = 150;
+    const w = svg.clientWidth || 400, pad = 170, right = 150, rowH = 26;
+    const h = 10 + bars.length * rowH;
     svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
-    if (!bars.length) { svg.remove(); return; }
-    const rowH = Math.min(28, (h - 10) / bars.length);
-    const max = Math.max(...bars.map((b) => b.value), 1);
+    svg.setAttribute("height", h);
+    const max = Math.max(...bars.map((b) => b.share), 1);
+    const X = (share) => pad + ((w - pad - right) * share) / max;
     bars.forEach((b, i) => {
-      const y = 5 + i * rowH, bw = ((w - pad - 60) * b.value) / max;
+      const y = 5 + i * rowH;
+      const colour = b.direction > 0 ? COLORS[2] : b.direction < 0 ? COLORS[1] : COLORS[7];
       svg.append(el("text", { x: 4, y: y + rowH * 0.65, "font-size": 12 }, b.label));
-      svg.append(el("rect", { x: pad, y: y + 3, width: Math.max(bw, 1), height: rowH - 6, fill: b.value > 1 ? COLORS[1] : COLORS[0] }));
-      svg.append(el("text", { x: pad + bw + 4, y: y + rowH * 0.65, "font-size": 12 }, `${(b.value * 100).toFixed(1)}%`));
+      svg.append(el("rect", { x: pad, y: y + 4, width: Math.max(X(b.share) - pad, 1), height: rowH - 8, fill: colour }));
+      svg.append(el("text", { x: X(b.share) + 4, y: y + rowH * 0.65, "font-size": 12 }, `${(b.share * 100).toFixed(1)} % of the parent`));
     });
+    svg.append(el("line", { x1: X(1), x2: X(1), y1: 2, y2: h - 2, stroke: "#6b6b70", "stroke-dasharray": "3 3" }));
   }
 
   function points(metrics, key) {
     return metrics.filter((m) => typeof m[key] === "number").map((m) => [m.step, m[key]]);
-  }
-
-  // Bars: each "quantized" figure as a share of the parent's, for the pairs the report holds.
-  function reportBars(report) {
-    const parent = report.parent || {}, child = report.quantized || report.child || {};
-    const bars = [];
-    for (const [k, v] of Object.entries(child)) {
-      if (typeof v === "number" && typeof parent[k] === "number" && parent[k] > 0) bars.push({ label: k, value: v / parent[k] });
-    }
-    return bars.slice(0, 8);
   }
 
   function draw(root) {
@@ -74,8 +69,8 @@
       const lr = root.querySelector('svg[data-chart="lr"]');
       if (lr) lineChart(lr, [{ name: "lr", points: points(metrics, "lr") }]);
     }
-    const report = root.querySelector("#job-report-data"), bars = root.querySelector('svg[data-chart="report"]');
-    if (report && bars) barChart(bars, reportBars(JSON.parse(report.textContent)));
+    const report = root.querySelector("#job-report-bars"), bars = root.querySelector('svg[data-chart="report"]');
+    if (report && bars) barChart(bars, JSON.parse(report.textContent));
   }
 
   document.addEventListener("DOMContentLoaded", () => draw(document));

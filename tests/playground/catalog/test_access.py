@@ -140,7 +140,7 @@ def test_the_page_says_who_can_see_the_model(
     assert "Private: only you and admins." in mine
     assert "Share with everyone" in mine
     assert "secret-pirates.jsonl (12 rows)" in mine
-    assert "lora_rank" in mine
+    assert "LoRA rank" in mine, "its settings, labelled"
     as_admin = admin_in.get(reverse("catalog:detail", args=[PRIVATE])).content.decode()
     assert "Private: only alice and admins." in as_admin
     assert "Share with everyone" in as_admin
@@ -166,7 +166,7 @@ def test_sharing_shows_the_model_to_everyone_without_how_it_was_trained(
     assert "Shared with everyone." in html
     assert "from a private dataset" in html
     assert "secret-pirates" not in html
-    assert "lora_rank" not in html
+    assert "LoRA rank" not in html
     assert 'name="shared"' not in html, "only the owner or an admin changes who sees it"
     assert stranger_in.get(reverse("catalog:download", args=[PRIVATE, "adapter"])).status_code == 200
     assert share(stranger_in, PRIVATE, False).status_code == 403

@@ -207,8 +207,9 @@ def test_the_job_page_shows_curves_samples_and_the_report_with_model_text_escape
     assert '"eval_loss": 3.0' in html, "the curves' points are embedded as JSON for the chart script"
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert "Worth it: 2.0x smaller." in html
-    assert '<th>disk_bytes</th><td class="num">2,000</td><td class="num">1,000</td>' in html
+    assert "A trade-off: 2.0x smaller on disk, but 5.0 % higher perplexity." in html, "from the numbers"
+    assert "Worth it: 2.0x smaller." not in html, "the stored sentence gives way to the numbers' verdict"
+    assert '<th scope="row">Size on disk</th><td class="num">2.0 KB</td><td class="num">1000 B</td>' in html
     assert "every 2s" not in html, "a finished job does not poll"
     assert 'href="/models/tiny-bf16/"' in html
 
