@@ -502,7 +502,7 @@ SIDE_MEASURES = {
     "memory_bytes": Measure(
         "Memory once loaded", "bytes", "lower", ("less", "more", "about as much"), phrase="{} memory"
     ),
-    "dtype": Measure("Weights' dtype"),
+    "dtype": Measure("Dtype once loaded"),  # as the playground loads it (llmcore.loading), not as stored
     "perplexity": Measure(
         "Perplexity on held-out text", "", "lower", ("lower", "higher", "the same"), False, "{} perplexity"
     ),

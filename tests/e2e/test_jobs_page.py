@@ -40,6 +40,11 @@ def test_a_quantize_job_from_the_form_runs_live_and_joins_the_catalog(site: Site
         assert status == "succeeded", page.locator("#job-live").inner_text()
         assert page.locator("#report-summary").inner_text().strip(), "the report ends with its summary"
         assert page.locator("#job-report table tr").count() > 2
+        report = page.locator("#job-report").inner_text()
+        assert "Size on disk" in report, "measured numbers are labelled"
+        assert "MB" in report, "and in their units"
+        for raw in ("disk_bytes", "ttft_s", "perplexity_tokens"):
+            assert raw not in report, f"the raw key {raw} shows"
         page.locator("#job-output").get_by_role("link", name=name).click()
         page.wait_for_url(f"**/models/{name}/")
         lineage = page.locator("#lineage")

@@ -22,7 +22,8 @@ def num(value: object) -> str:
 @register.filter
 def measure(value: object, unit: str = "") -> str:
     """A reported number in its unit (llmcore.jobs.Measure.unit), rounded for reading: bytes in KB/MB/GB,
-    a share in percent, seconds in ms below one; '-' where the report has none."""
+    a share in percent, seconds in ms below one, the rest with four significant digits (a KL of 1e-5 is
+    not 0); '-' where the report has none."""
     if value is None or value == "":
         return "-"
     if not isinstance(value, int | float) or isinstance(value, bool):
@@ -35,6 +36,4 @@ def measure(value: object, unit: str = "") -> str:
         return f"{1000 * value:.0f} ms" if value < 1 else f"{value:,.1f} s"
     if unit == "tokens/s":
         return f"{value:,.1f} tokens/s"
-    if unit in ("nats", "nats/token"):
-        return f"{value:.3f} {unit}"
     return f"{num(value)} {unit}".strip()

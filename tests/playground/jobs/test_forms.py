@@ -174,6 +174,7 @@ def test_the_quantize_report_shows_labels_and_units_never_raw_keys(client_in: Cl
     assert rows["Perplexity on held-out text"] == "12.5"
     assert rows["Loss on held-out text"] == "2.526 nats/token"
     assert "98.1 %" in section, "a share in percent"
+    assert "0.0123 nats" in section, "a small divergence keeps its digits"
     assert "1.6x smaller" in section
     assert "1.7x slower" in section
     for key in [*REPORT, *REPORT["parent"]]:
