@@ -3,8 +3,6 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from llmcore.pulls import PULLABLE
-
 
 class ModelEntry(models.Model):
     """A model in the store, mirrored in the database so jobs, chats and evaluations can point at it.
@@ -81,11 +79,10 @@ class ModelEntry(models.Model):
     def kind(self) -> str:
         """base, imported, fine-tuned, distilled, quantized or pretrained (see KINDS). A model a job made
         says which job kind made it in its lineage (meta.json); one without a job was pulled (base) when
-        it is a pullable model under that name from that source, else imported."""
+        the catalog found it to be a pullable model under that name from that source, else imported."""
         extra = self.extra
         if "job" not in extra:
-            spec = PULLABLE.get(self.name)
-            return "base" if spec is not None and self.source == spec.source_label[:500] else "imported"
+            return "base" if self.meta.get("pulled") else "imported"
         job_kind = extra.get("kind")
         if job_kind == "quantize":
             return "quantized"

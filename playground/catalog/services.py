@@ -120,7 +120,9 @@ def _differs(entry: ModelEntry | None, meta: ModelMeta) -> bool:
 
 
 def _meta_json(meta: ModelMeta) -> dict[str, object]:
-    return {"extra": meta.extra, "facts": asdict(meta.facts) if meta.facts else None}
+    spec = pulls.PULLABLE.get(meta.name)
+    pulled = spec is not None and meta.source == spec.source_label  # ModelEntry.kind: "base"
+    return {"extra": meta.extra, "facts": asdict(meta.facts) if meta.facts else None, "pulled": pulled}
 
 
 def _fields(meta: ModelMeta) -> dict[str, object]:

@@ -46,8 +46,10 @@ COLUMNS = {
     "parent": "Parent",
     "source": "Source",
 }
-DEFAULT_COLUMNS = ("family", "parameters", "layers", "heads", "kv_heads", "attention", "context", "size")
-DEFAULT_COLUMNS += ("license", "parent")
+DEFAULT_COLUMNS = [
+    *("family", "parameters", "layers", "heads", "kv_heads", "attention", "context", "size"),
+    *("license", "parent"),
+]
 
 
 def chosen_columns(request: Request) -> list[str]:
