@@ -218,6 +218,18 @@ def test_a_failed_upload_import_keeps_its_file_for_resume_and_no_model(
     assert job.can_resume
 
 
+def test_importing_needs_the_csrf_token(admin_user, store, tiny_model_dir: Path, data_dir) -> None:
+    """The import view reads its body only after its upload limit is in place, so it checks CSRF itself
+    (csrf_exempt outside, csrf_protect inside): a post without the token is still refused."""
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    upload = SimpleUploadedFile("model.gguf", b"GGUF" + b"\0" * 100)
+    for data in ({"path": str(tiny_model_dir), "name": "no-token"}, {"gguf": upload}):
+        assert client.post(reverse("catalog:import"), data).status_code == 403
+    assert not Job.objects.exists()
+    assert uploads(data_dir) == []  # nothing of the refused upload is kept
+
+
 def test_an_admin_imports_a_folder_by_its_path_on_the_server(
     admin_client: Client, store, tiny_model_dir: Path, data_dir
 ) -> None:
