@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "playground.jobs",
     "playground.engine",
     "playground.accelerate",
+    "playground.apikeys",
     "axes",  # login throttling (see Auth below)
     "csp",  # the Content-Security-Policy header (see Security below)
 ]
@@ -284,6 +285,14 @@ AXES_VERBOSE = False
 # /healthz answers everyone with the overall status and each check's ok flag; the details (worker hosts,
 # devices, database, loaded models) need a logged-in user or this token (`Authorization: Bearer ...`).
 HEALTHZ_TOKEN = envstr("HEALTHZ_TOKEN")
+
+# API keys (/keys/): the limits a new key gets; an admin can change one key's in the Django admin. A
+# request over a limit is answered 429 with Retry-After (playground/apikeys/services.py).
+API_KEY_REQUESTS_PER_MINUTE = envint("API_KEY_REQUESTS_PER_MINUTE", 60)
+API_KEY_CONCURRENT_STREAMS = envint("API_KEY_CONCURRENT_STREAMS", 4)
+API_KEY_TOKENS_PER_DAY = envint("API_KEY_TOKENS_PER_DAY", 1_000_000)
+if min(API_KEY_REQUESTS_PER_MINUTE, API_KEY_CONCURRENT_STREAMS, API_KEY_TOKENS_PER_DAY) < 1:
+    raise ImproperlyConfigured("The API_KEY_* limits are each at least 1.")
 
 # --- Security -------------------------------------------------------------------------------------
 # HTTPS=1 (the production default) assumes TLS in front of the site: secure cookies, HSTS, redirects.
