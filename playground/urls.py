@@ -10,6 +10,7 @@ urlpatterns = [
     path("jobs/", include("playground.jobs.urls")),
     path("", include("playground.engine.urls")),  # /engine/ and /metrics
     path("accelerate/", include("playground.accelerate.urls")),
+    path("keys/", include("playground.apikeys.urls")),
     path("", include("playground.inspect.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -44,6 +44,7 @@ HASH_SALT = "playground.apikeys.secret"
 # last_used is written when it is older than this: a busy key costs one UPDATE per interval, not one per
 # request, and the page still says when a key was last used to within a few seconds.
 LAST_USED_EVERY = timedelta(seconds=10)
+USAGE_DAYS = 30  # the page shows each key's usage over this many days
 
 
 class ApiKeyRefused(PlaygroundError):
@@ -259,14 +260,23 @@ def add_usage(key: ApiKey, model: str, prompt_tokens: int, completion_tokens: in
     )
 
 
-def usage_of(keys: QuerySet[ApiKey], days: int = 30) -> list[ApiKeyUsage]:
-    """Usage rows of these keys over the last `days` days, newest first."""
-    since = today() - timedelta(days=days - 1)
-    return list(ApiKeyUsage.objects.filter(key__in=keys, day__gte=since).select_related("key"))
+@dataclass
+class KeySummary:
+    """A key with its usage rows (newest day first) and what today's count of tokens is against its limit."""
+
+    key: ApiKey
+    usage: list[ApiKeyUsage]
+    tokens_today: int
 
 
-def usage_by_key(keys: QuerySet[ApiKey]) -> dict[int, list[ApiKeyUsage]]:
-    grouped: dict[int, list[ApiKeyUsage]] = {}
-    for row in usage_of(keys):
-        grouped.setdefault(row.key_id, []).append(row)
-    return grouped
+def key_summaries(keys: QuerySet[ApiKey]) -> list[KeySummary]:
+    """Each key with its usage over the last USAGE_DAYS days, in two queries whatever the number of keys."""
+    since, now = today() - timedelta(days=USAGE_DAYS - 1), today()
+    rows: dict[int, list[ApiKeyUsage]] = {}
+    for row in ApiKeyUsage.objects.filter(key__in=keys, day__gte=since):
+        rows.setdefault(row.key_id, []).append(row)
+    summaries = []
+    for key in keys:
+        used = sum(r.prompt_tokens + r.completion_tokens for r in rows.get(key.pk, []) if r.day == now)
+        summaries.append(KeySummary(key, rows.get(key.pk, []), used))
+    return summaries

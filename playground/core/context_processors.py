@@ -80,6 +80,7 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
             "jobs": "jobs",
             "engine": "engine",
             "accelerate": "accelerate",
+            "apikeys": "keys",
         }.get(match.namespace, "")
         if match.namespace == "inspect":
             # A tool's JSON and partial routes are named after it: "tokenize", "tokenize-api"...
