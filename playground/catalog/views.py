@@ -84,6 +84,7 @@ def model_list(request: Request) -> HttpResponse:
         "cols": cols,
         "columns": [(key, header, key in cols) for key, header in COLUMNS.items()],
         "span": len(cols) + 1,
+        "columns_open": "columns" in request.GET,  # just chosen (the form reloads the page): keep it open
     }
     return render(request, template, context)
 

@@ -37,25 +37,33 @@ class UserErrorMiddleware:
             and settings.DEBUG
             and getattr(request, "resolver_match", None) is None
         ):
-            return answer(request, NOT_FOUND, 404, {})  # no route matched: Django's debug page otherwise
+            return answer(
+                request, NOT_FOUND, 404, {}, htmx_ok=False
+            )  # no route: Django's debug page otherwise
         return response
 
     def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
+        # Not found and not allowed keep their status for htmx too: htmx then swaps nothing, so what
+        # the page shows stays (another user's object must not wipe the conversation with an alert).
         if isinstance(exc, Http404):
-            return answer(request, str(exc) or NOT_FOUND, 404, {})
+            return answer(request, str(exc) or NOT_FOUND, 404, {}, htmx_ok=False)
         if isinstance(exc, PermissionDenied):
-            return answer(request, str(exc) or "You may not do that.", 403, {})
+            return answer(request, str(exc) or "You may not do that.", 403, {}, htmx_ok=False)
         if not isinstance(exc, UserError):
             return None  # a bug: Django's 500 page and the log
         return answer(request, error_message(exc), error_status(exc), getattr(exc, "fields", None) or {})
 
 
-def answer(request: HttpRequest, message: str, status: int, fields: dict[str, object]) -> HttpResponse:
+def answer(
+    request: HttpRequest, message: str, status: int, fields: dict[str, object], htmx_ok: bool = True
+) -> HttpResponse:
+    """`htmx_ok`: an htmx request gets the alert with a 200 (htmx swaps only a 2xx: the alert goes where
+    the answer was going), else with its own status (nothing is swapped)."""
     if request.path.startswith(API_PREFIX) or "application/json" in request.headers.get("Accept", ""):
         return error_json(message, status, fields)
-    if getattr(request, "htmx", False):  # htmx swaps only a 2xx: the alert goes where the answer was going
+    if getattr(request, "htmx", False):
         alert = render_to_string("core/user_error.html#alert", {"message": message}, request=request)
-        return HttpResponse(alert, headers={"X-User-Error": str(status)})
+        return HttpResponse(alert, status=200 if htmx_ok else status, headers={"X-User-Error": str(status)})
     context = {"message": message, "status": status}
     page = render_to_string("core/user_error.html", context, request=request)
     return HttpResponse(page, status=status)
@@ -63,4 +71,4 @@ def answer(request: HttpRequest, message: str, status: int, fields: dict[str, ob
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """handler404 (DEBUG off): an address no route matches, as the rest of the site answers it."""
-    return answer(request, NOT_FOUND, 404, {})
+    return answer(request, NOT_FOUND, 404, {}, htmx_ok=False)

@@ -150,7 +150,10 @@ def test_editing_the_first_message_starts_a_second_version_of_the_whole_conversa
     history = services.history(conversation)
     assert [m.pk for m in history] == [started["user_message"], done["message"]]
     assert history[0].parent_id is None
-    assert history[0].versions == services.Versions(index=2, count=2, previous=first.parent_id, next=None)
+    # the first version goes on for one message (its answer), which the page points back to
+    assert history[0].versions == services.Versions(
+        index=2, count=2, previous=first.parent_id, next=None, later_elsewhere=((1, 1),)
+    )
     assert started["prompt_tokens"] < first.provenance["prompt_tokens"]  # "Hi" alone, not the old turn
 
 
@@ -158,7 +161,7 @@ def test_branch_keeps_the_first_tokens_then_the_chosen_one(user, tiny_model) -> 
     old = first_answer(user, temperature=0, max_new_tokens=10)
     at = 3
     original = old.tokens[at]
-    other_id, _, other_prob = next(a for a in original[3] if a[0] != original[0])
+    other_id, _, other_prob, _ = next(a for a in original[3] if a[0] != original[0])
     frame = action("branch", old.conversation_id, old.pk, at=at, token=other_id)
     ((started, *rest),) = talk(user, frame)
     done = rest[-1]

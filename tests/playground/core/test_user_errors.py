@@ -165,6 +165,7 @@ def test_unknown_addresses_and_objects_get_the_sites_own_404_with_debug_on_or_of
     assert api.status_code == 404
     assert api.json() == {"error": "There is nothing at this address.", "fields": {}}
     htmx = client_in.get("/no-such-page/", headers={"HX-Request": "true"})
+    assert htmx.status_code == 404  # htmx swaps nothing: the page stays as it was
     assert htmx["X-User-Error"] == "404"
     assert 'data-testid="user-error">There is nothing at this address.</p>' in htmx.content.decode()
 
