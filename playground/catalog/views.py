@@ -24,7 +24,7 @@ def visible_or_404(request: Request, name: str) -> ModelEntry:
     try:
         return services.get_visible_model(request.user, name)
     except services.ModelNotFound:
-        raise Http404(f"No model named {name!r} in the catalog") from None  # the 404 page adds "."
+        raise Http404(f"No model named {name!r} in the catalog") from None
 
 
 # The catalog table's columns past the name: (key, header). All of them are wider than a 1,400-pixel

@@ -45,8 +45,8 @@ class UserErrorMiddleware:
     def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
         # Not found and not allowed keep their status for htmx too: htmx then swaps nothing, so what
         # the page shows stays (another user's object must not wipe the conversation with an alert).
-        if isinstance(exc, Http404):
-            return answer(request, str(exc) or NOT_FOUND, 404, {}, htmx_ok=False)
+        if isinstance(exc, Http404):  # views name what is missing, often without the closing period
+            return answer(request, sentence(str(exc)) or NOT_FOUND, 404, {}, htmx_ok=False)
         if isinstance(exc, PermissionDenied):
             return answer(request, str(exc) or "You may not do that.", 403, {}, htmx_ok=False)
         if not isinstance(exc, UserError):
@@ -72,3 +72,9 @@ def answer(
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """handler404 (DEBUG off): an address no route matches, as the rest of the site answers it."""
     return answer(request, NOT_FOUND, 404, {}, htmx_ok=False)
+
+
+def sentence(text: str) -> str:
+    """The text as a sentence: with its closing period when it has no closing mark."""
+    text = text.strip()
+    return text if not text or text[-1] in ".!?" else f"{text}."
