@@ -4,6 +4,7 @@ model (integration), and helpers for tests that start real processes."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -182,15 +183,49 @@ def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_exc})")
 
 
+SLOW_STOPS = ROOT / "var" / "test-artifacts" / "slow-stops.log"
+
+
 def stop_process(proc: subprocess.Popen, sig: int = 2, timeout: float = 30) -> int:
+    """Stop a process the tests started: `sig`, then a kill after `timeout` s. A stop slower than 5 s
+    is written down (with what the process still ran) in var/test-artifacts/slow-stops.log: a server
+    or worker that does not stop promptly is a finding, and it costs the suite its time."""
     if proc.poll() is None:
+        started = time.monotonic()
         proc.send_signal(sig)
         try:
-            proc.wait(timeout=timeout)
+            proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            _note_slow_stop(proc)
+            try:
+                proc.wait(timeout=max(timeout - 5, 0.1))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            with SLOW_STOPS.open("a") as log:
+                log.write(f"  stopped after {time.monotonic() - started:.1f} s, exit {proc.returncode}\n")
     return proc.returncode
+
+
+def _note_slow_stop(proc: subprocess.Popen) -> None:
+    import psutil
+
+    SLOW_STOPS.parent.mkdir(parents=True, exist_ok=True)
+    test = os.environ.get("PYTEST_CURRENT_TEST", "?")
+    lines = [
+        f"{time.strftime('%H:%M:%S')} {test}: {' '.join(map(str, proc.args))[:200]} still running 5 s on"
+    ]
+    try:
+        for p in [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]:
+            command = " ".join(p.cmdline())
+            lines.append(f"  pid {p.pid} {p.status()} threads={p.num_threads()} {command[:160]}")
+            parent = p.parent()
+            if "celery" in command and not (parent and "celery" in " ".join(parent.cmdline())):
+                p.send_signal(signal.SIGUSR1)  # a worker's main process logs every thread's stack
+    except psutil.Error as exc:
+        lines.append(f"  ({exc})")
+    with SLOW_STOPS.open("a") as log:
+        log.write("\n".join(lines) + "\n")
 
 
 # --- more architectures and more real models (appended) --------------------------------------------
