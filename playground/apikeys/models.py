@@ -8,7 +8,7 @@ their usage stays on the page; a revoked key authenticates nothing.
 from __future__ import annotations
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.validators import MinValueValidator
 from django.db import models
 
@@ -57,7 +57,7 @@ class ApiKey(models.Model):
         return f"{self.name} ({self.shown_prefix})"
 
     @property
-    def user(self) -> AbstractBaseUser:
+    def user(self) -> User:
         """The caller a request with this key acts as."""
         return self.owner
 

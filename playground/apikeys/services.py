@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import Self
 
 from asgiref.sync import sync_to_async
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet, Sum
 from django.http import Http404, HttpRequest
@@ -80,7 +80,7 @@ def hash_secret(secret: str) -> str:
     return salted_hmac(HASH_SALT, secret, algorithm="sha256").hexdigest()
 
 
-def create_key(owner: AbstractBaseUser, name: str) -> tuple[ApiKey, str]:
+def create_key(owner: User, name: str) -> tuple[ApiKey, str]:
     """A new key and its secret. The secret exists only in the return value: show it once."""
     for _ in range(5):
         secret = SECRET_START + secrets.token_urlsafe(SECRET_BYTES)
@@ -136,7 +136,7 @@ def touch(key: ApiKey) -> None:
         key.last_used = now
 
 
-def keys_of(user: AbstractBaseUser | AnonymousUser) -> QuerySet[ApiKey]:
+def keys_of(user: User | AnonymousUser) -> QuerySet[ApiKey]:
     return ApiKey.objects.filter(owner_id=user.pk)
 
 
@@ -145,7 +145,7 @@ def every_key() -> QuerySet[ApiKey]:
     return ApiKey.objects.select_related("owner", "revoked_by")
 
 
-def key_for(user: AbstractBaseUser | AnonymousUser, key_id: int) -> ApiKey:
+def key_for(user: User | AnonymousUser, key_id: int) -> ApiKey:
     """The user's own key, or any key for an admin; 404 otherwise, as if it did not exist."""
     keys = every_key() if getattr(user, "is_staff", False) else keys_of(user)
     key = keys.filter(pk=key_id).first()
@@ -154,7 +154,7 @@ def key_for(user: AbstractBaseUser | AnonymousUser, key_id: int) -> ApiKey:
     return key
 
 
-def revoke_key(key: ApiKey, by: AbstractBaseUser) -> None:
+def revoke_key(key: ApiKey, by: User) -> None:
     """From now on the key authenticates nothing; its usage stays on the page."""
     if key.revoked_at is None:
         key.revoked_at, key.revoked_by = timezone.now(), by
@@ -216,20 +216,20 @@ def admit(key: ApiKey, *, stream: bool) -> Admission:
             seconds_to_tomorrow(),
         )
     backend = counters.counters()
-    token = None
-    if stream:
-        token = backend.take_stream(key, key.concurrent_streams, now)
-        if token is None:
-            # A stream's end cannot be known; a few seconds is a fair pause before asking again.
-            raise RateLimited(f"Limit reached: {key.concurrent_streams} concurrent streams for this key.", 5)
-    admission = Admission(key, token)
+    # Counted before a stream slot is taken, so a refusal here holds no slot; a refused request counts
+    # against the minute too (counters.py).
     if backend.count_request(key, now) > key.requests_per_minute:
-        admission.release()
         raise RateLimited(
             f"Limit reached: {key.requests_per_minute} requests per minute for this key.",
             counters.seconds_left_in_window(now),
         )
-    return admission
+    if not stream:
+        return Admission(key)
+    token = backend.take_stream(key, key.concurrent_streams, now)
+    if token is None:
+        # When a stream will end cannot be known; a few seconds is a fair pause before asking again.
+        raise RateLimited(f"Limit reached: {key.concurrent_streams} concurrent streams for this key.", 5)
+    return Admission(key, token)
 
 
 # --- usage -------------------------------------------------------------------------------------------

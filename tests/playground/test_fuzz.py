@@ -188,6 +188,8 @@ FORMS = [
     ("/jobs/{id}/cancel/", []),
     ("/jobs/{id}/resume/", []),
     ("/models/{name}/share/", ["shared"]),
+    ("/keys/new/", ["name"]),
+    ("/keys/{id}/revoke/", []),
 ]
 
 
