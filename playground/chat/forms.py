@@ -12,32 +12,8 @@ from django.core.validators import MaxLengthValidator
 
 from playground.chat import services
 from playground.chat.models import PromptTemplate, SamplerPreset
-from playground.core.forms import sampler_form
-from playground.core.text import TextField, TextValidator, check_text
-
-MAX_STOP_SEQUENCES = 4
-MAX_STOP_SEQUENCE_CHARS = 32
-MAX_CANDIDATES = 8  # best-of-N candidates or beams: each costs a whole generation (or a beam) of compute
-
-
-class StopSequencesField(forms.Field):
-    """A list of short, non-empty strings (a JSON list in the frame)."""
-
-    def to_python(self, value: Any) -> list[str]:
-        if value in (None, ""):
-            return []
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list | tuple) or not all(isinstance(s, str) for s in value):
-            raise forms.ValidationError("Stop sequences must be a list of strings.")
-        if len(value) > MAX_STOP_SEQUENCES:
-            raise forms.ValidationError(f"At most {MAX_STOP_SEQUENCES} stop sequences.")
-        if any(not s or len(s) > MAX_STOP_SEQUENCE_CHARS for s in value):
-            raise forms.ValidationError(
-                f"Each stop sequence needs 1 to {MAX_STOP_SEQUENCE_CHARS} characters."
-            )
-        return [check_text(s, "A stop sequence") for s in value]
-
+from playground.core.forms import MAX_CANDIDATES, StopSequencesField, sampler_form
+from playground.core.text import TextField, TextValidator
 
 SPECULATIVE_CHOICES = [
     ("off", "off"),
