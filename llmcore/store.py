@@ -49,6 +49,8 @@ TOKENIZER_FILES = {
     "chat_template.json",
 }
 CONFIG_FILES = {"config.json", "generation_config.json"}
+# A sentence-transformers encoder's pooling (mean, CLS...), which its embeddings need (llmcore.embeddings).
+POOLING_FILE = Path("1_Pooling") / "config.json"
 
 Progress = Callable[[str], None]
 
@@ -226,6 +228,7 @@ class ModelStore:
                 if is_model_file(item.name) and item.is_file():
                     copy_file(src, item, tmp / item.name)
             copy_adapter(src / ADAPTER_DIR, tmp / ADAPTER_DIR)
+            copy_pooling(src, tmp)
 
         return self._write_model(
             name,
@@ -432,6 +435,15 @@ def copy_adapter(src: Path, dst: Path) -> None:
     for item in wanted:
         if item.is_file():
             copy_file(folder, item, dst / item.name)
+
+
+def copy_pooling(src: Path, dst: Path) -> None:
+    """A sentence-transformers pooling config (JSON, nothing that runs) travels with its encoder."""
+    pooling = src / POOLING_FILE
+    check_no_links(src, [pooling.parent, pooling])
+    if pooling.is_file():
+        (dst / POOLING_FILE).parent.mkdir()
+        copy_file(src, pooling, dst / POOLING_FILE)
 
 
 def is_model_file(name: str) -> bool:

@@ -267,6 +267,22 @@ def token_display(tokenizer: Any, token_id: int) -> str:
     return "".join(p.text for p in pieces_of_token(token, scheme, token_id in scheme.special_ids))
 
 
+def vocabulary_bytes(tokenizer: Any, token_id: int) -> bytes:
+    """The bytes of text one vocabulary entry stands for (a special token: its written form), the
+    tokenizer's stand-ins undone: what an API reports as a token's `bytes`, even for part of a character."""
+    backend = backend_of(tokenizer)
+    scheme = scheme_of(backend)
+    token = backend.id_to_token(token_id)
+    if token is None:
+        return b""
+    if token_id in scheme.special_ids:
+        return token.encode("utf-8")
+    prefix = scheme.continuing_prefix
+    if prefix and token.startswith(prefix) and token != prefix:
+        token = token[len(prefix) :]
+    return token_bytes(token, scheme)
+
+
 # --- tokens ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Token:
