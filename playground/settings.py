@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "playground.engine",
     "playground.accelerate",
     "playground.apikeys",
+    "playground.openai_api",
     "axes",  # login throttling (see Auth below)
     "csp",  # the Content-Security-Policy header (see Security below)
 ]

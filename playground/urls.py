@@ -11,6 +11,7 @@ urlpatterns = [
     path("", include("playground.engine.urls")),  # /engine/ and /metrics
     path("accelerate/", include("playground.accelerate.urls")),
     path("keys/", include("playground.apikeys.urls")),
+    path("v1/", include("playground.openai_api.urls")),  # the OpenAI-compatible API
     path("", include("playground.inspect.urls")),
     path("admin/", admin.site.urls),
 ]
