@@ -9,6 +9,8 @@ The /v1 API calls three things, in this order:
 
 From async code, call authenticate, admit and record through asgiref's sync_to_async (they use the
 database), or use `await admission.arecord(...)`; `async with` gives the stream slot back by itself.
+Enter the context as soon as admit returns: a slot is given back on exit, and one never entered is held
+until its lease lapses (counters.STREAM_LEASE_SECONDS).
 """
 
 from __future__ import annotations
@@ -211,16 +213,16 @@ def admit(key: ApiKey, *, stream: bool) -> Admission:
     now = counters.clock()
     used = tokens_today(key)
     if used >= key.tokens_per_day:
+        limit = counted(key.tokens_per_day, "token")
         raise RateLimited(
-            f"Limit reached: {key.tokens_per_day:,} tokens per day for this key ({used:,} used today).",
-            seconds_to_tomorrow(),
+            f"Limit reached: {limit} per day for this key ({used:,} used today).", seconds_to_tomorrow()
         )
     backend = counters.counters()
     # Counted before a stream slot is taken, so a refusal here holds no slot; a refused request counts
     # against the minute too (counters.py).
     if backend.count_request(key, now) > key.requests_per_minute:
         raise RateLimited(
-            f"Limit reached: {key.requests_per_minute} requests per minute for this key.",
+            f"Limit reached: {counted(key.requests_per_minute, 'request')} per minute for this key.",
             counters.seconds_left_in_window(now),
         )
     if not stream:
@@ -228,8 +230,13 @@ def admit(key: ApiKey, *, stream: bool) -> Admission:
     token = backend.take_stream(key, key.concurrent_streams, now)
     if token is None:
         # When a stream will end cannot be known; a few seconds is a fair pause before asking again.
-        raise RateLimited(f"Limit reached: {key.concurrent_streams} concurrent streams for this key.", 5)
+        limit = counted(key.concurrent_streams, "concurrent stream")
+        raise RateLimited(f"Limit reached: {limit} for this key.", 5)
     return Admission(key, token)
+
+
+def counted(number: int, thing: str) -> str:
+    return f"{number:,} {thing}{'' if number == 1 else 's'}"
 
 
 # --- usage -------------------------------------------------------------------------------------------
