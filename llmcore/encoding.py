@@ -85,6 +85,10 @@ def plain_backend(backend: Tokenizer) -> Tokenizer:
         if plain is None:
             plain = Tokenizer.from_str(backend.to_str())
             plain.encode_special_tokens = True
+            # A BERT-style file pads and truncates every text to a fixed length (MiniLM's to 128), which
+            # transformers turns off for each call it makes; so does this copy: the ids are the text's.
+            plain.no_padding()
+            plain.no_truncation()
             _plain_backends[backend] = plain
         return plain
 
