@@ -42,12 +42,15 @@ def encode_chat(
     *,
     add_generation_prompt: bool = True,
     chat_template: str | None = None,
+    tools: Sequence[dict[str, Any]] | None = None,
 ) -> list[int]:
-    """Token ids of `messages` rendered through the chat template; only the template's markers are special."""
+    """Token ids of `messages` rendered through the chat template; only the template's markers are special.
+    `tools`: function definitions for a template that renders them (llmcore.tools)."""
     try:
         ids = tokenizer.apply_chat_template(
             [dict(m) for m in messages],
             chat_template=chat_template,
+            tools=list(tools) if tools else None,
             add_generation_prompt=add_generation_prompt,
             tokenize=True,
             return_dict=False,

@@ -132,13 +132,19 @@ class LoadedModel:
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
 
-    def encode_chat(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> list[int]:
+    def encode_chat(
+        self,
+        messages: Sequence[Message],
+        add_generation_prompt: bool = True,
+        tools: Sequence[dict[str, Any]] | None = None,
+    ) -> list[int]:
         """Token ids of a conversation as this model reads it: rendered through its chat template, only
         the template's markers special (user text never becomes control tokens). Every part that chats
-        with a loaded model renders through here; llmcore.encoding does the work for any tokenizer."""
+        with a loaded model renders through here; llmcore.encoding does the work for any tokenizer.
+        `tools`: function definitions, for a template that renders them (llmcore.tools)."""
         if not self.has_chat_template:
             raise EncodingError(f"{self.name} has no chat template.")
-        return encode_chat(self.tokenizer, messages, add_generation_prompt=add_generation_prompt)
+        return encode_chat(self.tokenizer, messages, add_generation_prompt=add_generation_prompt, tools=tools)
 
     def describe(self) -> dict[str, Any]:
         return {

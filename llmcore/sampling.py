@@ -90,6 +90,12 @@ def apply_repetition_penalty(
     return out
 
 
+def apply_grammar(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Structured output (llmcore.grammar): every token the grammar forbids gets -inf. It runs before
+    every other stage, so they all choose among allowed tokens. allowed: (V,) bool."""
+    return logits.masked_fill(~allowed, -math.inf)
+
+
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     if temperature == 1.0:
         return logits
@@ -176,7 +182,7 @@ def entropy_bits(probs: torch.Tensor) -> float:
 
 @dataclass
 class StageResult:
-    name: str  # "softmax", "repetition_penalty", "temperature", "top_k", "top_p", "min_p"
+    name: str  # "softmax", "grammar", "repetition_penalty", "temperature", "top_k", "top_p", "min_p"
     probs: torch.Tensor  # (V,) float32, a distribution over the whole vocabulary
     kept: int  # tokens no stage has cut so far
     cut: list[int] = field(default_factory=list)  # ids this stage removed (most likely first, capped)
@@ -190,10 +196,16 @@ def explain(
     config: SamplingConfig,
     previous_ids: Sequence[int] = (),
     max_cut_listed: int = 20,
+    allowed: torch.Tensor | None = None,
 ) -> list[StageResult]:
-    """The distribution after each stage: plain softmax, repetition penalty, then the filters in order."""
+    """The distribution after each stage: plain softmax, the grammar's mask (given `allowed`, the (V,)
+    bool of tokens it allows), repetition penalty, then the filters in order."""
     current = logits.float()
     results = [_result("softmax", current, None, max_cut_listed, True)]
+    if allowed is not None:
+        masked = apply_grammar(current, allowed)
+        results.append(_result("grammar", masked, current, max_cut_listed, True))
+        current = masked
     penalized = apply_repetition_penalty(current, previous_ids, config.repetition_penalty)
     results.append(
         _result(

@@ -43,6 +43,7 @@ from llmcore.engine.types import (
     StatsEvent,
     TokenEvent,
 )
+from llmcore.grammar import GrammarError, Grammars, grammars_for
 from llmcore.sampling import apply_repetition_penalty, generator_for, warp
 from llmcore.tokenize import token_display
 
@@ -81,6 +82,7 @@ class Scheduler:
         self.totals = collections.Counter[str]()
         self._labels: dict[int, str] = {}  # token id -> its display label (the vocabulary bounds it)
         self.recent_tokens: collections.deque[float] = collections.deque(maxlen=4096)  # token times
+        self._grammars: Grammars | None = None  # made with the first constrained request
 
     # --- admission ---
     def add(self, job: Job) -> None:
@@ -180,6 +182,14 @@ class Scheduler:
             )
             for i in range(max(request.best_of, request.num_beams))
         ]
+        if request.constraint is not None:  # compiled once per grammar; a state for each candidate
+            if self._grammars is None:
+                self._grammars = grammars_for(self.tokenizer, self.runner.vocab_size, sorted(self.stop_ids))
+            start = job.prompt[len(job.prompt) - request.answer_start :]
+            for seq in job.seqs:
+                seq.grammar = self._grammars.state(request.constraint)
+                if seq.grammar.advance_all(start) < len(start):
+                    raise GrammarError("the start of the answer already given does not follow its grammar")
         if request.num_beams > 1:
             generation = getattr(self.loaded.model, "generation_config", None)  # as generate() reads them
             job.beam = BeamSearch(
@@ -352,6 +362,8 @@ class Scheduler:
     def _sample(self, job: Job, seq: Sequence, logits: torch.Tensor, batch: int) -> None:
         config = job.stream.request.sampling
         history = job.prompt + seq.generated
+        if seq.grammar is not None:  # before every stage, so each sees only the tokens it allows
+            logits = seq.grammar.mask(logits)
         if config.greedy:
             # The temperature-0 limit keeps only the argmax of the penalized logits, and no filter ever
             # cuts the argmax: the same token as warp() then argmax, without building the one-hot.
@@ -394,8 +406,11 @@ class Scheduler:
         seq.pending = token
         seq.model_logprobs.append(model_logprob)
         seq.detokenizer.add(token)
+        complete = seq.grammar is not None and seq.grammar.advance(token)
         if seq.detokenizer.stopped:
             seq.reason = FinishReason.STOP_SEQUENCE
+        elif complete:  # nothing can follow but the end of the answer
+            seq.reason = FinishReason.STOP
         elif len(seq.generated) >= job.max_new:
             seq.reason = FinishReason.LENGTH
         if seq.reason is not None:
@@ -682,6 +697,7 @@ class Scheduler:
             "best_of": request.best_of,
             "num_beams": request.num_beams,
             "speculative": dataclasses.asdict(request.speculative),
+            "constraint": request.constraint.describe() if request.constraint else None,
             "decode": self.runner.decode_info.as_json(),
             "attention": self.runner.attention,
             # whether this machine computes a prompt split by a prefix-cache hit as the whole (a replay

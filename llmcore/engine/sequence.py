@@ -13,6 +13,7 @@ from llmcore.engine.detokenizer import Detokenizer
 from llmcore.engine.speculative import SpeculationStats
 from llmcore.engine.stream import GenerationStream
 from llmcore.engine.types import FinishReason, TokenEvent
+from llmcore.grammar import GrammarState
 
 
 class JobState(enum.Enum):
@@ -33,6 +34,7 @@ class Sequence:
     model_logprobs: list[float] = field(default_factory=list)
     reason: FinishReason | None = None
     events: list[TokenEvent] = field(default_factory=list)  # best_of buffers events until it chooses
+    grammar: GrammarState | None = None  # structured output: where this sequence is in its grammar
     # "auto" speculation: steps to decode plainly before trying again, and how long the next pause is
     speculation_pause: int = 0
     speculation_backoff: int = 8

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from llmcore.grammar import Constraint, GrammarError
 from llmcore.sampling import SamplingConfig
 
 
@@ -75,6 +76,11 @@ class GenerationRequest:
     ignore_stop_tokens: bool = False  # run to max_new_tokens (benchmarks); end-of-turn tokens are kept
     speculative: SpeculativeConfig = field(default_factory=SpeculativeConfig)
     use_prefix_cache: bool = True  # False: compute the whole prompt even when its start is cached
+    # Structured output (llmcore.grammar): every token is drawn among those the grammar allows, and the
+    # answer ends when the grammar is complete. Each sequence (best_of's candidates) has its own state.
+    constraint: Constraint | None = None
+    # The prompt's last `answer_start` tokens begin the answer (a continued answer): the grammar takes them.
+    answer_start: int = 0
 
     def __post_init__(self) -> None:
         if (self.prompt_ids is None) == (self.messages is None):
@@ -91,6 +97,15 @@ class GenerationRequest:
             raise ValueError("stop sequences must not be empty")
         if self.speculative.on and (self.best_of > 1 or self.num_beams > 1):
             raise ValueError("speculative decoding runs one sequence: not with best_of or beam search")
+        if not 0 <= self.answer_start <= len(self.prompt_ids or ()):
+            raise ValueError("answer_start counts prompt_ids: from 0 to their number")
+        if self.constraint is not None and (self.speculative.on or self.num_beams > 1):
+            # Both would need the grammar's state at every guessed position or beam, forked and rolled
+            # back; refused rather than silently turned off, so a caller knows what ran.
+            raise GrammarError(
+                "Structured output (a JSON schema or tools) decodes one token at a time: turn speculative "
+                "decoding off and use one beam (best-of-N works)."
+            )
 
 
 @dataclass(frozen=True)

@@ -17,17 +17,6 @@ GREEDY = SamplingConfig(temperature=0)
 RANDOM = SamplingConfig(temperature=1.0)
 
 
-@pytest.fixture
-def loaded(store, tiny_model):
-    return load_model(store, "tiny-llama", device="cpu")
-
-
-@pytest.fixture
-def engine(loaded):
-    with Engine(loaded) as eng:
-        yield eng
-
-
 def prompt(loaded, text: str = "Hello world") -> list[int]:
     return list(loaded.tokenizer.encode(text))
 
