@@ -11,7 +11,9 @@ Protocol: one JSON object per text frame, each with a "type".
 client -> server
     {"type": "send", "conversation": id | null, "model": name, "content": str, "system": str?,
      "settings": {"temperature", "top_k", "top_p", "min_p", "repetition_penalty", "seed" (int | null),
-                  "max_new_tokens", "stop_sequences": [str], "best_of" (1-8), "num_beams" (1-8)}}
+                  "max_new_tokens", "stop_sequences": [str], "best_of" (1-8), "num_beams" (1-8),
+                  "response_format" ("text" | "json_object" | "json_schema"), "json_schema" (its JSON
+                  text: every token is then drawn among those that keep the answer valid JSON)}}
         conversation null starts a new one. Omitted settings (and model, system) fall back to the
         conversation's saved ones, then to services.DEFAULT_SETTINGS. One answer at a time per socket.
         "action" (default "new") makes a new version of a turn, a sibling in the conversation's tree

@@ -13,6 +13,7 @@ from django.core.validators import MaxLengthValidator
 from playground.chat import services
 from playground.chat.models import PromptTemplate, SamplerPreset
 from playground.core.forms import MAX_CANDIDATES, StopSequencesField, sampler_form
+from playground.core.forms_structured import clean_output_format, output_format_form
 from playground.core.text import TextField, TextValidator
 
 SPECULATIVE_CHOICES = [
@@ -23,7 +24,7 @@ SPECULATIVE_CHOICES = [
 ]
 
 
-class SendForm(sampler_form()):  # type: ignore[misc]  # temperature, top_k, top_p, min_p, repetition_penalty
+class SendForm(sampler_form(), output_format_form()):  # type: ignore[misc]  # sampler, output format
     conversation = forms.IntegerField(min_value=1, required=False)
     model = forms.ChoiceField(choices=services.model_choices)
     content = TextField(
@@ -78,6 +79,7 @@ class SendForm(sampler_form()):  # type: ignore[misc]  # temperature, top_k, top
                 ]
             )
         check_speculative(self)
+        check_output_format(self)
         return check_best_of_or_beams(self)
 
 
@@ -109,6 +111,18 @@ def check_speculative(form: forms.Form) -> None:
         form.add_error("speculative", "Speculative decoding runs one answer: set best of N and beams to 1.")
 
 
+def check_output_format(form: forms.Form) -> None:
+    """A JSON schema (or any JSON object) is enforced one token at a time: not with speculation or beams."""
+    constraint = clean_output_format(form)
+    cleaned = form.cleaned_data
+    speculative = (cleaned.get("speculative") or "off") != "off"
+    if constraint is not None and (speculative or (cleaned.get("num_beams") or 1) > 1):
+        form.add_error(
+            "response_format",
+            "JSON output is enforced one token at a time: turn speculative decoding off and set beams to 1.",
+        )
+
+
 def check_best_of_or_beams(form: forms.Form) -> dict[str, Any]:
     """The engine runs best-of-N or beam search, never both at once: say so next to the setting."""
     cleaned = form.cleaned_data
@@ -132,7 +146,7 @@ class PresetForm(forms.Form):
     def __init__(self, *args: Any, owner: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.owner = owner
-        for key in services.DEFAULT_SETTINGS:
+        for key in services.PRESET_KEYS:
             self.fields[key] = copy.deepcopy(SendForm.base_fields[key])
         cast(forms.ChoiceField, self.fields["draft_model"]).choices = lambda: [
             ("", "none"),
@@ -142,7 +156,7 @@ class PresetForm(forms.Form):
     @classmethod
     def from_post(cls, post: Any, owner: Any) -> PresetForm:
         """The settings panel posts stop sequences as one textarea, one per line."""
-        data = {key: post.get(key) for key in ["preset_name", *services.DEFAULT_SETTINGS] if key in post}
+        data = {key: post.get(key) for key in ["preset_name", *services.PRESET_KEYS] if key in post}
         data["stop_sequences"] = [s for s in (post.get("stop_sequences") or "").splitlines() if s]
         return cls(data, owner=owner)
 
@@ -159,7 +173,7 @@ class PresetForm(forms.Form):
         return check_best_of_or_beams(self)
 
     def values(self) -> dict[str, Any]:
-        return {key: self.cleaned_data[key] for key in services.DEFAULT_SETTINGS}
+        return {key: self.cleaned_data[key] for key in services.PRESET_KEYS}
 
 
 # --- the prompt library ---------------------------------------------------------------------------

@@ -103,7 +103,7 @@ class SamplerPreset(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sampler_presets"
     )
     name = models.CharField(max_length=60)
-    values = models.JSONField(default=dict)  # keys of services.DEFAULT_SETTINGS
+    values = models.JSONField(default=dict)  # keys of services.PRESET_KEYS
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

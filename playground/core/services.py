@@ -18,6 +18,7 @@ from django.urls import reverse
 from llmcore.attention import CaptureBusy
 from llmcore.config import settings_of, whole_numbers
 from llmcore.errors import UserError  # noqa: F401 (the base every app's user-facing errors share)
+from llmcore.grammar import MAX_SCHEMA_CHARS, Constraint, json_object, json_schema
 from llmcore.loading import ModelCache, best_device
 from llmcore.sampling import (
     STAGES,  # noqa: F401 (the explorer's form lists the stage orders)
@@ -244,3 +245,21 @@ def sampler_rows() -> list[dict[str, Any]]:
     """The sampler's settings (llmcore.sampling): the chat's and the next-token explorer's forms, panel
     and sliders."""
     return setting_rows(SamplingConfig)
+
+
+# --- structured output (llmcore.grammar) ------------------------------------------------------------
+# What an answer may be, as the chat panel and the next-token explorer offer it (the /v1 API reads
+# OpenAI's response_format into the same constraints).
+RESPONSE_FORMATS = [("text", "free text"), ("json_object", "any JSON object"), ("json_schema", "JSON schema")]
+SCHEMA_CHARS = MAX_SCHEMA_CHARS
+
+
+def output_constraint(response_format: str, schema: str = "", strict: bool = True) -> Constraint | None:
+    """The grammar an answer must follow for a response format: None for free text, any JSON object,
+    or JSON valid against `schema` (its JSON text). A schema that cannot be enforced raises
+    llmcore.grammar.GrammarError (a UserError) that names the problem."""
+    if response_format == "json_object":
+        return json_object()
+    if response_format == "json_schema":
+        return json_schema(schema, strict=strict)
+    return None

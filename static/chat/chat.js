@@ -21,6 +21,8 @@
     speculative: "Speculative decoding",
     draft_model: "Draft model",
     speculative_tokens: "Proposed tokens",
+    response_format: "Output",
+    json_schema: "JSON schema",
   };
   const NUMBER_FIELDS = [
     "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "max_new_tokens", "best_of", "num_beams",
@@ -213,6 +215,11 @@
   });
   settingsForm.addEventListener("input", updateContext);
   settingsForm.elements.model.addEventListener("change", contextFromCatalog);
+  // The schema box shows only while "JSON schema" is the chosen output (it keeps its text meanwhile).
+  function showSchema() {
+    settingsForm.querySelector(".json-schema").hidden = settingsForm.elements.response_format.value !== "json_schema";
+  }
+  settingsForm.elements.response_format.addEventListener("change", showSchema);
   // Delegated: the saved presets' buttons are re-rendered by htmx after a save or delete.
   settingsForm.addEventListener("click", (event) => {
     const button = event.target.closest("button.preset");
@@ -222,6 +229,7 @@
       if (settingsForm.elements[name]) settingsForm.elements[name].value = value;
     }
     document.querySelectorAll("button.preset").forEach((b) => b.setAttribute("aria-pressed", String(b === button)));
+    showSchema();
     updateContext();
   });
 
@@ -273,6 +281,8 @@
     settings.stop_sequences = f.stop_sequences.value.split("\n").filter((s) => s !== "");
     settings.speculative = f.speculative.value;
     settings.draft_model = f.draft_model.value;
+    settings.response_format = f.response_format.value;
+    settings.json_schema = f.json_schema.value;
     return { model: f.model.value, system: f.system.value, settings: settings };
   }
 

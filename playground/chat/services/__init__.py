@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from playground.chat.services.conversations import (
     DEFAULT_SETTINGS,
+    PRESET_KEYS,
     SAMPLER_KEYS,
     TITLE_CHARS,
     ChatError,
@@ -64,6 +65,7 @@ __all__ = [
     "BranchPlan",
     "ChatError",
     "DEFAULT_SETTINGS",
+    "PRESET_KEYS",
     "SAMPLER_KEYS",
     "STATUS_FOR_REASON",
     "TITLE_CHARS",

@@ -25,8 +25,13 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "speculative": "off",
     "draft_model": "",
     "speculative_tokens": 4,  # tokens proposed per verification
+    # Structured output: "text", "json_object" or "json_schema" (with json_schema, the schema's JSON text)
+    "response_format": "text",
+    "json_schema": "",
 }
 SAMPLER_KEYS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty")
+# What a saved preset holds: the panel's sampler settings, not the output format (that is the task's).
+PRESET_KEYS = tuple(k for k in DEFAULT_SETTINGS if k not in ("response_format", "json_schema"))
 TITLE_CHARS = 60
 
 

@@ -4,6 +4,7 @@ sent back with its provenance."""
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from playground.chat.services.conversations import (
 )
 from playground.chat.services.engines import engine_for, model_choices, weights_sha256
 from playground.chat.services.tree import Tree, engine_messages, history, message_tree
+from playground.core.services import output_constraint
 
 
 # --- one turn -------------------------------------------------------------------------------------
@@ -115,6 +117,8 @@ def start_turn(owner, data: dict[str, Any]) -> Turn:
                 num_tokens=settings["speculative_tokens"],
                 draft_model=settings["draft_model"] if settings["speculative"] == "draft" else "",
             ),
+            constraint=output_constraint(settings["response_format"] or "text", settings["json_schema"]),
+            answer_start=len(branch.prefix_ids),  # a forced start is the answer's: its grammar takes it
         )
         provenance = {
             **engine.provenance(request, len(prompt_ids)),  # the engine's own record of the answer
@@ -419,6 +423,11 @@ def replay_data(owner, data: dict[str, Any]) -> dict[str, Any]:
         key: saved[key] for key in ("seed", "stop_sequences", "best_of", "num_beams") if key in saved
     }
     settings["max_new_tokens"] = saved.get("max_new_tokens_requested") or saved["max_new_tokens"]
+    constraint = saved.get("constraint") or {}  # the JSON the answer had to be, if any
+    settings["response_format"] = constraint.get("kind") or "text"
+    settings["json_schema"] = (
+        json.dumps(constraint["schema"]) if constraint.get("kind") == "json_schema" else ""
+    )
     return {
         **data,
         **settings,

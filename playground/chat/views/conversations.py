@@ -21,7 +21,7 @@ from playground.chat.forms import SPECULATIVE_CHOICES
 from playground.chat.models import Conversation
 from playground.chat.views import library
 from playground.core.http import Request
-from playground.core.services import sampler_rows
+from playground.core.services import RESPONSE_FORMATS, SCHEMA_CHARS, sampler_rows
 from playground.core.text import TextField
 
 # Every setting the consumer accepts, with the one line that explains it: the sampler's own first.
@@ -204,6 +204,9 @@ def page_context(request: Request, current: Conversation | None) -> dict[str, An
         "speculative": saved.get("speculative") or "off",
         "draft_choices": [(n, n) for n in names],
         "draft_model": saved.get("draft_model") or "",
+        "response_formats": RESPONSE_FORMATS,
+        "response_format": saved.get("response_format") or "text",
+        "json_schema": saved.get("json_schema") or "",
         "presets": [{"label": a, "hint": b, "values": json.dumps(v)} for a, b, v in PRESETS],
         **library.presets_context(request.user),
         "limits": {
@@ -211,6 +214,7 @@ def page_context(request: Request, current: Conversation | None) -> dict[str, An
             "system_chars": settings.CHAT_MAX_SYSTEM_CHARS,
             "new_tokens": settings.CHAT_MAX_NEW_TOKENS,
             "frame_bytes": settings.CHAT_MAX_FRAME_BYTES,
+            "schema_chars": SCHEMA_CHARS,
         },
         "used_tokens": used_tokens(services.history(current)) if current else 0,
     }
