@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from itertools import permutations
+from typing import Any
 
 from django import forms
 from django.conf import settings
 
 from playground.core.forms import sampler_form
+from playground.core.forms_structured import clean_output_format, output_format_form
 from playground.core.services import STAGES
 from playground.core.text import TextField
 from playground.inspect.forms import ModelNameField, UserModelsForm
@@ -42,7 +44,10 @@ class PromptForm(UserModelsForm):
         return text
 
 
-class NextTokenForm(PromptForm, sampler_form(initial=True)):  # type: ignore[misc]  # the sampler's fields
+class NextTokenForm(PromptForm, sampler_form(initial=True), output_format_form()):  # type: ignore[misc]
+    """The prompt, the sampler's fields and, for structured output, a response format, its schema and
+    the answer so far: the grammar stage shows which tokens the grammar allows after it."""
+
     order = forms.ChoiceField(
         choices=ORDER_CHOICES, initial=ORDER_CHOICES[0][0], widget=forms.Select(attrs={"class": "live"})
     )
@@ -50,9 +55,26 @@ class NextTokenForm(PromptForm, sampler_form(initial=True)):  # type: ignore[mis
         min_value=1, max_value=100, initial=20, widget=forms.NumberInput(attrs={"class": "live"})
     )
     seed = forms.IntegerField(min_value=0, max_value=2**31 - 1, required=False)
+    answer = TextField(
+        what="The answer so far",
+        max_length=settings.INSPECT_MAX_CHARS,
+        strip=False,
+        required=False,
+        label="Answer so far",
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": '{"name": "'}),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["response_format"].widget.attrs["class"] = "live"  # a new choice shows at once
 
     def clean_order(self) -> tuple[str, ...]:
         return tuple(self.cleaned_data["order"].split(","))
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or self.cleaned_data
+        cleaned["constraint"] = clean_output_format(self)  # llmcore.grammar.Constraint or None
+        return cleaned
 
 
 def with_defaults(data: dict) -> dict:

@@ -91,7 +91,8 @@ API_KEYS = {
     "/api/tokenize": ["text", "models", "include", "parse_special"],
     "/api/attention": ["text", "model", "as_chat"],
     "/api/next-token": ["text", "model", "as_chat", "temperature", "top_k", "top_p", "min_p",
-                        "repetition_penalty", "order", "top_n", "seed", "sample"],
+                        "repetition_penalty", "order", "top_n", "seed", "sample", "response_format",
+                        "json_schema", "answer"],
     "/api/logit-lens": ["text", "model", "as_chat"],
 }  # fmt: skip
 
@@ -150,7 +151,7 @@ def test_no_attention_capture_url_gets_a_5xx(client_in: Client, tiny_model) -> N
 
 # --- every POST form of the site ------------------------------------------------------------------
 SAMPLER = ["temperature", "top_k", "top_p", "min_p", "repetition_penalty", "seed", "max_new_tokens",
-           "stop_sequences", "best_of", "num_beams"]  # fmt: skip
+           "stop_sequences", "best_of", "num_beams", "response_format", "json_schema"]  # fmt: skip
 FINETUNE = ["base_model", "method", "dataset", "output_name", "teacher_model", "student_layers", "steps",
             "epochs", "learning_rate", "lr_scheduler", "warmup_steps", "batch_size", "grad_accum",
             "max_seq_len", "seed", "eval_fraction", "lora_rank", "lora_alpha", "lora_dropout",
@@ -264,6 +265,8 @@ PLAUSIBLE_SETTINGS = st.fixed_dictionaries(
         "stop_sequences": st.lists(FORM_TEXT.filter(bool), max_size=4),
         "best_of": st.integers(1, 3),
         "num_beams": st.integers(1, 3),
+        "response_format": st.sampled_from(["text", "json_object", "json_schema"]),
+        "json_schema": st.sampled_from(['{"type": "integer"}', '{"enum": ["a", 1]}', "{", "[]", ""]),
     },
 )
 PLAUSIBLE_SENDS = st.fixed_dictionaries(

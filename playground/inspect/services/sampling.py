@@ -6,14 +6,16 @@ import math
 import random
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from django.conf import settings
 
+from llmcore.encoding import encode_text
+from llmcore.grammar import Constraint, GrammarError, grammars_for
 from llmcore.lens import LensError, encode_prompt, next_token_logits
-from llmcore.sampling import SamplingConfig, explain, generator_for, sample
+from llmcore.sampling import SamplingConfig, apply_grammar, explain, generator_for, sample
 from llmcore.sampling import settings as sampler_settings
 from llmcore.store import StoreError
 from llmcore.tokenize import token_display
@@ -21,6 +23,7 @@ from playground.inspect.services.common import InspectError, get_loaded
 
 STAGE_TITLES = {
     "softmax": "Softmax",
+    "grammar": "Grammar",
     "repetition_penalty": "Repetition penalty",
     "temperature": "Temperature",
     "top_k": "Top-k",
@@ -29,41 +32,53 @@ STAGE_TITLES = {
 }
 CURVE_POINTS = 200  # ranks drawn on the cumulative curve
 _CACHE_SIZE = 16
-_cache: OrderedDict[tuple[str, bool, str], tuple[list[int], torch.Tensor]] = OrderedDict()
+_cache: OrderedDict[tuple[str, bool, str, str], tuple[list[int], int, torch.Tensor]] = OrderedDict()
 _lock = threading.Lock()
 
 
 @dataclass
 class Prompt:
     model: str
-    ids: list[int]
+    ids: list[int]  # the prompt's, then the answer so far's
     logits: torch.Tensor  # (V,)
     tokenizer: Any
+    answer_ids: list[int] = field(default_factory=list)  # the last ids: the answer so far
+    stop_ids: list[int] = field(default_factory=list)
 
 
-def prompt_logits(model: str, text: str, as_chat: bool, user: Any = None) -> Prompt:
-    """Next-token logits for a prompt; the same prompt again reuses them (sliders never recompute)."""
+def prompt_logits(model: str, text: str, as_chat: bool, user: Any = None, answer: str = "") -> Prompt:
+    """Next-token logits for a prompt (and the start of an answer after it); the same prompt again
+    reuses them (sliders never recompute)."""
     try:
         loaded = get_loaded(model, user)
-        key = (model, as_chat, text)
+        key = (model, as_chat, text, answer)
         with _lock:
             hit = _cache.get(key)
             if hit is not None:
                 _cache.move_to_end(key)
         if hit is None:
-            ids = encode_prompt(loaded, text, as_chat)
+            answer_ids = encode_text(loaded.tokenizer, answer, add_special_tokens=False) if answer else []
+            ids = encode_prompt(loaded, text, as_chat) + answer_ids
             if len(ids) > settings.INSPECT_MAX_TOKENS:
                 raise InspectError(
                     f"The prompt is {len(ids)} tokens long; the limit is {settings.INSPECT_MAX_TOKENS}."
                 )
-            hit = (ids, next_token_logits(loaded, ids))
+            hit = (ids, len(answer_ids), next_token_logits(loaded, ids))
             with _lock:
                 _cache[key] = hit
                 while len(_cache) > _CACHE_SIZE:
                     _cache.popitem(last=False)
     except (LensError, LookupError, StoreError) as exc:  # StoreError: a model whose files do not load
         raise InspectError(str(exc)) from None
-    return Prompt(model=model, ids=hit[0], logits=hit[1], tokenizer=loaded.tokenizer)
+    ids, answered, logits = hit
+    return Prompt(
+        model=model,
+        ids=ids,
+        logits=logits,
+        tokenizer=loaded.tokenizer,
+        answer_ids=ids[len(ids) - answered :],
+        stop_ids=list(loaded.stop_token_ids),
+    )
 
 
 def run_explorer(data: dict[str, Any], draw: bool, user: Any) -> dict[str, Any]:
@@ -73,16 +88,41 @@ def run_explorer(data: dict[str, Any], draw: bool, user: Any) -> dict[str, Any]:
         **{name: data[name] for name in sampler_settings()},  # temperature, top_k, top_p, min_p...
         order=data["order"],
     )
-    prompt = prompt_logits(data["model"], data["text"], data["as_chat"], user)
-    return explore(prompt, config, data["top_n"], data.get("seed"), draw)
+    prompt = prompt_logits(data["model"], data["text"], data["as_chat"], user, data.get("answer") or "")
+    return explore(prompt, config, data["top_n"], data.get("seed"), draw, data.get("constraint"))
+
+
+def grammar_step(prompt: Prompt, constraint: Constraint) -> dict[str, Any]:
+    """The grammar after the answer so far: the tokens it allows next ((V,) bool) and whether the answer
+    is complete already."""
+    try:
+        state = grammars_for(prompt.tokenizer, prompt.logits.numel(), prompt.stop_ids).state(constraint)
+    except GrammarError as exc:
+        raise InspectError(str(exc)) from None
+    taken = state.advance_all(prompt.answer_ids)
+    if taken < len(prompt.answer_ids):
+        token = token_display(prompt.tokenizer, prompt.answer_ids[taken])
+        raise InspectError(
+            f"The answer so far leaves the grammar at its token {taken + 1} ({token}): the JSON cannot go "
+            "on that way. Shorten the answer or fix it."
+        )
+    allowed = state.allowed()
+    return {"allowed": allowed, "count": int(allowed.sum()), "complete": state.accepting}
 
 
 def explore(
-    prompt: Prompt, config: SamplingConfig, top_n: int, seed: int | None, draw: bool
+    prompt: Prompt,
+    config: SamplingConfig,
+    top_n: int,
+    seed: int | None,
+    draw: bool,
+    constraint: Constraint | None = None,
 ) -> dict[str, Any]:
-    """Everything the page and the API show for one setting of the sampler."""
+    """Everything the page and the API show for one setting of the sampler (and of a grammar)."""
     tok = prompt.tokenizer
-    stages = explain(prompt.logits, config, previous_ids=prompt.ids)
+    grammar = grammar_step(prompt, constraint) if constraint is not None else None
+    allowed = grammar["allowed"] if grammar else None
+    stages = explain(prompt.logits, config, previous_ids=prompt.ids, allowed=allowed)
     final = stages[-1].probs
     ranked = torch.argsort(final, descending=True)
     rank_of = {int(t): r + 1 for r, t in enumerate(ranked[: max(top_n, 1000)].tolist())}
@@ -120,10 +160,16 @@ def explore(
             for s in stages
         ],
         "curve": cumulative_curve(stages, config),
+        "grammar": (
+            {"kind": constraint.kind.value, "allowed": grammar["count"], "complete": grammar["complete"]}
+            if constraint is not None and grammar is not None
+            else None
+        ),
     }
     if draw:
         seed = seed if seed is not None else random.randrange(2**31)
-        token = sample(prompt.logits, config, generator_for(seed), previous_ids=prompt.ids)
+        logits = prompt.logits if allowed is None else apply_grammar(prompt.logits, allowed)
+        token = sample(logits, config, generator_for(seed), previous_ids=prompt.ids)
         result["sample"] = {
             "seed": seed,
             "id": token,
