@@ -208,11 +208,31 @@ def parse_tool_calls(text: str) -> list[ToolCall]:
     return found
 
 
-def encode_tool_chat(loaded: Any, messages: Sequence[dict[str, str]], tools: Sequence[Tool]) -> list[int]:
-    """Token ids of a conversation that offers `tools` to a loaded model (llmcore.loading.LoadedModel):
-    through its chat template where that takes tools, else with the tools prompt as system message."""
-    if not tools:
-        return list(loaded.encode_chat(messages))
+def plain_messages(messages: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    """A conversation with tool turns, for a template that knows no tools: an assistant turn's calls
+    (`tool_calls`, as Hugging Face templates take them: [{"function": {"name", "arguments": {...}}}])
+    written as text in the format above, a tool's result (role "tool") as a user turn in
+    <tool_response> tags, as Qwen's and Hermes' templates write it."""
+    out = []
+    for message in messages:
+        content = str(message.get("content") or "")
+        if message.get("role") == "tool":
+            out.append({"role": "user", "content": f"<tool_response>\n{content}\n</tool_response>"})
+            continue
+        calls = [
+            ToolCall(c["function"]["name"], c["function"]["arguments"])
+            for c in message.get("tool_calls") or ()
+        ]
+        text = "\n".join(part for part in (content, calls_text(calls)) if part)
+        out.append({"role": str(message["role"]), "content": text})
+    return out
+
+
+def encode_tool_chat(loaded: Any, messages: Sequence[dict[str, Any]], tools: Sequence[Tool]) -> list[int]:
+    """Token ids of a conversation that offers `tools` (or holds tool turns) to a loaded model
+    (llmcore.loading.LoadedModel): through its chat template where that takes tools, else in plain
+    turns with the tools prompt as system message."""
     if template_takes_tools(loaded.tokenizer):
-        return list(loaded.encode_chat(messages, tools=[t.as_json() for t in tools]))
-    return list(loaded.encode_chat(with_tools_prompt(messages, tools)))
+        return list(loaded.encode_chat(messages, tools=[t.as_json() for t in tools] or None))
+    plain = plain_messages(messages)
+    return list(loaded.encode_chat(with_tools_prompt(plain, tools) if tools else plain))

@@ -17,7 +17,7 @@ from django.conf import settings
 
 from playground.core.forms import MAX_CANDIDATES, StopSequencesField, sampler_form
 from playground.core.services import json_type, text_problem
-from playground.core.text import FloatField, TextField
+from playground.core.text import FloatField, TextField, loads_json
 from playground.openai_api.errors import OpenAIError
 
 MAX_SEED = 2**31 - 1  # the chat's bound: every seed the site records fits an int32
@@ -174,12 +174,14 @@ def message_content(value: Any, where: str) -> str:
     return "".join(parts)
 
 
-def chat_messages(value: Any) -> list[dict[str, str]]:
+def chat_messages(value: Any) -> list[dict[str, Any]]:
     """The conversation as the chat template takes it: role and content, roles OpenAI's (developer is
-    the system's newer name). Tool calls and tool results wait for tool support."""
+    the system's newer name); an assistant turn's `tool_calls` as Hugging Face templates take them
+    ([{"type": "function", "function": {"name", "arguments": {...}}}]) and a tool's result as role
+    "tool" (llmcore.tools renders both for a template that knows no tools)."""
     if not isinstance(value, list) or not value:
         raise OpenAIError("messages must be a non-empty list of messages.", param="messages")
-    out = []
+    out: list[dict[str, Any]] = []
     for i, message in enumerate(value):
         where = f"messages[{i}]"
         if not isinstance(message, dict):
@@ -187,13 +189,57 @@ def chat_messages(value: Any) -> list[dict[str, str]]:
         role = message.get("role")
         if not isinstance(role, str):
             raise OpenAIError(f"{where}.role must be one of {', '.join(ROLES)}.", param=where)
-        if role in ("tool", "function") or message.get("tool_calls") or message.get("function_call"):
-            raise OpenAIError(f"{where}: tool calls are not supported yet.", param=where, code=UNSUPPORTED)
+        if role == "function" or message.get("function_call"):
+            raise OpenAIError(
+                f"{where}: function_call is the old form of tool calls: send tool_calls and tool messages.",
+                param=where,
+                code=UNSUPPORTED,
+            )
+        if role == "tool":
+            out.append(
+                {"role": "tool", "content": message_content(message.get("content"), f"{where}.content")}
+            )
+            continue
         if role not in ROLES:
             raise OpenAIError(f"{where}.role must be one of {', '.join(ROLES)}, not {role!r}.", param=where)
+        calls = message.get("tool_calls")
+        if calls and role == "assistant":
+            content = message.get("content")
+            text = "" if content is None else message_content(content, f"{where}.content")
+            out.append({"role": "assistant", "content": text, "tool_calls": tool_calls(calls, where)})
+            continue
+        if calls:
+            raise OpenAIError(f"{where}: only an assistant turn has tool_calls.", param=where)
         out.append(
             {"role": ROLES[role], "content": message_content(message.get("content"), f"{where}.content")}
         )
+    return out
+
+
+def tool_calls(value: Any, where: str) -> list[dict[str, Any]]:
+    """An assistant turn's calls: OpenAI's [{"id", "type": "function", "function": {"name", "arguments":
+    JSON text}}], with the arguments read as the JSON object they are."""
+    if not isinstance(value, list):
+        raise OpenAIError(f"{where}.tool_calls must be a list of calls.", param=where)
+    out = []
+    for j, call in enumerate(value):
+        function = call.get("function") if isinstance(call, dict) else None
+        name = function.get("name") if isinstance(function, dict) else None
+        if not isinstance(name, str) or not isinstance(function, dict):
+            raise OpenAIError(
+                f'{where}.tool_calls[{j}] needs "function": {{"name", "arguments"}}.', param=where
+            )
+        try:
+            arguments = loads_json(
+                text_of(function.get("arguments") or "{}", f"{where}.tool_calls[{j}].arguments")
+            )
+        except ValueError:
+            arguments = None
+        if not isinstance(arguments, dict):
+            raise OpenAIError(
+                f"{where}.tool_calls[{j}].function.arguments must be a JSON object.", param=where
+            )
+        out.append({"type": "function", "function": {"name": name, "arguments": arguments}})
     return out
 
 

@@ -12,6 +12,7 @@ from llmcore.engine import DoneEvent, GenerationRequest, SpeculativeConfig, Stat
 from llmcore.grammar import GrammarError, grammars_for, json_object, json_schema
 from llmcore.sampling import SamplingConfig
 from llmcore.tools import parse_tool_calls, parse_tools, tool_constraint
+from tests.schemas import CLOCK, TINY_WEATHER
 
 RANDOM = SamplingConfig(temperature=1.0)
 GREEDY = SamplingConfig(temperature=0)
@@ -170,33 +171,8 @@ def test_a_grammar_refuses_speculative_decoding_and_beams(loaded) -> None:
         GenerationRequest(prompt_ids=prompt, constraint=json_object(), num_beams=2)
 
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "city": {"enum": ["Paris", "Oslo"]},
-                "days": {"type": "integer", "minimum": 1, "maximum": 7},
-            },
-            "required": ["city", "days"],
-            "additionalProperties": False,
-        },
-    },
-}
-CLOCK = {
-    "type": "function",
-    "function": {
-        "name": "now",
-        "parameters": {"type": "object", "properties": {}, "additionalProperties": False},
-    },
-}
-
-
 def test_a_required_tool_call_names_a_tool_and_its_arguments_validate(engine, loaded) -> None:
-    tools = parse_tools([WEATHER, CLOCK])
+    tools = parse_tools([TINY_WEATHER, CLOCK])
     for seed, choice in enumerate(["required", {"type": "function", "function": {"name": "get_weather"}}]):
         constraint = tool_constraint(tools, choice, parallel=False)
         done, _, _ = answer(engine.generate(ask(loaded, constraint=constraint, seed=seed)))
@@ -229,7 +205,7 @@ def test_calls_written_back_into_a_conversation_parse_as_the_same_calls() -> Non
 
 
 def test_with_tool_choice_auto_an_answer_is_words_or_a_whole_call(engine, loaded) -> None:
-    tools = parse_tools([WEATHER])
+    tools = parse_tools([TINY_WEATHER])
     constraint = tool_constraint(tools, "auto")
     for seed in range(4):
         request = ask(loaded, constraint=constraint, seed=seed, max_new_tokens=60)
@@ -240,3 +216,19 @@ def test_with_tool_choice_auto_an_answer_is_words_or_a_whole_call(engine, loaded
             jsonschema.validate(call.arguments, tools[0].parameters)
         else:
             assert parse_tool_calls(done.text) == []
+
+
+def test_tool_turns_become_plain_turns_for_a_template_without_tools() -> None:
+    from llmcore.tools import plain_messages
+
+    call = {"type": "function", "function": {"name": "now", "arguments": {}}}
+    turns = plain_messages(
+        [
+            {"role": "user", "content": "Time?"},
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "content": "12:00"},
+        ]
+    )
+    assert [t["role"] for t in turns] == ["user", "assistant", "user"]
+    assert parse_tool_calls(turns[1]["content"])[0].name == "now"
+    assert turns[2]["content"] == "<tool_response>\n12:00\n</tool_response>"

@@ -20,50 +20,10 @@ from llmcore.tools import (
     template_takes_tools,
     tool_constraint,
 )
+from tests.schemas import QUESTIONS, REAL_WEATHER
 
 pytestmark = pytest.mark.integration
 GREEDY = SamplingConfig(temperature=0)
-SCHEMAS = {
-    "Describe the city of Paris.": {
-        "type": "object",
-        "properties": {
-            "city": {"type": "string", "maxLength": 40},
-            "country": {"type": "string", "maxLength": 40},
-            # bounded: greedy decoding of a small model may repeat a digit for as long as it may
-            "population": {"type": "integer", "minimum": 0, "maximum": 100_000_000},
-        },
-        "required": ["city", "country", "population"],
-        "additionalProperties": False,
-    },
-    "Name three primary colours.": {
-        "type": "object",
-        "properties": {
-            "colours": {
-                "type": "array",
-                "items": {"enum": ["red", "yellow", "blue", "green"]},
-                "minItems": 3,
-                "maxItems": 3,
-            }
-        },
-        "required": ["colours"],
-        "additionalProperties": False,
-    },
-    "Is the sky blue? Answer with a confidence.": {
-        "type": "object",
-        "properties": {
-            "answer": {"type": "boolean"},
-            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-            "reason": {
-                "type": "object",
-                "properties": {"short": {"type": "string", "maxLength": 60}},
-                "required": ["short"],
-                "additionalProperties": False,
-            },
-        },
-        "required": ["answer", "confidence", "reason"],
-        "additionalProperties": False,
-    },
-}
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +44,7 @@ def done_of(events) -> DoneEvent:
 
 
 def test_json_schema_answers_of_the_default_model_validate(engine) -> None:
-    for question, schema in SCHEMAS.items():
+    for question, schema in QUESTIONS.items():
         messages = [{"role": "user", "content": f"{question} Answer in JSON."}]
         request = GenerationRequest(
             messages=messages, sampling=GREEDY, max_new_tokens=120, constraint=json_schema(schema)
@@ -95,26 +55,7 @@ def test_json_schema_answers_of_the_default_model_validate(engine) -> None:
 
 
 def test_the_default_model_calls_a_tool_with_valid_arguments(real, engine) -> None:
-    tools = parse_tools(
-        [
-            {
-                "type": "function",
-                "function": {
-                    "name": "get_weather",
-                    "description": "The current weather in a city",
-                    "parameters": {
-                        "type": "object",
-                        "properties": {
-                            "city": {"type": "string", "maxLength": 40},
-                            "unit": {"enum": ["celsius", "fahrenheit"]},
-                        },
-                        "required": ["city", "unit"],
-                        "additionalProperties": False,
-                    },
-                },
-            }
-        ]
-    )
+    tools = parse_tools([REAL_WEATHER])
     assert not template_takes_tools(real.tokenizer)  # its template has no tools: the plain prompt offers them
     prompt = encode_tool_chat(real, [{"role": "user", "content": "What is the weather in Oslo?"}], tools)
     assert "get_weather" in real.tokenizer.decode(prompt)

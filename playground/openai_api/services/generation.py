@@ -21,13 +21,14 @@ from jinja2 import TemplateError
 
 from llmcore.encoding import encode_text
 from llmcore.engine import Engine, GenerationRequest
+from llmcore.grammar import Constraint, GrammarError, from_response_format
 from llmcore.sampling import SamplingConfig
 from llmcore.sampling import settings as sampler_settings
 from llmcore.scoring import TokenScore, prompt_logprobs
+from llmcore.tools import Tool, encode_tool_chat, parse_tools, tool_constraint
 from playground.chat.services import engine_for, render_prompt
 from playground.openai_api.errors import OpenAIError
 from playground.openai_api.forms import (
-    UNSUPPORTED,
     ChatCompletionForm,
     CompletionForm,
     chat_messages,
@@ -51,8 +52,18 @@ class Checked:
     data: dict[str, Any]  # the form's cleaned data
     model: str
     fingerprint: str
-    messages: list[dict[str, str]] = field(default_factory=list)  # chat
+    messages: list[dict[str, Any]] = field(default_factory=list)  # chat
     prompts: list[str | list[int]] = field(default_factory=list)  # completions
+    output: Output | None = None  # chat: structured output (response_format, tools)
+
+
+@dataclass(frozen=True)
+class Output:
+    """What a chat answer must be: the grammar it is decoded under (llmcore.grammar), and the tools the
+    prompt offers (their calls come back as `tool_calls`)."""
+
+    constraint: Constraint | None = None
+    tools: list[Tool] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,7 @@ class Generation:
     include_usage: bool
     logprobs: int | None  # alternatives listed per token; None: no logprobs asked for
     echo: bool = False
+    tools: bool = False  # tools were offered: an answer that calls them comes back as tool_calls
     id: str = ""
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -96,9 +108,9 @@ class Generation:
 def check_chat(user: Any, body: dict[str, Any]) -> Checked:
     data = validated(ChatCompletionForm, body, known={"messages"})
     messages = chat_messages(body.get("messages"))
-    output_constraint(data)
+    output = output_of(data, body.get("parallel_tool_calls"))
     entry = text_model(user, data["model"])
-    return Checked(CHAT, data, entry.name, fingerprint(entry), messages=messages)
+    return Checked(CHAT, data, entry.name, fingerprint(entry), messages=messages, output=output)
 
 
 def check_completion(user: Any, body: dict[str, Any]) -> Checked:
@@ -116,21 +128,33 @@ def check_completion(user: Any, body: dict[str, Any]) -> Checked:
     return Checked(TEXT, data, entry.name, fingerprint(entry), prompts=prompts)
 
 
-def output_constraint(data: dict[str, Any]) -> None:
-    """Structured output: where grammar-constrained decoding (llmcore) plugs in. `response_format`
-    json_object / json_schema and `tools` will become the constraint that the engine's requests carry
-    (a field of GenerationRequest, set in `prepare`); until then they are refused, and plain text is what
-    every model writes anyway."""
-    kind = (data.get("response_format") or {}).get("type", "text")
-    if kind != "text":
+def output_of(data: dict[str, Any], parallel: Any) -> Output:
+    """Structured output: `response_format` (json_object, json_schema with `strict`) and `tools` with
+    `tool_choice` and `parallel_tool_calls` become the grammar the answer is decoded under (llmcore.grammar
+    and llmcore.tools, which refuse a schema they cannot enforce with the reason)."""
+    tools, choice = data.get("tools"), data.get("tool_choice")
+    if choice is not None and not tools:
+        raise OpenAIError("tool_choice needs tools: the functions it may call.", param="tool_choice")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise OpenAIError("parallel_tool_calls must be true or false.", param="parallel_tool_calls")
+    try:
+        constraint = from_response_format(data.get("response_format"))
+    except GrammarError as exc:
+        raise OpenAIError(str(exc), param="response_format") from None
+    if not tools:
+        return Output(constraint)
+    if constraint is not None and choice != "none":
         raise OpenAIError(
-            f"response_format {kind!r} is not supported yet: structured output (JSON mode, JSON schema) "
-            "is on its way. Use response_format text, or describe the JSON you want in the prompt.",
+            "Send response_format or tools, not both: an answer here is JSON of one schema or tool calls "
+            '(or tool_choice "none").',
             param="response_format",
-            code=UNSUPPORTED,
         )
-    if data.get("tools") or data.get("tool_choice") not in (None, "none", "auto"):
-        raise OpenAIError("tools (function calling) are not supported yet.", param="tools", code=UNSUPPORTED)
+    try:
+        offered = parse_tools(tools)
+        calls = tool_constraint(offered, choice or "auto", parallel is not False)
+    except GrammarError as exc:
+        raise OpenAIError(str(exc), param="tool_choice" if "tool_choice" in str(exc) else "tools") from None
+    return Output(calls or constraint, offered if calls else [])
 
 
 # --- step 2: the engine, the prompts, the limits -------------------------------------------------------
@@ -169,6 +193,7 @@ def prepare(checked: Checked) -> Generation:
                     stop_sequences=tuple(data.get("stop") or ()),
                     top_alternatives=max(1, logprobs) if logprobs is not None else 0,
                     best_of=data.get("best_of") or 1,
+                    constraint=checked.output.constraint if checked.output else None,
                 )
             choices.append(Choice(len(choices), p, request))
     return Generation(
@@ -182,11 +207,16 @@ def prepare(checked: Checked) -> Generation:
         include_usage=bool((data.get("stream_options") or {}).get("include_usage")),
         logprobs=logprobs,
         echo=bool(data.get("echo")),
+        tools=bool(checked.output and checked.output.tools),
     )
 
 
 def chat_prompt(engine: Engine, checked: Checked) -> list[int]:
+    tools = checked.output.tools if checked.output else []
+    turns = any(m["role"] == "tool" or m.get("tool_calls") for m in checked.messages)
     try:
+        if tools or turns:  # the template's own tool format where it has one, else the plain prompt
+            return encode_tool_chat(engine.loaded, checked.messages, tools)
         return render_prompt(engine, checked.messages)
     except TemplateError as exc:  # a template's raise_exception: "roles must alternate" and the like
         raise OpenAIError(

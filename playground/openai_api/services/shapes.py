@@ -10,11 +10,13 @@ on one token). `top_logprobs` are the likeliest tokens there, from the engine's 
 from __future__ import annotations
 
 import math
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
 from llmcore.engine import DoneEvent, FinishReason, StatsEvent, TokenEvent
 from llmcore.tokenize import vocabulary_bytes
+from llmcore.tools import parse_tool_calls
 from playground.openai_api.services.generation import CHAT, Generation
 
 FLOOR = -9999.0  # OpenAI's log-probability for a token the distribution gives (numerically) nothing
@@ -27,6 +29,7 @@ class ChoiceResult:
     tokens: list[TokenEvent] = field(default_factory=list)
     stats: StatsEvent | None = None
     done: DoneEvent | None = None
+    calls: list[dict[str, Any]] | None = None  # tool calls, once read out of the finished answer
 
     @property
     def text(self) -> str:
@@ -39,8 +42,34 @@ class ChoiceResult:
         return self.stats.generated_tokens if self.stats else len(self.tokens)
 
 
-def finish_reason(done: DoneEvent | None) -> str:
+def finish_reason(done: DoneEvent | None, calls: list[dict[str, Any]] | None = None) -> str:
+    if calls:
+        return "tool_calls"
     return "length" if done is not None and done.reason == FinishReason.LENGTH else "stop"
+
+
+def calling(generation: Generation, result: ChoiceResult) -> bool:
+    """Whether an answer is tool calls: with tools offered, one that begins with "<" (llmcore.tools: an
+    answer in words may not), so its first character decides, and a stream knows it at once."""
+    text = result.done.text if result.done else "".join(t.text for t in result.tokens)
+    return generation.tools and text.startswith("<")
+
+
+def tool_calls(generation: Generation, result: ChoiceResult) -> list[dict[str, Any]] | None:
+    """A finished answer's calls of the offered tools, as OpenAI's `tool_calls` (None: it answered in
+    words, or was cut before its calls were whole). Ids are made once per answer (see ChoiceResult)."""
+    if not calling(generation, result) or result.done is None or result.done.reason != FinishReason.STOP:
+        return None
+    if result.calls is None:
+        result.calls = [
+            {
+                "id": f"call_{secrets.token_hex(12)}",
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments_json},
+            }
+            for call in parse_tool_calls(result.text)
+        ]
+    return result.calls or None
 
 
 def safe_log(prob: float) -> float:
@@ -94,13 +123,20 @@ def chat_logprobs(generation: Generation, tokens: list[TokenEvent]) -> dict[str,
     return {"content": [chat_token_logprob(generation, t) for t in tokens], "refusal": None}
 
 
+def chat_message(generation: Generation, result: ChoiceResult) -> dict[str, Any]:
+    calls = tool_calls(generation, result)
+    if calls:
+        return {"role": "assistant", "content": None, "refusal": None, "tool_calls": calls}
+    return {"role": "assistant", "content": result.text, "refusal": None}
+
+
 def chat_completion(generation: Generation, results: list[ChoiceResult]) -> dict[str, Any]:
     choices = [
         {
             "index": i,
-            "message": {"role": "assistant", "content": r.text, "refusal": None},
+            "message": chat_message(generation, r),
             "logprobs": chat_logprobs(generation, r.tokens),
-            "finish_reason": finish_reason(r.done),
+            "finish_reason": finish_reason(r.done, tool_calls(generation, r)),
         }
         for i, r in enumerate(results)
     ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 from collections.abc import AsyncGenerator
 from typing import Any, Protocol
@@ -22,11 +23,13 @@ from playground.openai_api.services.shapes import (
     ChoiceResult,
     TextLogprobs,
     add_generated,
+    calling,
     chat_logprobs,
     completion,
     envelope,
     finish_reason,
     prompt_logprobs,
+    tool_calls,
     usage,
 )
 
@@ -153,6 +156,8 @@ class Run:
         g = self.generation
         if not event.text and g.logprobs is None:
             return None  # held back (part of a character, a possible stop sequence): comes later
+        if calling(g, self.results[index]):
+            return None  # tool calls: they come whole when the answer is done
         if g.kind == CHAT:
             return self.chunk(
                 index, {"delta": {"content": event.text}, "logprobs": chat_logprobs(g, [event])}
@@ -173,6 +178,12 @@ class Run:
         """Text no token carried (held back until the end), then the finish reason."""
         chunks = []
         empty: dict[str, Any] = {"delta": {}} if self.generation.kind == CHAT else {"text": ""}
+        calls = tool_calls(self.generation, self.results[index])
+        if calls:
+            delta = {"tool_calls": [{"index": k, **call} for k, call in enumerate(calls)]}
+            return [self.chunk(index, {"delta": delta}), self.chunk(index, empty, "tool_calls")]
+        if calling(self.generation, self.results[index]):  # a call cut short: its text, as content
+            done = dataclasses.replace(done, tail=done.text)
         if done.tail:
             part = {"delta": {"content": done.tail}} if self.generation.kind == CHAT else {"text": done.tail}
             chunks.append(self.chunk(index, part))

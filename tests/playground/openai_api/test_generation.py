@@ -100,8 +100,8 @@ def test_extra_sampler_fields_are_taken_as_vllm_takes_them(api: Api) -> None:
         ({"temperature": 9}, "temperature", "less than or equal to 5"),
         ({"n": 9}, "n", "less than or equal to 8"),
         ({"stream": "yes"}, "stream", "true or false"),
-        ({"response_format": {"type": "json_object"}}, "response_format", "not supported yet"),
-        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools", "not supported yet"),
+        ({"response_format": {"type": "yaml"}}, "response_format", '"json_object" or "json_schema"'),
+        ({"tools": [{"type": "function", "function": {"name": "a b"}}]}, "tools", "function name"),
         ({"logit_bias": {"5": 10}}, "logit_bias", "not supported"),
         ({"top_logprobs": 2}, "top_logprobs", "logprobs: true"),
         ({"best_of": 2}, "best_of", "Unrecognized request argument"),
@@ -109,7 +109,7 @@ def test_extra_sampler_fields_are_taken_as_vllm_takes_them(api: Api) -> None:
         ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0]", "role"),
         ({"messages": [{"role": "user", "content": "\ud800"}]}, "messages[0].content", "lone surrogate"),
         ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages[0].content", "text"),
-        ({"messages": [{"role": "tool", "content": "42"}]}, "messages[0]", "tool calls"),
+        ({"messages": [{"role": "function", "content": "42"}]}, "messages[0]", "old form of tool calls"),
     ],
 )
 def test_what_cannot_be_honoured_is_refused_naming_its_parameter(
