@@ -87,3 +87,13 @@ def test_the_panel_offers_the_output_and_shows_a_saved_schema(user, tiny_model) 
     assert '<option value="json_schema" selected>' in html
     assert 'data-testid="json-schema" hidden' not in html
     assert "&quot;colour&quot;" in html  # the saved schema, escaped, in its textarea
+
+
+def test_continuing_a_cut_json_answer_finishes_the_same_json(user, tiny_model) -> None:
+    ((*_, cut),) = talk(user, send_frame("Pick a colour", **{**AS_JSON, "max_new_tokens": 3}))
+    assert cut["reason"] == "length"
+    old = Message.objects.get(pk=cut["message"])
+    frame = action("continue", old.conversation_id, old.pk, settings={"max_new_tokens": 120})
+    ((*_, done),) = talk(user, frame)
+    assert done["text"].startswith(cut["text"])  # the grammar took the cut start, then went on from it
+    jsonschema.validate(json.loads(done["text"]), COLOUR)
