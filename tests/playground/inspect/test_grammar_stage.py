@@ -92,3 +92,8 @@ def test_the_page_shows_the_grammar_row_and_its_fields(client_in: Client, tiny_m
         r'id="error-json_schema" role="alert" hx-swap-oob="true">A JSON schema is a JSON object',
         response.content.decode(),
     )
+
+
+def test_no_template_comment_shows_on_the_page(client_in: Client, tiny_model) -> None:
+    html = client_in.get(reverse("inspect:next-token")).content.decode()
+    assert "{#" not in html  # a {# #} comment spans one line only: a longer one was shown as text
