@@ -5,6 +5,7 @@ int4; the report reads in labels and units, its two halves aligned. Screenshots 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -72,6 +73,31 @@ def test_the_quantize_form_asks_for_a_group_size_only_for_int4(site: Site, brows
     page.locator('input[name="method"][value="int4_weight"]').check()
     assert visible(page, "group_size")
     shot(page, "quantize-form-int4.png")
+
+
+def test_a_sent_form_says_it_is_queuing_and_its_button_waits(site: Site, browser) -> None:
+    """While the server checks a job (its answer is held back a second here), the button waits and says
+    so: a second click cannot queue it twice. The answer then shows the problem beside its field."""
+    page = logged_in_page(site, browser, "/jobs/new/quantize/")
+
+    def slow(route) -> None:
+        if route.request.method == "POST":
+            time.sleep(1.0)
+        route.continue_()
+
+    page.route("**/jobs/new/quantize/", slow)
+    # What the button shows just after the submit, kept across the navigation in sessionStorage.
+    page.evaluate(
+        """() => document.addEventListener("submit", () => setTimeout(() => {
+             const b = document.querySelector("form[data-busy] button[type=submit]");
+             sessionStorage.setItem("busy", JSON.stringify([b.disabled, b.textContent]));
+           }, 50))"""
+    )
+    page.locator("#id_output_name").fill("Not A Name!")
+    page.get_by_role("button", name="Queue the job").click()
+    page.get_by_text("Invalid model name 'Not A Name!'").wait_for()  # beside the name, on the answer
+    assert page.evaluate("JSON.parse(sessionStorage.getItem('busy'))") == [True, "Checking and queuing…"]
+    assert page.get_by_role("button", name="Queue the job").is_enabled()  # the answer's page: ready again
 
 
 REPORT = {
