@@ -8,8 +8,10 @@ pytestmark = pytest.mark.django_db
 
 # The only views a stranger may see: health for monitors, and the ways to log in.
 OPEN_VIEWS = {"healthz", "login", "login-link", "admin:login", "admin:logout", "admin:javascript-catalog"}
-# Views that answer a stranger 401 instead of a redirect to the login page (monitors send a token).
+# Views that answer a stranger 401 instead of a redirect to the login page: monitors and API clients
+# send a token or key, and a program cannot follow a login page.
 REFUSING_VIEWS = {"engine:metrics"}
+API_PREFIX = "openai_api:"  # every /v1 route: OpenAI's 401 error object
 
 
 def all_url_names(resolver=None, prefix: str = "") -> list[tuple[str, object]]:
@@ -39,16 +41,25 @@ def test_every_page_but_health_and_login_needs_a_login(client: Client) -> None:
     for name, pattern in all_url_names():
         # Django's admin guards its own pages (checked through admin:index); its regex routes
         # can't be reversed with sample arguments.
-        if name in OPEN_VIEWS | REFUSING_VIEWS or (name.startswith("admin:") and name != "admin:index"):
+        if name in OPEN_VIEWS or (name.startswith("admin:") and name != "admin:index"):
             continue
         path = sample_path(name, pattern)
         response = client.get(path)
+        if name.startswith(API_PREFIX) or name in REFUSING_VIEWS:
+            if response.status_code == 405:  # a POST-only endpoint
+                response = client.post(path, data="{}", content_type="application/json")
+            assert response.status_code == 401, (
+                f"{name} ({path}) answered {response.status_code} to a stranger"
+            )
+            checked.append(name)
+            continue
         assert response.status_code == 302, f"{name} ({path}) answered {response.status_code} to a stranger"
         assert "/login/" in response.url, f"{name} ({path}) redirected to {response.url}"
         checked.append(name)
     assert {"home", "catalog:list", "catalog:detail", "inspect:tokenize", "chat:index", "admin:index"} <= set(
         checked
     )
+    assert {"engine:metrics", "openai_api:models", "openai_api:chat-completions"} <= set(checked)
 
 
 def test_it_sends_strangers_away_from_a_model_detail_page(client: Client) -> None:
