@@ -40,6 +40,7 @@ __all__ = [
     "is_admin",
     "list_models",
     "may_manage",
+    "check_may_remove",
     "may_remove",
     "may_see",
     "owner_extra",
@@ -332,6 +333,13 @@ def may_remove(user: Any, entry: ModelEntry) -> bool:
     return may_manage(user, entry) if is_made(entry) else is_admin(user)
 
 
+def check_may_remove(user: Any, entry: ModelEntry) -> None:
+    """RemoveRefused (403) naming who may remove the model, unless this user may."""
+    if not may_remove(user, entry):
+        who = "its owner or an admin" if is_made(entry) else "an admin"
+        raise RemoveRefused(f"Only {who} can remove {entry.name}.", status=403)
+
+
 @dataclass
 class Dependents:
     """What depends on a model, as one user may know it. Models made from it block its removal (others'
@@ -379,9 +387,7 @@ def remove_model_as(user: Any, name: str) -> None:
     """Remove a model from the store and the catalog for this user: ModelNotFound when they may not see
     it, RemoveRefused when they may not remove it or something depends on it."""
     entry = get_visible_model(user, name)
-    if not may_remove(user, entry):
-        who = "its owner or an admin" if is_made(entry) else "an admin (it is everyone's base model)"
-        raise RemoveRefused(f"Only {who} can remove {entry.name}.", status=403)
+    check_may_remove(user, entry)
     blocker = dependents(user, entry).blocker
     if blocker:
         raise RemoveRefused(f"{entry.name} cannot be removed yet. {blocker}")

@@ -121,9 +121,7 @@ def remove(request: Request, name: str) -> HttpResponse:
     """A confirmation page that says what depends on the model; its POST removes it (owner or admin for a
     made model, admins for a base model; others get 403, or 404 when they may not see it)."""
     entry = visible_or_404(request, name)
-    if not services.may_remove(request.user, entry):
-        who = "its owner or an admin" if services.is_made(entry) else "an admin"
-        raise services.RemoveRefused(f"Only {who} can remove {entry.name}.", status=403)
+    services.check_may_remove(request.user, entry)
     context: dict[str, Any] = {"entry": entry, "is_default": entry.name == services.DEFAULT_MODEL}
     if request.method == "POST":
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -76,11 +77,15 @@ class Tree:
         """How many messages follow this one on the branch that switching to it shows."""
         return len(self.path_to(self.newest_leaf(message_id))) - len(self.path_to(message_id))
 
+    @functools.cached_property
+    def position(self) -> dict[int, int]:
+        """Each message's place in `order` (built once: every version's switcher asks for it)."""
+        return {m: i for i, m in enumerate(self.order)}
+
     def newest_leaf(self, message_id: int) -> int:
         """The newest message without followers below this one: what switching to it shows."""
-        position = {m: i for i, m in enumerate(self.order)}
         leaves = [m for m in self.subtree(message_id) if not self.children.get(m)]
-        return max(leaves, key=position.__getitem__)
+        return max(leaves, key=self.position.__getitem__)
 
 
 def message_tree(conversation: Conversation) -> Tree:
