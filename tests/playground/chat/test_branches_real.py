@@ -33,7 +33,8 @@ def test_replay_on_the_default_model_reproduces_a_sampled_answer(user, real_mode
     ((started, *_, again),) = talk(user, action("replay", conversation, original.pk))
 
     replayed = Message.objects.get(pk=again["message"])
-    assert len(original.content) > 20
+    # a sampled answer may be short ("Tropical Ragee." was one in CI): what matters is that it has tokens to compare
+    assert len(original.tokens) >= 2, original.content
     assert started["seed"] == original.provenance["seed"]
     # the default model's 4-bit layers ran packed (llmcore.packed), and the page says so
     assert original.provenance["decode"]["kind"] == replayed.provenance["decode"]["kind"] == "int4-packed"
