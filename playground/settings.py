@@ -195,6 +195,10 @@ MAX_LOADED_MODELS = envint("MAX_LOADED_MODELS", 2)
 # The most bytes an admin may upload to import a model (a .gguf, or a folder's files together); a bigger
 # upload is refused with this limit, and a bigger model is imported by its path on the server instead.
 MODEL_UPLOAD_MAX_BYTES = envint("MODEL_UPLOAD_MAX_BYTES", 4 * 1024**3)
+# Remote models (OpenAI-compatible servers an admin adds as catalog models): the hosts their base URLs
+# may name, as "host" or "host:port" (llmcore.remote.check_base_url). Empty: no remote models can be
+# added, so the server cannot be pointed anywhere until its operator says where.
+REMOTE_MODEL_HOSTS = envlist("REMOTE_MODEL_HOSTS", [])
 # "auto" picks cuda, then mps, then cpu.
 MODEL_DEVICE = envstr("MODEL_DEVICE", "auto")
 # "auto": on a CPU the chat engine runs a copy of a model whose layers are on a 4-bit grid (imported from

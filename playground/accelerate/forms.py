@@ -13,6 +13,7 @@ from typing import Any, cast
 from django import forms
 
 from playground.accelerate import services
+from playground.catalog.fields import LocalModelField
 from playground.catalog.models import ModelEntry
 
 
@@ -43,7 +44,11 @@ def _field_for(f: dataclasses.Field[Any]) -> forms.Field:
 
 
 class ExperimentForm(forms.Form):
-    model = forms.ChoiceField(label="Model", help_text="The catalog model whose engine is measured.")
+    model = LocalModelField(
+        label="Model",
+        help_text="The catalog model whose engine is measured.",
+        what="the engine's experiments",
+    )
     experiment = forms.ChoiceField(
         label="Experiment",
         widget=forms.RadioSelect,

@@ -72,3 +72,33 @@ class ImportForm(forms.Form):
         if len(chosen) > 1:
             raise forms.ValidationError("Choose one: a .gguf file, a model folder or a path on the server.")
         return data
+
+
+class RemoteForm(forms.Form):
+    """Models > Add a model > A remote server (admins): what catalog.services.add_remote checks and adds."""
+
+    base_url = forms.CharField(
+        max_length=500,
+        label="Base URL",
+        help_text="The server's OpenAI-compatible API: vLLM, llama.cpp's server, LM Studio and this "
+        "playground serve it at /v1, Ollama at /v1 too.",
+        widget=forms.TextInput(attrs={"placeholder": "http://gpu-box:8000/v1", "inputmode": "url"}),
+    )
+    model = forms.CharField(
+        max_length=200,
+        label="The server's model id",
+        help_text="As its GET /v1/models lists it; checked there before the model is added.",
+    )
+    api_key = forms.CharField(
+        required=False,
+        max_length=500,
+        label="API key",
+        help_text="Kept on this server and sent only to that base URL; never shown again. Empty when the "
+        "server needs none.",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+    )
+    name = forms.CharField(
+        max_length=200,  # the store's rule (at most 64 characters) is checked with its own message
+        label="Name in the catalog",
+        help_text="Lowercase letters, digits, '.', '_' or '-'.",
+    )

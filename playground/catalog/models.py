@@ -73,13 +73,17 @@ class ModelEntry(models.Model):
         "distilled": "trained by a distillation job to imitate a teacher model",
         "quantized": "its parent's weights stored in fewer bits by a quantize job",
         "pretrained": "trained from random weights by a pretraining job",
+        "remote": "served by another server through its OpenAI-compatible API: no weights here",
     }
 
     @property
     def kind(self) -> str:
-        """base, imported, fine-tuned, distilled, quantized or pretrained (see KINDS). A model a job made
-        says which job kind made it in its lineage (meta.json); one without a job was pulled (base) when
-        the catalog found it to be a pullable model under that name from that source, else imported."""
+        """base, imported, fine-tuned, distilled, quantized, pretrained or remote (see KINDS). A model a
+        job made says which job kind made it in its lineage (meta.json); one without a job was pulled
+        (base) when the catalog found it to be a pullable model under that name from that source, else
+        imported; one with a RemoteEndpoint is remote."""
+        if self.is_remote:
+            return "remote"
         extra = self.extra
         if "job" not in extra:
             return "base" if self.meta.get("pulled") else "imported"
@@ -89,6 +93,11 @@ class ModelEntry(models.Model):
         if job_kind == "pretrain":
             return "pretrained"
         return "distilled" if self.method == "distill" else "fine-tuned"
+
+    @property
+    def is_remote(self) -> bool:
+        """Served elsewhere (a RemoteEndpoint): it chats, but nothing here can read its weights."""
+        return bool(self.meta.get("remote"))
 
     @property
     def kind_help(self) -> str:
@@ -110,3 +119,23 @@ class ModelEntry(models.Model):
     @property
     def extra(self) -> dict[str, object]:
         return dict(self.meta.get("extra") or {})
+
+
+class RemoteEndpoint(models.Model):
+    """Where a remote model is served: an OpenAI-compatible base URL, the server's own id for the model,
+    and its API key. Only admins add one (catalog.services.add_remote), and the URL is checked against the
+    REMOTE_MODEL_HOSTS allow-list (llmcore.remote.check_base_url) each time it is used.
+
+    The key is kept here because every request needs it in clear: it is never rendered on a page, put in
+    a log line or an error message, or sent anywhere but this base URL.
+    """
+
+    entry = models.OneToOneField(ModelEntry, on_delete=models.CASCADE, related_name="remote")
+    base_url = models.CharField(max_length=500)
+    remote_model = models.CharField(max_length=200)
+    api_key = models.CharField(max_length=500, blank=True, default="")
+    added_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    added = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.entry.name} -> {self.base_url} ({self.remote_model})"

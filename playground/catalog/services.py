@@ -13,12 +13,15 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from llmcore import pulls
-from llmcore.store import ModelMeta, ModelStore, StoreError, check_file_names, check_importable
-from playground.catalog.models import ModelEntry
+from llmcore.remote import RemoteError, RemoteServer, check_base_url
+from llmcore.remote import list_models as served_models
+from llmcore.store import ModelMeta, ModelStore, StoreError, check_file_names, check_importable, validate_name
+from playground.catalog.models import ModelEntry, RemoteEndpoint
 from playground.core.services import PlaygroundError, model_cache, model_store
 
 DEFAULT_MODEL = pulls.DEFAULT_MODEL  # the model `make run` pulls and every page starts with
@@ -28,6 +31,15 @@ __all__ = [
     "DEFAULT_MODEL",
     "default_model_of",
     "text_models",
+    "chat_models",
+    "check_local",
+    "local_models",
+    "name_taken",
+    "NeedsWeights",
+    "RemoteRefused",
+    "add_remote",
+    "check_may_add",
+    "server_for",
     "Dependents",
     "ModelNotFound",
     "RemoveRefused",
@@ -87,9 +99,11 @@ def sync_catalog(fresh: bool = False) -> list[ModelEntry]:
 
 
 def _sync() -> list[ModelEntry]:
-    metas = {meta.name: meta for meta in model_store().list()}
     entries = {e.name: e for e in ModelEntry.objects.select_related("parent", "owner")}
-    stale = [name for name in entries if name not in metas]
+    remote = {name for name, e in entries.items() if e.is_remote}  # no folder in the store: kept
+    # A store folder under a remote model's name (copied in by hand) is not listed over it.
+    metas = {meta.name: meta for meta in model_store().list() if meta.name not in remote}
+    stale = [name for name in entries if name not in metas and name not in remote]
     changed = [m for m in metas.values() if _differs(entries.get(m.name), m)]
     if stale or changed:
         with transaction.atomic():
@@ -103,7 +117,7 @@ def _sync() -> list[ModelEntry]:
                 if entry.parent_id != (parent.pk if parent else None):
                     entry.parent = parent
                     entry.save(update_fields=["parent"])
-    return sorted((entries[name] for name in metas), key=lambda e: e.name)
+    return sorted((entries[name] for name in [*metas, *remote]), key=lambda e: e.name)
 
 
 def _differs(entry: ModelEntry | None, meta: ModelMeta) -> bool:
@@ -229,10 +243,42 @@ def visible_models(user: Any) -> list[ModelEntry]:
     return [e for e in sync_catalog() if may_see(user, e)]
 
 
+def local_models(user: Any) -> list[ModelEntry]:
+    """The visible models whose weights are here (not remote ones): what the inspect tools offer."""
+    return [e for e in visible_models(user) if not e.is_remote]
+
+
 def text_models(user: Any) -> list[ModelEntry]:
-    """The visible models that generate text (encoder-only ones cannot chat, be fine-tuned or decode):
-    what the chat, jobs and Accelerate pages offer."""
-    return [e for e in visible_models(user) if not e.is_encoder_only]
+    """The visible local models that generate text (encoder-only ones cannot chat, be fine-tuned or
+    decode; remote ones have no weights here): what the jobs and Accelerate pages offer."""
+    return [e for e in local_models(user) if not e.is_encoder_only]
+
+
+def chat_models(user: Any) -> list[ModelEntry]:
+    """The models this user may chat with: the local text models and the remote ones."""
+    return [e for e in visible_models(user) if e.is_remote or not e.is_encoder_only]
+
+
+class NeedsWeights(PlaygroundError):
+    """A page or job that reads a model's weights was asked for a remote model: it says so."""
+
+    status = 400
+
+
+def check_local(entry: ModelEntry, what: str) -> ModelEntry:
+    """The entry, if its weights are here; NeedsWeights naming `what` needs them when it is remote."""
+    if entry.is_remote:
+        host = entry.meta["remote"].get("host") or "another server"
+        raise NeedsWeights(
+            f"{entry.name} is a remote model, served by {host}: its weights are not on this server, so "
+            f"{what} cannot use it. It can chat."
+        )
+    return entry
+
+
+def name_taken(name: str) -> bool:
+    """A model of this name is in the store or the catalog (a remote model has no folder)."""
+    return model_store().exists(name) or ModelEntry.objects.filter(name=name).exists()
 
 
 def default_model_of(names: list[str]) -> str | None:
@@ -391,4 +437,105 @@ def remove_model_as(user: Any, name: str) -> None:
     blocker = dependents(user, entry).blocker
     if blocker:
         raise RemoveRefused(f"{entry.name} cannot be removed yet. {blocker}")
+    if entry.is_remote:  # nothing in the store: the entry and its endpoint (key included) go
+        entry.delete()
+        sync_catalog(fresh=True)
+        return
     remove_model(entry.name)
+
+
+# --- remote models ---------------------------------------------------------------------------------
+# An OpenAI-compatible server's model added by an admin (kind "remote"): a ModelEntry with a
+# RemoteEndpoint and no folder in the store. The catalog lists it, the chat talks to it
+# (playground.chat.services.remote_turns), and every page that reads weights says it cannot
+# (check_local). Its base URL is checked when it is added and again each time it is used, so taking a
+# host off REMOTE_MODEL_HOSTS stops its models at once.
+MAX_REMOTE_MODEL_ID = 200
+
+
+class RemoteRefused(PlaygroundError):
+    """What an admin asked for cannot be added; `field` names the form field it concerns ('' for all)."""
+
+    def __init__(self, message: str, field: str = "", status: int = 400) -> None:
+        super().__init__(message, status=status)
+        self.field = field
+
+
+def check_may_add(user: Any) -> None:
+    if not is_admin(user):
+        raise RemoteRefused(
+            "Only an admin can add a remote server: its models are shared with everyone.", status=403
+        )
+
+
+def add_remote(user: Any, *, name: str, base_url: str, model: str, api_key: str = "") -> ModelEntry:
+    """Check everything, ask the server which models it serves, and add `model` of it as `name`.
+
+    RemoteRefused (with the field) when the name is taken or invalid, the URL is not allowed, or the
+    server cannot be read or does not serve that model. The key is used for the check and kept."""
+    check_may_add(user)
+    try:
+        name = validate_name(name.strip())
+    except StoreError as exc:
+        raise RemoteRefused(str(exc), field="name") from None
+    if name in RESERVED_NAMES:
+        raise RemoteRefused(
+            f"{name!r} is the name of a catalog page (/models/{name}/); pick another.", "name"
+        )
+    if name_taken(name):
+        raise RemoteRefused(f"A model named {name!r} is in the catalog already; pick another.", "name", 409)
+    model = model.strip()
+    if not model or len(model) > MAX_REMOTE_MODEL_ID:
+        raise RemoteRefused(f"Give the server's model id (1 to {MAX_REMOTE_MODEL_ID} characters).", "model")
+    try:
+        url = check_base_url(base_url, settings.REMOTE_MODEL_HOSTS)
+    except RemoteError as exc:
+        raise RemoteRefused(str(exc), field="base_url") from None
+    server = RemoteServer(url, model, api_key.strip())
+    try:
+        served = served_models(server)
+    except RemoteError as exc:
+        raise RemoteRefused(f"Could not list the server's models: {exc}", field="base_url") from None
+    info = next((m for m in served if m.id == model), None)
+    if info is None:
+        ids = ", ".join(m.id for m in served[:20]) or "none"
+        raise RemoteRefused(f"{server.host} does not serve {model!r}; it serves: {ids}.", field="model")
+    try:
+        with transaction.atomic():
+            entry = ModelEntry.objects.create(
+                name=name,
+                source=f"remote: {url} ({model})"[:500],
+                license="as the server says",
+                method="remote",
+                sha256="",
+                created=timezone.now(),
+                family="remote",
+                architecture="served elsewhere",
+                parameters=0,
+                dtype="",
+                size_bytes=0,
+                context_length=info.context_length,
+                meta={"remote": {"host": server.host, "model": model, "base_url": url}},
+                shared=True,  # like a base model: an admin adds it for everyone
+            )
+            RemoteEndpoint.objects.create(
+                entry=entry, base_url=url, remote_model=model, api_key=server.api_key, added_by=user
+            )
+    except IntegrityError:  # the same name added at the same moment
+        raise RemoteRefused(
+            f"A model named {name!r} is in the catalog already; pick another.", "name", 409
+        ) from None
+    sync_catalog(fresh=True)
+    return entry
+
+
+def server_for(entry: ModelEntry) -> RemoteServer:
+    """The endpoint of a remote model, its URL checked against today's allow-list."""
+    endpoint = RemoteEndpoint.objects.filter(entry=entry).first()
+    if endpoint is None:
+        raise RemoteRefused(f"{entry.name} has no remote server recorded.", status=410)
+    try:
+        url = check_base_url(endpoint.base_url, settings.REMOTE_MODEL_HOSTS)
+    except RemoteError as exc:
+        raise RemoteRefused(f"{entry.name} cannot be used now: {exc}", status=403) from None
+    return RemoteServer(url, endpoint.remote_model, endpoint.api_key)

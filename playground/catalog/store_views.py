@@ -15,7 +15,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from playground.catalog import services
-from playground.catalog.forms import ImportForm
+from playground.catalog.forms import ImportForm, RemoteForm
 from playground.catalog.views import visible_or_404
 from playground.core.http import Request
 from playground.jobs.services.adding import (
@@ -33,6 +33,7 @@ def add_page(
     form: ImportForm | None = None,
     pull_error: tuple[str, str] | None = None,
     status: int = 200,
+    remote_form: RemoteForm | None = None,
 ) -> HttpResponse:
     rows = pullable_rows(request.user)
     stray = pull_error is not None and all(row["spec"].name != pull_error[0] for row in rows)
@@ -43,6 +44,8 @@ def add_page(
         "form": form or ImportForm(),
         "pull_error": pull_error,
         "upload_limit": settings.MODEL_UPLOAD_MAX_BYTES,
+        "remote_form": remote_form or RemoteForm(prefix="remote"),
+        "remote_hosts": settings.REMOTE_MODEL_HOSTS,
     }
     return render(request, "catalog/add.html", context, status=status)
 
@@ -114,6 +117,33 @@ def import_checked(request: Request, limit: UploadLimit) -> HttpResponse:
         form.add_error((field or None) if exc.field == "upload" else exc.field, str(exc))
         return add_page(request, form, status=exc.status)
     return redirect("jobs:detail", job.pk)
+
+
+@require_POST
+def remote(request: Request) -> HttpResponse:
+    """Add an OpenAI-compatible server's model as a remote model (admins); errors beside their fields."""
+    services.check_may_add(
+        request.user
+    )  # 403 for everyone else, before anything is read or asked of a server
+    form = RemoteForm(request.POST, prefix="remote")  # its fields apart from the import form's
+    if not form.is_valid():
+        return add_page(request, remote_form=form, status=400)
+    data = form.cleaned_data
+    try:
+        entry = services.add_remote(
+            request.user,
+            name=data["name"],
+            base_url=data["base_url"],
+            model=data["model"],
+            api_key=data["api_key"],
+        )
+    except services.RemoteRefused as exc:
+        form.add_error(exc.field or None, str(exc))
+        return add_page(request, remote_form=form, status=exc.status)
+    messages.success(
+        request, f"Added {entry.name}, served by {entry.meta['remote']['host']}: it is in the chat's models."
+    )
+    return redirect("catalog:detail", entry.name)
 
 
 @require_http_methods(["GET", "POST"])

@@ -12,6 +12,7 @@ urlpatterns = [
     path("add/", store_views.add, name="add"),
     path("add/pull/", store_views.pull, name="pull"),
     path("add/import/", store_views.import_model, name="import"),
+    path("add/remote/", store_views.remote, name="remote"),
     path("<str:name>/", views.model_detail, name="detail"),
     path("<str:name>/remove/", store_views.remove, name="remove"),
     path("<str:name>/download/<str:what>/", views.download, name="download"),

@@ -132,12 +132,15 @@ TOOLS = [
 
 
 def tools_for(entry: ModelEntry) -> list[dict[str, str]]:
-    """Every tool, linked to open on this model; for an encoder, the text tools with the reason instead."""
+    """Every tool, linked to open on this model; for an encoder, the text tools with the reason instead;
+    for a remote model, the chat alone."""
     rows = []
     for label, url_name, key, what, needs_decoder in TOOLS:
-        refused = needs_decoder and entry.is_encoder_only
-        url = "" if refused else f"{reverse(url_name)}?{urlencode({key: entry.name})}"
-        why = "an encoder predicts no next token" if refused else ""
+        if entry.is_remote:  # only the chat talks to another server; every other tool reads weights
+            why = "" if url_name == "chat:index" else f"its weights are on {entry.meta['remote'].get('host')}"
+        else:
+            why = "an encoder predicts no next token" if needs_decoder and entry.is_encoder_only else ""
+        url = "" if why else f"{reverse(url_name)}?{urlencode({key: entry.name})}"
         rows.append({"label": label, "url": url, "what": what, "why": why})
     return rows
 
@@ -174,7 +177,10 @@ def share(request: Request, name: str) -> HttpResponse:
 
 
 def files_context(entry: ModelEntry) -> dict[str, object]:
-    """Files a user can take elsewhere: a GGUF export, a fine-tune's peft adapter."""
+    """Files a user can take elsewhere: a GGUF export, a fine-tune's peft adapter (none for a remote
+    model, whose files are on its server)."""
+    if entry.is_remote:
+        return {"gguf_file": None, "gguf_bytes": None, "has_adapter": False}
     folder = model_store().path(entry.name)
     gguf = sorted(folder.glob("*.gguf"))
     adapter = folder / "adapter"

@@ -38,7 +38,10 @@ server -> client
         in the whole answer) and "done" carries the whole text: prefix + token texts + tail.
     {"type": "token", "index": i, "id": token_id, "text": str, "prob": p,
      "alternatives": [[id, label, prob], ...]}
-        "text" may be "" while bytes of a character or a possible stop sequence are held back.
+        "text" may be "" while bytes of a character or a possible stop sequence are held back. A remote
+        model's tokens have id -1 (its server names tokens by text), and prob null and no alternatives
+        when the server returns no logprobs; its "started" frame has prompt_tokens 0 (the server's
+        count comes in "stats") and context_length null when the server did not say.
     {"type": "loading", "model": name}   before "started", when the model is not in memory yet: the
         first answer of a model waits for it to load (seconds)
     {"type": "prefill", "done": n, "total": n}   a long prompt is being read, a chunk a step (before the
@@ -72,6 +75,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import math
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -172,11 +176,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
             data = {**form.cleaned_data, **branch}
             if data.get("action") == "replay":  # the answer's own model and settings, before loading
                 data = await database_sync_to_async(services.replay_data)(self.user, data)
-            # Loading a model can take seconds: say so, and not on the thread the ORM calls share.
-            if not services.engine_ready(data["model"]):
-                await self.send_json({"type": "loading", "model": data["model"]})
-            await sync_to_async(services.engine_for, thread_sensitive=False)(data["model"])
-            turn = await database_sync_to_async(services.start_turn)(self.user, data)
+            turn: services.Turn | services.RemoteTurn
+            if await database_sync_to_async(services.is_remote_model)(data["model"]):
+                turn = await database_sync_to_async(services.start_remote_turn)(self.user, data)
+            else:
+                # Loading a model can take seconds: say so, and not on the thread the ORM calls share.
+                if not services.engine_ready(data["model"]):
+                    await self.send_json({"type": "loading", "model": data["model"]})
+                await sync_to_async(services.engine_for, thread_sensitive=False)(data["model"])
+                turn = await database_sync_to_async(services.start_turn)(self.user, data)
         except services.ChatError as exc:
             await self.send_error(str(exc))
             return
@@ -227,7 +235,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         return form, None
 
     # --- events out ---
-    async def relay(self, turn: services.Turn, stream: Any) -> None:
+    async def relay(self, turn: services.Turn | services.RemoteTurn, stream: Any) -> None:
         """Forward the stream's events; save the answer however this ends (done, stop, disconnect)."""
         shown: list[str] = [turn.prefix_text]
         # [id, text, prob, alternatives]: the token inspector's data, a forced prefix's tokens first
@@ -241,14 +249,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 if kind == "TokenEvent":
                     shown.append(event.text)
                     alternatives = [list(a) for a in event.alternatives]
-                    tokens.append([event.id, event.text, event.prob, alternatives])
+                    # a remote server without logprobs gives no probability (NaN): null, not invalid JSON
+                    prob = event.prob if math.isfinite(event.prob) else None
+                    tokens.append([event.id, event.text, prob, alternatives])
                     await self.send_json(
                         {
                             "type": "token",
                             "index": offset + event.index,
                             "id": event.id,
                             "text": event.text,
-                            "prob": event.prob,
+                            "prob": prob,
                             "alternatives": alternatives,
                         }
                     )

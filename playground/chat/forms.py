@@ -49,7 +49,7 @@ class SendForm(sampler_form(), output_format_form()):  # type: ignore[misc]  # s
         super().__init__(*args, **kwargs)
         cast(forms.ChoiceField, self.fields["draft_model"]).choices = lambda: [
             ("", "none"),
-            *services.model_choices(user),
+            *services.draft_choices(user),
         ]
         self.fields["draft_model"].error_messages["invalid_choice"] = (
             "Unknown draft model %(value)s: pick a catalog model with the same tokenizer."
@@ -150,7 +150,7 @@ class PresetForm(forms.Form):
             self.fields[key] = copy.deepcopy(SendForm.base_fields[key])
         cast(forms.ChoiceField, self.fields["draft_model"]).choices = lambda: [
             ("", "none"),
-            *services.model_choices(owner),
+            *services.draft_choices(owner),
         ]
 
     @classmethod

@@ -6,10 +6,11 @@ from typing import Any
 
 from django import forms
 
+from playground.catalog.fields import LocalModelField
 from playground.inspect.services.common import model_choices
 
 
-class ModelNameField(forms.ChoiceField):
+class ModelNameField(LocalModelField):
     """A catalog model, chosen by name; the choices are read when the form is made (the store can change).
 
     Only the models the form's user may see are choices (see UserModelsForm): another user's private
@@ -18,6 +19,7 @@ class ModelNameField(forms.ChoiceField):
 
     def __init__(self, *, causal_only: bool = False, **kwargs) -> None:
         self.causal_only = causal_only
+        kwargs.setdefault("what", "the inspect tools")
         super().__init__(choices=lambda: model_choices(None, causal_only), **kwargs)
         self.error_messages["invalid_choice"] = "Unknown model %(value)s: pick one from the catalog."
 

@@ -16,6 +16,7 @@ from typing import Any, cast
 from django import forms
 from django.conf import settings
 
+from playground.catalog.fields import LocalModelField
 from playground.core.forms import setting_field
 from playground.core.text import TextField
 from playground.jobs.models import Dataset
@@ -128,7 +129,9 @@ _QuantizeSettings: Any = type("QuantizeSettings", (forms.Form,), _setting_fields
 
 
 class QuantizeForm(MethodForm, _QuantizeSettings):
-    base_model = forms.ChoiceField(label="Model", help_text="The catalog model to quantize (the parent).")
+    base_model = LocalModelField(
+        label="Model", help_text="The catalog model to quantize (the parent).", what="quantization"
+    )
     field_order = ["base_model", "output_name", "method", *QUANTIZE]
     GROUPS = {
         "data": ("Model", "The model to quantize, and the name its quantized copy takes in the catalog."),
@@ -167,13 +170,16 @@ _FinetuneSettings: Any = type(
 
 
 class FinetuneForm(MethodForm, _FinetuneSettings):
-    base_model = forms.ChoiceField(label="Base model", help_text="The catalog model to train (the parent).")
+    base_model = LocalModelField(
+        label="Base model", help_text="The catalog model to train (the parent).", what="fine-tuning"
+    )
     dataset = forms.ModelChoiceField(
         queryset=Dataset.objects.none(),
         label="Dataset",
         help_text="One of your datasets without errors (upload one or pick a sample on the datasets page).",
     )
-    teacher_model = forms.ChoiceField(
+    teacher_model = LocalModelField(
+        what="distillation",
         label=FINETUNE.get(TEACHER, {}).get("label", "Teacher"),
         help_text=FINETUNE.get(TEACHER, {}).get("hint", ""),
         required=False,

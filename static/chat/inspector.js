@@ -21,7 +21,9 @@
     if (text !== undefined) node.textContent = text;
     return node;
   }
-  const percent = (p) => (p * 100 >= 10 ? (p * 100).toFixed(1) : (p * 100).toPrecision(2)) + "%";
+  // null: a remote server that returned no probabilities
+  const percent = (p) => (p === null || p === undefined ? "unknown" :
+    (p * 100 >= 10 ? (p * 100).toFixed(1) : (p * 100).toPrecision(2)) + "%");
 
   async function getJSON(url) {
     let response;
@@ -143,12 +145,13 @@
     prob.dataset.testid = "token-prob";
     tokenLine.append("probability ", prob, " after the sampler");
     const chosen = data.alternatives.find((a) => a.chosen);
-    if (chosen && Math.abs(chosen.prob - data.token.prob) > 1e-6) {
+    if (chosen && data.token.prob !== null && Math.abs(chosen.prob - data.token.prob) > 1e-6) {
       tokenLine.append(" · " + percent(chosen.prob) + " in the model's own distribution");
     }
     const intro = el("p", "hint", "Token " + (data.index + 1) + " of the answer from " + data.model +
-      ", chosen after reading " + total + " tokens (" + data.context.prompt_tokens + " of prompt, " +
-      data.context.generated_before + " already written).");
+      (data.remote ? ", served by " + data.remote + "." :
+        ", chosen after reading " + total + " tokens (" + data.context.prompt_tokens + " of prompt, " +
+        data.context.generated_before + " already written)."));
     panel.replaceChildren(header("Token " + (data.index + 1)), tokenLine, intro);
     data.notes.forEach((n) => panel.append(el("p", "message", n)));
     if (data.greedy) {
@@ -197,6 +200,9 @@
       if (a.chosen) {
         branch.disabled = true;
         branch.title = "This is the token the answer already took";
+      } else if (data.remote) {
+        branch.disabled = true;
+        branch.title = "A remote server names its tokens by text, not by id: branching needs the model's weights here";
       } else if (!canBranch) {
         branch.disabled = true;
         branch.title = "Branching is not available on this page";

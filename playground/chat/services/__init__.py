@@ -21,17 +21,24 @@ from playground.chat.services.conversations import (
 )
 from playground.chat.services.engines import (
     context_lengths,
+    draft_choices,
     engine_for,
     engine_limits,
     engine_metrics,
     engine_ready,
     model_choices,
     preload_in_background,
+    remote_hosts,
     weights_sha256,
 )
 from playground.chat.services.export import (
     export_json,
     export_markdown,
+)
+from playground.chat.services.remote_turns import (
+    RemoteTurn,
+    is_remote_model,
+    start_remote_turn,
 )
 from playground.chat.services.tree import (
     Tree,
@@ -81,6 +88,11 @@ __all__ = [
     "create_conversation",
     "delete_conversation",
     "delete_message",
+    "draft_choices",
+    "remote_hosts",
+    "is_remote_model",
+    "RemoteTurn",
+    "start_remote_turn",
     "engine_for",
     "engine_ready",
     "preload_in_background",

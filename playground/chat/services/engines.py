@@ -13,7 +13,7 @@ from llmcore.engine import (
     Engine,
     EngineLimits,
 )
-from playground.catalog.services import default_model_of, text_models
+from playground.catalog.services import chat_models, default_model_of, text_models
 from playground.core.services import model_cache, model_store
 
 logger = logging.getLogger(__name__)
@@ -21,15 +21,25 @@ logger = logging.getLogger(__name__)
 
 # --- models and engines ---------------------------------------------------------------------------
 def model_choices(user: Any = None) -> list[tuple[str, str]]:
-    """Catalog models this user may use that generate text (encoders cannot chat); no user: the shared
-    ones."""
+    """Catalog models this user may chat with: local ones that generate text (encoders cannot chat) and
+    remote ones; no user: the shared ones."""
+    return [(e.name, e.name) for e in chat_models(user)]
+
+
+def remote_hosts(user: Any = None) -> dict[str, str]:
+    """The remote models this user may chat with, and the host each is served by (the page says so)."""
+    return {e.name: str(e.meta["remote"].get("host", "")) for e in chat_models(user) if e.is_remote}
+
+
+def draft_choices(user: Any = None) -> list[tuple[str, str]]:
+    """The models that can draft for speculative decoding: local text models (a draft runs here)."""
     return [(e.name, e.name) for e in text_models(user)]
 
 
 def context_lengths(user: Any = None) -> dict[str, int | None]:
-    """The catalog's context length of each text model this user may use: what the page shows before an
+    """The catalog's context length of each model this user may chat with: what the page shows before an
     answer starts (the engine's own figure, in the "started" frame, replaces it)."""
-    return {e.name: e.context_length for e in text_models(user)}
+    return {e.name: e.context_length for e in chat_models(user)}
 
 
 def weights_sha256(model_name: str) -> str:

@@ -49,6 +49,12 @@ def inspected_message(owner: Any, message_id: int) -> Message:
     return message
 
 
+def remote_host(message: Message) -> str | None:
+    """The server that wrote a remote model's answer, or None for a local model's."""
+    remote = (message.provenance or {}).get("remote")
+    return str(remote.get("host") or "a remote server") if isinstance(remote, dict) else None
+
+
 def model_of(message: Message) -> str:
     name = str((message.provenance or {}).get("model") or message.conversation.model_name)
     try:
@@ -73,6 +79,8 @@ def labels(model_name: str, ids: list[int]) -> list[str]:
 
 
 def tokens_payload(message: Message) -> dict[str, Any]:
+    if remote_host(message):
+        return remote_tokens_payload(message)
     name = model_of(message)
     ids = [int(t[0]) for t in message.tokens]
     shown = "".join(t[1] for t in message.tokens)
@@ -90,6 +98,8 @@ def tokens_payload(message: Message) -> dict[str, Any]:
 
 def token_json(message: Message, index: int) -> bytes:
     """Token `index` of the answer as the panel reads it (JSON), from the cache when it was asked lately."""
+    if remote_host(message):
+        return json.dumps(remote_token_payload(message, index), separators=(",", ":")).encode()
     name = model_of(message)
     sha = model_store().meta(name).sha256
     key = (message.pk, index, sha)
@@ -166,3 +176,63 @@ def attention_of(name: str, context: list[int], owner: Any) -> tuple[dict[str, A
         "rows": step.rows(),  # [layer][head][context position]
         "forward_ms": round(step.forward_seconds * 1000, 1),
     }, None
+
+
+# --- a remote model's answer ------------------------------------------------------------------------
+# Its server sent each token's text and, when it returns logprobs, the probability and the top
+# alternatives after its sampler; the ids, the prompt's tokens and the attention stay on that server.
+def remote_tokens_payload(message: Message) -> dict[str, Any]:
+    shown = "".join(t[1] for t in message.tokens)
+    return {
+        "message": message.pk,
+        "model": str((message.provenance or {}).get("model") or message.conversation.model_name),
+        "remote": remote_host(message),
+        "tokens": [
+            {"index": i, "id": None, "text": t[1], "label": text_display(t[1]), "prob": t[2]}
+            for i, t in enumerate(message.tokens)
+        ],
+        "tail": message.content[len(shown) :] if message.content.startswith(shown) else "",
+    }
+
+
+def remote_token_payload(message: Message, index: int) -> dict[str, Any]:
+    if not 0 <= index < len(message.tokens):
+        raise ChatError(
+            f"Token {index} is out of range: the answer has {len(message.tokens)} tokens.", status=404
+        )
+    host = remote_host(message)
+    _, text, prob, alternatives = message.tokens[index]
+    provenance = message.provenance or {}
+    model = str(provenance.get("model") or message.conversation.model_name)
+    notes = []
+    if prob is None:
+        notes.append(f"{host} returned no probabilities for this answer, so none are shown.")
+    return {
+        "message": message.pk,
+        "index": index,
+        "model": model,
+        "remote": host,
+        "token": {"id": None, "text": text, "label": text_display(text), "prob": prob},
+        "greedy": (provenance.get("sampling") or {}).get("temperature") in (0, 0.0),
+        "alternatives": [
+            {"id": None, "label": text_display(a[1]), "prob": a[2], "rank": a[3], "chosen": a[1] == text}
+            for a in alternatives
+        ],
+        "chosen_listed": any(a[1] == text for a in alternatives),
+        "context": {
+            "labels": [],
+            "prompt_tokens": ((provenance.get("stats") or {}).get("prompt_tokens") or 0),
+            "generated_before": index,
+        },
+        "attention": None,
+        "attention_error": (
+            f"{model} is a remote model: its attention is computed on {host}, and the OpenAI API it is "
+            "reached through does not send it. Models whose weights are here show it."
+        ),
+        "notes": notes,
+    }
+
+
+def text_display(text: str) -> str:
+    """A token's text as the lab writes it when only the text is known: · for a space, ↵ for a newline."""
+    return text.replace(" ", "·").replace("\n", "↵").replace("\t", "→") or "∅"

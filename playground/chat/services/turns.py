@@ -78,13 +78,7 @@ def start_turn(owner, data: dict[str, Any]) -> Turn:
     if not engine.loaded.has_chat_template:
         raise ChatError(f"{model_name} has no chat template, so it cannot chat.")
     with transaction.atomic():
-        if data.get("conversation"):
-            conversation = get_conversation(owner, data["conversation"])
-        else:
-            conversation = create_conversation(owner, model_name, title=data["content"])
-        conversation.model_name = model_name
-        conversation.system_prompt = data.get("system") or ""
-        conversation.sampler_settings = settings
+        conversation = open_conversation(owner, data, settings)
         branch = plan_branch(conversation, engine, data)
         prompt_ids = branch.history_ids + branch.prefix_ids
         context = engine.context_length
@@ -153,6 +147,19 @@ def start_turn(owner, data: dict[str, Any]) -> Turn:
         prefix_text=branch.prefix_text,
         prefix_tokens=branch.prefix_tokens,
     )
+
+
+def open_conversation(owner: Any, data: dict[str, Any], settings: dict[str, Any]) -> Conversation:
+    """The turn's conversation (a new one for a first message) with the turn's model, system prompt and
+    settings set, not saved yet: the turn saves it once the answer is planned."""
+    if data.get("conversation"):
+        conversation = get_conversation(owner, data["conversation"])
+    else:
+        conversation = create_conversation(owner, data["model"], title=data["content"])
+    conversation.model_name = data["model"]
+    conversation.system_prompt = data.get("system") or ""
+    conversation.sampler_settings = settings
+    return conversation
 
 
 def render_prompt(engine: Engine, messages: list[dict[str, str]]) -> list[int]:
@@ -297,16 +304,10 @@ def plan_branch(conversation: Conversation, engine: Engine, data: dict[str, Any]
         messages = engine_messages(conversation, data["content"], shown)
         return BranchPlan(render_prompt(engine, messages), user_parent_id=shown[-1].pk if shown else None)
     tree = message_tree(conversation)  # after the early return: history() built its own for a new message
-    message_id = data.get("message")
-    source = conversation.messages.filter(pk=message_id).first() if isinstance(message_id, int) else None
-    if source is None:  # someone else's message reads exactly like a missing one
-        raise ChatError(f"No message {data.get('message')} in this conversation.")
+    source = acted_on(conversation, data)
     provenance = {"action": action, "source": source.pk}
     if action == "edit":
-        if source.role != Message.Role.USER:
-            raise ChatError(f"Message {source.pk} is an answer: only your own messages can be edited.")
-        parent_id = tree.parent[source.pk]
-        before = branch_to(conversation, tree, parent_id)
+        parent_id, before = edited_branch(conversation, tree, source)
         history_ids = render_prompt(engine, engine_messages(conversation, data["content"], before))
         return BranchPlan(
             history_ids,
@@ -315,15 +316,7 @@ def plan_branch(conversation: Conversation, engine: Engine, data: dict[str, Any]
             source_id=source.pk,
             provenance=provenance,
         )
-    if action == "regenerate" and source.role == Message.Role.USER:
-        user_id = source.pk  # a question left without an answer (its answer was deleted) can be answered
-    else:
-        if source.role != Message.Role.ASSISTANT:
-            raise ChatError(f"Message {source.pk} is yours: {action} works on the model's answers.")
-        parent = tree.parent[source.pk]
-        if parent is None or tree.role[parent] != Message.Role.USER:
-            raise ChatError(f"Message {source.pk} answers no message of yours, so it cannot be redone.")
-        user_id = parent
+    user_id = answered_user(tree, source, action)
     user_message = conversation.messages.get(pk=user_id)
     plan = BranchPlan([], user_message=user_message, source_id=source.pk, provenance=provenance)
     if action == "replay":
@@ -348,6 +341,38 @@ def plan_branch(conversation: Conversation, engine: Engine, data: dict[str, Any]
             plan.history_ids = list(source.prompt_ids) or plan.history_ids  # the prompt its tokens followed
     plan.provenance |= {"forced_tokens": len(plan.prefix_ids), "forced_chars": len(plan.prefix_text)}
     return plan
+
+
+def acted_on(conversation: Conversation, data: dict[str, Any]) -> Message:
+    """The message a branch action names, in this conversation; ChatError as if missing otherwise."""
+    message_id = data.get("message")
+    source = conversation.messages.filter(pk=message_id).first() if isinstance(message_id, int) else None
+    if source is None:  # someone else's message reads exactly like a missing one
+        raise ChatError(f"No message {data.get('message')} in this conversation.")
+    return source
+
+
+def edited_branch(
+    conversation: Conversation, tree: Tree, source: Message
+) -> tuple[int | None, list[Message]]:
+    """Where an edit of user message `source` goes: its parent, and the messages down to that parent."""
+    if source.role != Message.Role.USER:
+        raise ChatError(f"Message {source.pk} is an answer: only your own messages can be edited.")
+    parent_id = tree.parent[source.pk]
+    return parent_id, branch_to(conversation, tree, parent_id)
+
+
+def answered_user(tree: Tree, source: Message, action: str) -> int:
+    """The user message a new answer for `action` on `source` answers (regenerate, continue, branch,
+    replay): source's question, or source itself when regenerating a question left unanswered."""
+    if action == "regenerate" and source.role == Message.Role.USER:
+        return source.pk  # a question left without an answer (its answer was deleted) can be answered
+    if source.role != Message.Role.ASSISTANT:
+        raise ChatError(f"Message {source.pk} is yours: {action} works on the model's answers.")
+    parent = tree.parent[source.pk]
+    if parent is None or tree.role[parent] != Message.Role.USER:
+        raise ChatError(f"Message {source.pk} answers no message of yours, so it cannot be redone.")
+    return parent
 
 
 def branch_to(conversation: Conversation, tree: Tree, message_id: int | None) -> list[Message]:
@@ -406,10 +431,7 @@ def branch_prefix(
 def replay_data(owner, data: dict[str, Any]) -> dict[str, Any]:
     """Send data for a replay: the answer's own model, system prompt, sampler settings and seed."""
     conversation = get_conversation(owner, data["conversation"])
-    message_id = data.get("message")
-    source = conversation.messages.filter(pk=message_id).first() if isinstance(message_id, int) else None
-    if source is None:  # someone else's message reads exactly like a missing one
-        raise ChatError(f"No message {message_id} in this conversation.")
+    source = acted_on(conversation, data)
     if source.role != Message.Role.ASSISTANT or not source.provenance.get("model"):
         raise ChatError(f"Message {source.pk} is not an answer with saved settings: nothing to replay.")
     saved = source.provenance

@@ -183,6 +183,7 @@ def sidebar_context(
 
 def page_context(request: Request, current: Conversation | None) -> dict[str, Any]:
     lengths = services.context_lengths(request.user)
+    remote = services.remote_hosts(request.user)
     saved = {**services.DEFAULT_SETTINGS, **(current.sampler_settings if current else {})}
     names = list(lengths)
     asked = request.GET.get("model")  # a link that opens a new chat on a model (a job's output, say)
@@ -195,14 +196,16 @@ def page_context(request: Request, current: Conversation | None) -> dict[str, An
         **sidebar_context(request, current.pk if current else None),
         "conversation": current,
         "messages_list": services.history(current) if current else [],
-        "model_choices": [{"name": n, "context_length": c} for n, c in lengths.items()],
+        "model_choices": [
+            {"name": n, "context_length": c, "remote": remote.get(n)} for n, c in lengths.items()
+        ],
         "model": model,
         "system_prompt": current.system_prompt if current else "",
         "parameters": parameters,
         "stop_sequences": "\n".join(saved.get("stop_sequences") or []),
         "speculative_choices": SPECULATIVE_CHOICES,
         "speculative": saved.get("speculative") or "off",
-        "draft_choices": [(n, n) for n in names],
+        "draft_choices": services.draft_choices(request.user),
         "draft_model": saved.get("draft_model") or "",
         "response_formats": RESPONSE_FORMATS,
         "response_format": saved.get("response_format") or "text",

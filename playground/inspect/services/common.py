@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from llmcore.loading import LoadedModel
-from playground.catalog.services import default_model_of, get_visible_model, text_models, visible_models
+from playground.catalog.services import (
+    check_local,
+    default_model_of,
+    get_visible_model,
+    local_models,
+    text_models,
+)
 from playground.core.services import PlaygroundError, model_cache
 
 
@@ -14,9 +20,9 @@ class InspectError(PlaygroundError, ValueError):
 
 
 def model_choices(user: Any = None, causal_only: bool = False) -> list[tuple[str, str]]:
-    """(name, label) of every catalog model this user may use; causal_only leaves out encoder-only
-    models. No user: the shared models only."""
-    entries = text_models(user) if causal_only else visible_models(user)
+    """(name, label) of every catalog model with its weights here that this user may use; causal_only
+    leaves out encoder-only models. No user: the shared models only."""
+    entries = text_models(user) if causal_only else local_models(user)
     return [(e.name, f"{e.name} ({e.family}, {e.parameters / 1e6:.0f} M)") for e in entries]
 
 
@@ -26,6 +32,7 @@ def default_model_name(user: Any = None) -> str | None:
 
 def get_loaded(name: str, user: Any = None) -> LoadedModel:
     """The model loaded in this process (loading it on first use); the name must be a catalog model the
-    user may see (else LookupError, worded like an unknown model)."""
-    get_visible_model(user, name)
+    user may see (else LookupError, worded like an unknown model), with its weights here (a remote model:
+    NeedsWeights, which says so)."""
+    check_local(get_visible_model(user, name), "the inspect tools")
     return model_cache().get(name)

@@ -28,11 +28,12 @@ from playground.catalog.services import (
     import_model,
     importable_source,
     is_admin,
+    name_taken,
     pull_model,
     visible_models,
 )
 from playground.catalog.templatetags.catalog import human_bytes
-from playground.core.services import PlaygroundError, model_store
+from playground.core.services import PlaygroundError
 from playground.jobs.models import Job
 from playground.jobs.services.jobs import JobError, create_job, output_name_for
 
@@ -56,7 +57,7 @@ def queue_pull(user: Any, name: str) -> Job:
     if spec is None:
         known = ", ".join(sorted(pulls.PULLABLE))
         raise AddRefused(f"Unknown model {name!r}; the models that can be pulled: {known}.", status=404)
-    if model_store().exists(name):
+    if name_taken(name):
         raise AddRefused(f"{name} is in the catalog already.", status=409)
     running = Job.objects.filter(kind=Job.Kind.PULL, output_name=name, status__in=Job.ACTIVE).first()
     if running is not None:

@@ -16,7 +16,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from llmcore.store import StoreError, name_from, validate_name
-from playground.catalog.services import RESERVED_NAMES
+from playground.catalog.services import RESERVED_NAMES, name_taken
 from playground.celery import app
 from playground.core.models import WorkerHeartbeat
 from playground.core.services import PlaygroundError, model_store
@@ -67,13 +67,13 @@ def output_name_for(base: str, method: str, requested: str = "") -> str:
             raise JobError(str(exc)) from None
         if name in RESERVED_NAMES:
             raise JobError(f"{name!r} is the name of a catalog page (/models/{name}/); pick another.")
-        if model_store().exists(name) or Job.objects.filter(output_name=name, status__in=Job.ACTIVE).exists():
+        if name_taken(name) or Job.objects.filter(output_name=name, status__in=Job.ACTIVE).exists():
             raise JobError(f"A model named {name!r} exists already (or a job is making one); pick another.")
         return name
     stem = name_from(f"{base}-{method.replace('_', '-')}")[:56]
     for n in range(1, 10_000):
         name = f"{stem}-{n}"
-        if not model_store().exists(name) and not Job.objects.filter(output_name=name).exists():
+        if not name_taken(name) and not Job.objects.filter(output_name=name).exists():
             return name
     raise JobError("Could not find a free name for the result; give one.")
 

@@ -33,7 +33,7 @@ def test_replay_on_the_default_model_reproduces_a_sampled_answer(user, real_mode
     ((started, *_, again),) = talk(user, action("replay", conversation, original.pk))
 
     replayed = Message.objects.get(pk=again["message"])
-    # a sampled answer may be short ("Tropical Ragee." was one in CI): what matters is that it has tokens to compare
+    # a sampled answer may be short ("Tropical Ragee." was one in CI): it needs tokens to compare
     assert len(original.tokens) >= 2, original.content
     assert started["seed"] == original.provenance["seed"]
     # the default model's 4-bit layers ran packed (llmcore.packed), and the page says so
