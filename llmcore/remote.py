@@ -366,4 +366,6 @@ class _Reader:
             clamped=False,
             context_length=0,
             provenance={},
+            batch_size_max=0,  # how the server batched it is not known here
+            batch_size_mean=0.0,
         )

@@ -164,6 +164,8 @@
       scrollDown();
     },
     stats(frame) {
+      // a remote model's prompt is counted by its server, and known only now
+      if (frame.prompt_tokens) state.used = frame.prompt_tokens;
       state.generated = frame.generated_tokens;
       updateContext();
     },

@@ -154,7 +154,10 @@
         data.context.generated_before + " already written)."));
     panel.replaceChildren(header("Token " + (data.index + 1)), tokenLine, intro);
     data.notes.forEach((n) => panel.append(el("p", "message", n)));
-    if (data.greedy) {
+    if (data.greedy && data.remote) {
+      panel.append(el("p", "hint", "Greedy decoding (temperature 0) always takes the likeliest token; the " +
+        "probabilities below are the ones " + data.remote + " returned."));
+    } else if (data.greedy) {
       panel.append(el("p", "hint", "Greedy decoding (temperature 0) always takes the likeliest token, so the " +
         "alternatives below show the model's own probabilities."));
     }
