@@ -122,6 +122,7 @@ def test_an_admin_adds_a_remote_model_and_its_key_is_never_shown(
     listing = client_in.get("/models/").content.decode()
     assert "far-llama" in listing
     assert 'data-kind="remote"' in listing
+    assert '<td class="num" data-fact="size">on its server</td>' in listing  # not "0 B"
     for client in (admin_client, client_in):
         page = client.get("/models/far-llama/").content.decode()
         assert other_site.key not in page
