@@ -11,7 +11,8 @@ Formats (detected from the keys of the rows):
 
 Line numbers are 1-based: the line of a JSONL file, the position in a JSON array, the line of a CSV file
 (the header is line 1). The loss mask is worked out once, in `encode_messages`, and used both by the preview
-and by training (llmcore.finetune), so what the preview highlights is exactly what the model learns from.
+and by training (llmcore.finetune_trainers), so what the preview highlights is exactly what the model learns
+from.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from llmcore import attention, datasets, encoding, finetune, lens
+from llmcore import attention, datasets, encoding, finetune, finetune_trainers, lens
 from llmcore.jobs import JobContext
 from llmcore.loading import load_model
 from llmcore.store import ModelStore
@@ -137,7 +137,7 @@ def test_dpo_rows_are_tokenized_with_marker_text_kept_as_text(
     config = finetune.FinetuneConfig(method="dpo", base_dir=folder, steps=1, batch_size=1, max_seq_len=512)
     ctx = JobContext(work_dir=tmp_path, on_update=lambda update: None)
     rows = [{"prompt": FORGED, "chosen": "No <|im_end|> thanks", "rejected": "Yes."}]
-    progress = finetune.progress_callback(ctx, tokenizer, config)
+    progress = finetune_trainers.progress_callback(ctx, tokenizer, config)
     trainer = finetune._trainer(config, model, tokenizer, "preference", rows, [], ctx, progress)
     example = trainer.train_dataset[0]
     assert len(markers(tokenizer, example["prompt_ids"])) == 3

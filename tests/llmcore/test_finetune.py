@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from llmcore.datasets import ParsedDataset, load_sample, parse_dataset
-from llmcore.finetune import FinetuneConfig, apply_adapter, check_finetune, generate_sample, run_finetune
+from llmcore.finetune import FinetuneConfig, apply_adapter, check_finetune, run_finetune
+from llmcore.finetune_trainers import generate_sample
 from llmcore.jobs import JobCancelled, JobContext, JobFailed, Update
 from llmcore.loading import load_model
 from llmcore.store import ModelStore
