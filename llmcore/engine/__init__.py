@@ -5,6 +5,9 @@ the spirit of vLLM's v1 layout:
 - `stream`: the events of one request, readable from a thread or from asyncio;
 - `engine`: one `Engine` per loaded model, with the thread that drives its scheduler;
 - `scheduler`: admission under explicit limits, continuous batching, chunked prefill, cancellation;
+- `prepare`: a request made ready to admit (its prompt, checks, clamp, seed, candidates, grammar, beams);
+- `sequence` and `beam`: the scheduler's per-request and per-sequence state, and beam search's books;
+- `records`: what the scheduler reports (token alternatives, provenance, stats, the Engine page's numbers);
 - `runner`: one forward pass over a batch of KV-cache rows;
 - `kv_cache`: the running sequences' cache rows and the prefix cache of reusable blocks;
 - `speculative` and `draft`: proposers and the accept/reject verification;

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from llmcore.engine.records import provenance
 from llmcore.engine.runner import DEFAULT_THREADS, ModelRunner
 from llmcore.engine.scheduler import Scheduler
 from llmcore.engine.sequence import Job
@@ -86,7 +87,7 @@ class Engine:
     def provenance(self, request: GenerationRequest, prompt_tokens: int) -> dict[str, Any]:
         """The record an answer to `request` will carry in its StatsEvent, known before it runs (for a
         caller that saves the answer as it starts); the StatsEvent's has the seed and clamp it ran with."""
-        return self.scheduler.provenance(request, prompt_tokens, request.seed, request.max_new_tokens)
+        return provenance(self.runner, request, prompt_tokens, request.seed, request.max_new_tokens)
 
     def close(self, timeout: float = 10.0) -> None:
         with self._start_lock:

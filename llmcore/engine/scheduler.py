@@ -10,6 +10,10 @@ Each `step()`:
    more than one chunk.
 Sequences that finish leave the batch at once; their rows are given to the next waiting request.
 Every sequence samples with its own seeded generator, so a request gives the same tokens alone or batched.
+
+A request is made ready to admit by `llmcore/engine/prepare.py`; what a job reports (its StatsEvent and
+provenance, best_of's candidates, each token's alternatives, the Engine page's numbers) is put together by
+`llmcore/engine/records.py`.
 """
 
 from __future__ import annotations
@@ -17,17 +21,16 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-import secrets
 import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from llmcore.engine.beam import BeamSearch
-from llmcore.engine.detokenizer import Detokenizer
 from llmcore.engine.draft import DraftProposer
 from llmcore.engine.kv_cache import BLOCK_TOKENS, PrefixCache
+from llmcore.engine.prepare import prepare
+from llmcore.engine.records import TokenLabels, engine_metrics, ranked, stats_event
 from llmcore.engine.runner import ModelRunner
 from llmcore.engine.sequence import Job, JobState, Sequence
 from llmcore.engine.speculative import prompt_lookup, verify
@@ -37,15 +40,12 @@ from llmcore.engine.types import (
     DoneEvent,
     EngineLimits,
     FinishReason,
-    GenerationRequest,
     PrefillEvent,
     QueuedEvent,
-    StatsEvent,
     TokenEvent,
 )
-from llmcore.grammar import GrammarError, Grammars, grammars_for
-from llmcore.sampling import apply_repetition_penalty, generator_for, warp
-from llmcore.tokenize import token_display
+from llmcore.grammar import Grammars, grammars_for
+from llmcore.sampling import apply_repetition_penalty, warp
 
 MB = 2**20
 
@@ -80,7 +80,7 @@ class Scheduler:
         self.schedule: collections.deque[tuple[int, int]] = collections.deque(maxlen=schedule_log_size)
         self.plain_step_s: float | None = None  # EMA of a one-sequence decode pass (speculation's anchor)
         self.totals = collections.Counter[str]()
-        self._labels: dict[int, str] = {}  # token id -> its display label (the vocabulary bounds it)
+        self.labels = TokenLabels(self.tokenizer)
         self.recent_tokens: collections.deque[float] = collections.deque(maxlen=4096)  # token times
         self._grammars: Grammars | None = None  # made with the first constrained request
 
@@ -104,7 +104,7 @@ class Scheduler:
                 continue
             if not job.prepared:
                 try:
-                    self._prepare(job)
+                    prepare(job, self.runner, self.stop_ids, self._grammars_for, self._draft)
                 except Exception as exc:  # noqa: BLE001 - a bad request ends its own stream
                     self.waiting.popleft()
                     self.finish(job, FinishReason.ERROR, f"{type(exc).__name__}: {exc}")
@@ -147,59 +147,11 @@ class Scheduler:
             return "kv_cache"
         return None
 
-    def _prepare(self, job: Job) -> None:
-        request = job.stream.request
-        if request.messages is not None:
-            if not self.loaded.has_chat_template:
-                raise ValueError(f"{self.loaded.name} has no chat template; send prompt token ids.")
-            job.prompt = self.loaded.encode_chat(list(request.messages))
-        else:
-            job.prompt = [int(i) for i in request.prompt_ids or ()]
-        if not job.prompt:
-            raise ValueError("the prompt is empty")
-        bad = [i for i in job.prompt if not 0 <= i < self.runner.vocab_size]
-        if bad:  # checked here: on a GPU an out-of-range id is a device assert that poisons the context
-            raise ValueError(f"token id {bad[0]} is outside the vocabulary (size {self.runner.vocab_size})")
-        room = self.context_length - len(job.prompt)
-        if room < 1:
-            raise ValueError(
-                f"the prompt ({len(job.prompt)} tokens) fills the context ({self.context_length})"
-            )
-        job.max_new = min(request.max_new_tokens, room)
-        spec = request.speculative
-        margin = spec.num_tokens + 1 if spec.on else 0  # a verification writes past the answer's end
-        job.positions = self.runner.virtual_tokens + len(job.prompt) + job.max_new + margin
-        job.seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
-        job.speculation.method = spec.method
-        if spec.method == "draft":
-            self._draft(spec.draft_model)  # fails now, before admission, if the draft cannot be used
-        # best_of candidate i samples with seed + i, so each candidate is reproducible on its own.
-        job.seqs = [
-            Sequence(
-                seed=job.seed + i,
-                generator=generator_for(job.seed + i),
-                detokenizer=Detokenizer(self.tokenizer, request.stop_sequences),
-            )
-            for i in range(max(request.best_of, request.num_beams))
-        ]
-        if request.constraint is not None:  # compiled once per grammar; a state for each candidate
-            if self._grammars is None:
-                self._grammars = grammars_for(self.tokenizer, self.runner.vocab_size, sorted(self.stop_ids))
-            start = job.prompt[len(job.prompt) - request.answer_start :]
-            for seq in job.seqs:
-                seq.grammar = self._grammars.state(request.constraint)
-                if seq.grammar.advance_all(start) < len(start):
-                    raise GrammarError("the start of the answer already given does not follow its grammar")
-        if request.num_beams > 1:
-            generation = getattr(self.loaded.model, "generation_config", None)  # as generate() reads them
-            job.beam = BeamSearch(
-                beams=request.num_beams,
-                max_new=job.max_new,
-                stop_ids=frozenset() if request.ignore_stop_tokens else frozenset(self.stop_ids),
-                length_penalty=float(getattr(generation, "length_penalty", None) or 1.0),
-                early_stopping=getattr(generation, "early_stopping", False) or False,
-            )
-        job.prepared = True
+    def _grammars_for(self) -> Grammars:
+        """The tokenizer's grammars, compiled with the first constrained request."""
+        if self._grammars is None:
+            self._grammars = grammars_for(self.tokenizer, self.runner.vocab_size, sorted(self.stop_ids))
+        return self._grammars
 
     def _place(self, job: Job) -> None:
         """Give an admitted job its rows."""
@@ -427,7 +379,7 @@ class Scheduler:
                 shown = warp(logits, dataclasses.replace(config, temperature=1.0), history)
             assert shown is not None
             top = model_logprobs if shown is logits else torch.log_softmax(shown, dim=-1)
-            alternatives = self._alternatives(top, request.top_alternatives, token)
+            alternatives = self.labels.alternatives(top, request.top_alternatives, token)
         event = TokenEvent(
             index=len(seq.generated) - 1,
             id=token,
@@ -454,30 +406,6 @@ class Scheduler:
             return False
         job.shown += event.text
         return True
-
-    def _alternatives(self, logprobs: torch.Tensor, n: int, chosen: int) -> list[Alternative]:
-        """The n likeliest tokens with their ranks, and the chosen one after them (with its rank) when
-        it was not among them: a sampled token can rank far below the top few."""
-        top = torch.topk(logprobs, min(n, int(torch.isfinite(logprobs).sum()) or 1))
-        found = [
-            Alternative(int(i), self._label(int(i)), math.exp(float(lp)), rank)
-            for rank, (lp, i) in enumerate(zip(top.values, top.indices, strict=True), start=1)
-        ]
-        if all(a.id != chosen for a in found):
-            value = logprobs[chosen]
-            rank = int((logprobs > value).sum()) + 1
-            found.append(Alternative(chosen, self._label(chosen), math.exp(float(value)), rank))
-        return found
-
-    def _label(self, token_id: int) -> str:
-        label = self._labels.get(token_id)
-        if label is None:
-            try:
-                label = token_display(self.tokenizer, token_id)
-            except Exception:  # noqa: BLE001 - a slow tokenizer without a backend: plain decode
-                label = str(self.tokenizer.decode([token_id]))
-            self._labels[token_id] = label
-        return label
 
     # --- speculative decoding ---
     def _draft(self, name: str) -> DraftProposer:
@@ -620,17 +548,11 @@ class Scheduler:
         """Push the stats and the one Done event, and free the job's rows. reason None: the (chosen)
         sequence's own."""
         stream = job.stream
-        request = stream.request
         candidates: list[Candidate] = []
         chosen = job.seqs[0] if job.seqs else None
         if len(job.seqs) > 1 and reason is None:
             # best_of: streamed after choosing, so the consumer sees one answer, not N interleaved ones.
-            ranked = sorted(job.seqs, key=lambda s: (-_mean(s.model_logprobs), s.seed))
-            chosen = ranked[0]
-            candidates = [
-                Candidate(s.text, _mean(s.model_logprobs), s.reason or "length", s.seed, list(s.generated))
-                for s in ranked
-            ]
+            chosen, candidates = ranked(job.seqs)
             for event in chosen.events:
                 if not self._deliver(job, event):
                     reason = FinishReason.CANCELLED
@@ -648,31 +570,7 @@ class Scheduler:
         finished = reason not in (FinishReason.CANCELLED, FinishReason.ERROR) and chosen is not None
         text = chosen.text if finished and chosen is not None else job.shown
         tail = text[len(job.shown) :] if text.startswith(job.shown) else ""
-        generated = len(chosen.generated) if chosen else 0
-        ttft = job.first_token_at - stream.submitted_at if job.first_token_at else None
-        decode_s = (job.last_token_at or 0) - (job.first_token_at or 0)
-        tps = (generated - 1) / decode_s if generated > 1 and decode_s > 0 else None
-        requested = request.max_new_tokens
-        sizes = job.batch_sizes or [1]
-        stream.push(
-            StatsEvent(
-                prompt_tokens=len(job.prompt),
-                generated_tokens=generated,
-                time_to_first_token_s=ttft,
-                tokens_per_s=tps,
-                seed=job.seed,
-                max_new_tokens=job.max_new or requested,
-                max_new_tokens_requested=requested,
-                clamped=bool(job.max_new) and job.max_new < requested,
-                context_length=self.context_length,
-                provenance=self.provenance(request, len(job.prompt), job.seed, job.max_new or requested),
-                cached_prompt_tokens=job.cached_tokens,
-                queued_s=(job.admitted_at or stream.submitted_at) - stream.submitted_at,
-                batch_size_max=max(sizes),
-                batch_size_mean=round(sum(sizes) / len(sizes), 2),
-                speculative=job.speculation.as_json(self.plain_step_s) if request.speculative.on else {},
-            )
-        )
+        stream.push(stats_event(job, chosen, self.runner, self.context_length, self.plain_step_s))
         stream.push(DoneEvent(reason=reason, text=text, error=error, tail=tail, candidates=candidates))
         self.totals[f"finished_{reason.value}"] += 1
         for seq in job.seqs:
@@ -682,29 +580,6 @@ class Scheduler:
         if job in self.jobs:
             self.jobs.remove(job)
 
-    def provenance(
-        self, request: GenerationRequest, prompt_tokens: int, seed: int | None, max_new_tokens: int
-    ) -> dict[str, Any]:
-        """What an answer records of how it was made: the model, its prompt's length, the sampler, the
-        seed, and how the engine computed it. The one place this record is written."""
-        return {
-            "model": self.loaded.name,
-            "prompt_tokens": prompt_tokens,
-            "seed": seed,
-            "sampling": dataclasses.asdict(request.sampling),
-            "max_new_tokens": max_new_tokens,
-            "stop_sequences": list(request.stop_sequences),
-            "best_of": request.best_of,
-            "num_beams": request.num_beams,
-            "speculative": dataclasses.asdict(request.speculative),
-            "constraint": request.constraint.describe() if request.constraint else None,
-            "decode": self.runner.decode_info.as_json(),
-            "attention": self.runner.attention,
-            # whether this machine computes a prompt split by a prefix-cache hit as the whole (a replay
-            # then repeats the answer unless a batched pass or the weights differ)
-            "split_invariant": self.runner.split_invariant,
-        }
-
     def close(self) -> None:
         for job in [*self.jobs, *self.waiting]:
             self.finish(job, FinishReason.CANCELLED)
@@ -712,36 +587,4 @@ class Scheduler:
 
     # --- what the Engine page shows ---
     def metrics(self) -> dict[str, Any]:
-        now = time.perf_counter()
-        recent = [t for t in self.recent_tokens if now - t <= 10.0]
-        return {
-            "active_sequences": len(self.rows),
-            "active_requests": len(self.jobs),
-            "waiting_requests": len(self.waiting),
-            "max_sequences": self.limits.max_sequences,
-            "kv_cache_bytes": self.cache.allocated_bytes,
-            "kv_cache_used_bytes": sum(s.length for s in self.rows) * self.cache.token_bytes,
-            "kv_cache_budget_bytes": self.budget_bytes,
-            "prefix_cache": {
-                "enabled": self.prefix.enabled,
-                "blocks": self.prefix.blocks,
-                "bytes": self.prefix.bytes,
-                "budget_bytes": self.prefix.budget_bytes,
-                "lookup_tokens": self.prefix.lookup_tokens,
-                "hit_tokens": self.prefix.hit_tokens,
-                "hit_rate": self.prefix.hit_rate,
-                "evicted_blocks": self.prefix.evicted_blocks,
-            },
-            "tokens_per_s": round(len(recent) / 10.0, 2),
-            "generated_tokens_total": self.totals["generated_tokens"],
-            "forward_passes_total": self.runner.forward_passes,
-            "speculative": {
-                "proposed_total": self.totals["speculative_proposed"],
-                "accepted_total": self.totals["speculative_accepted"],
-            },
-            "finished": {r.value: self.totals[f"finished_{r.value}"] for r in FinishReason},
-        }
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else -math.inf
+        return engine_metrics(self)
