@@ -9,17 +9,22 @@ The /v1 API calls three things, in this order:
 
 From async code, call authenticate, admit and record through asgiref's sync_to_async (they use the
 database), or use `await admission.arecord(...)`; `async with` gives the stream slot back by itself.
-Enter the context as soon as admit returns: a slot is given back on exit, and one never entered is held
-until its lease lapses (counters.STREAM_LEASE_SECONDS).
+Enter the context as soon as admit returns: a slot is given back on exit. One never entered (a client
+gone before its stream's first byte, when the response's generator never started) is given back when the
+Admission is collected; only a process that dies holds its slots until their lease lapses
+(counters.STREAM_LEASE_SECONDS).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import math
 import secrets
 import string
+import threading
+import weakref
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from types import TracebackType
@@ -27,7 +32,7 @@ from typing import Self
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AnonymousUser, User
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.models import F, QuerySet, Sum
 from django.http import Http404, HttpRequest
 from django.utils import timezone
@@ -36,6 +41,8 @@ from django.utils.crypto import salted_hmac
 from playground.apikeys import counters
 from playground.apikeys.models import ApiKey, ApiKeyUsage
 from playground.core.services import PlaygroundError
+
+logger = logging.getLogger(__name__)
 
 SECRET_START = "pg-"
 PREFIX_LENGTH = 8  # characters of the secret after "pg-" kept in clear, to find its row and to show
@@ -172,6 +179,11 @@ class Admission:
     key: ApiKey
     stream_token: str | None = None
     recorded: bool = field(default=False, init=False)
+    _unreleased: weakref.finalize | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.stream_token is not None:  # given back when collected unless released first
+            self._unreleased = weakref.finalize(self, give_back_unreleased, self.key, self.stream_token)
 
     def record(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
         """Add the request's tokens to the key's usage of `model` today. The first call also counts the
@@ -186,6 +198,8 @@ class Admission:
     def release(self) -> None:
         """Give the stream slot back (once; later calls do nothing)."""
         token, self.stream_token = self.stream_token, None
+        if self._unreleased is not None:
+            self._unreleased.detach()
         if token is not None:
             counters.counters().give_back_stream(self.key, token)
 
@@ -205,6 +219,29 @@ class Admission:
     ) -> None:
         # Shielded: when the exit is a cancellation (the client went away), the slot is still given back.
         await asyncio.shield(sync_to_async(self.release)())
+
+
+def give_back_unreleased(key: ApiKey, token: str) -> None:
+    """The slot of an Admission collected without release. Collection may happen on an event loop, where
+    the database may not be used: then on a thread of its own."""
+
+    def give_back(threaded: bool) -> None:
+        try:
+            counters.counters().give_back_stream(key, token)
+        except Exception:  # noqa: BLE001 - its lease lapses instead
+            logger.warning(
+                "a stream slot of key %s was not given back; its lease lapses", key.prefix, exc_info=True
+            )
+        finally:
+            if threaded:
+                connections.close_all()  # this thread's own connection
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        give_back(threaded=False)
+        return
+    threading.Thread(target=give_back, args=(True,), name="stream-slot", daemon=True).start()
 
 
 def admit(key: ApiKey, *, stream: bool) -> Admission:

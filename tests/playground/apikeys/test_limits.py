@@ -4,6 +4,7 @@ on the database's counters and on Redis's (the `backend` fixture runs each test 
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 import redis
@@ -85,11 +86,34 @@ def test_an_async_stream_cancelled_by_a_disconnect_gives_its_slot_back(backend, 
 
 def test_a_slot_whose_process_died_lapses_after_its_lease(backend, key, clock) -> None:
     key.concurrent_streams = 1
-    services.admit(key, stream=True)  # never released: its process was killed
+    held = services.admit(key, stream=True)  # never released: its process was killed
     limited(key, stream=True)
     clock[0] += counters.STREAM_LEASE_SECONDS + 1
     with services.admit(key, stream=True):
         pass
+    del held
+
+
+@pytest.mark.django_db(transaction=True)  # the slot is given back from another thread's connection
+def test_a_stream_never_started_gives_its_slot_back_when_dropped(backend, key, clock) -> None:
+    """A client gone before its stream's first byte: the response's generator never ran, so the
+    Admission it held was never entered; dropping it gives the slot back (on a loop: from a thread)."""
+    key.concurrent_streams = 1
+    services.admit(key, stream=True)  # dropped at once, never entered
+    with services.admit(key, stream=True):
+        limited(key, stream=True)
+
+    held = [services.admit(key, stream=True)]
+
+    async def dropped_on_a_loop() -> None:
+        held.clear()  # its last reference, dropped while the loop runs (as a view's would be)
+
+    asyncio.run(dropped_on_a_loop())
+    # The loop may not use the database (the database counters would fail there): a thread gives it back.
+    for thread in [t for t in threading.enumerate() if t.name == "stream-slot"]:
+        thread.join(10)
+    with services.admit(key, stream=True):
+        limited(key, stream=True)
 
 
 def test_a_request_refused_per_minute_keeps_no_stream_slot(backend, key, clock) -> None:
