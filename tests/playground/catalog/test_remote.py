@@ -128,6 +128,7 @@ def test_an_admin_adds_a_remote_model_and_its_key_is_never_shown(
         assert other_site.key not in page
         assert 'data-fact="remote-model"' in page
         assert "Served elsewhere" in page
+        assert "Shared with everyone (a remote model an admin added)." in page
         # the chat is linked; the tools that read weights say why not
         assert f"{reverse('chat:index')}?model=far-llama" in page
         assert f"{reverse('inspect:attention')}?model=far-llama" not in page
