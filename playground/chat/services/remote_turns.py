@@ -29,6 +29,7 @@ from playground.chat.services.turns import (
     branch_to,
     edited_branch,
     open_conversation,
+    pending_answer,
 )
 
 REMOTE_ACTIONS = ("new", "regenerate", "edit")  # what needs only the conversation's text
@@ -155,15 +156,7 @@ def start_remote_turn(owner: Any, data: dict[str, Any]) -> RemoteTurn:
             "system_prompt": conversation.system_prompt,
             **({"action": action, "source": source_id} if action != "new" else {}),
         }
-        message = Message.objects.create(
-            conversation=conversation,
-            role=Message.Role.ASSISTANT,
-            parent=user_message,
-            status=Message.Status.STREAMING,
-            provenance=provenance,
-        )
-        conversation.current = message
-        conversation.save(update_fields=["current"])
+        message = pending_answer(conversation, user_message, provenance)
     return RemoteTurn(
         conversation_id=conversation.pk,
         user_message_id=user_message.pk,

@@ -121,18 +121,14 @@ def start_turn(owner, data: dict[str, Any]) -> Turn:
             "system_prompt": conversation.system_prompt,
             **branch.provenance,
         }
-        message = Message.objects.create(
-            conversation=conversation,
-            role=Message.Role.ASSISTANT,
-            parent=user_message,
-            status=Message.Status.STREAMING,
-            provenance=provenance,
+        message = pending_answer(
+            conversation,
+            user_message,
+            provenance,
             content=branch.prefix_text,
             tokens=branch.prefix_tokens,
             prompt_ids=branch.history_ids,  # the answer's tokens (forced prefix first) follow these
         )
-        conversation.current = message  # the new answer is the branch shown from now on
-        conversation.save(update_fields=["current"])
     return Turn(
         conversation_id=conversation.pk,
         user_message_id=user_message.pk,
@@ -160,6 +156,23 @@ def open_conversation(owner: Any, data: dict[str, Any], settings: dict[str, Any]
     conversation.system_prompt = data.get("system") or ""
     conversation.sampler_settings = settings
     return conversation
+
+
+def pending_answer(
+    conversation: Conversation, user_message: Message, provenance: dict[str, Any], **fields: Any
+) -> Message:
+    """The assistant message an answer streams into, made the branch shown from now on."""
+    message = Message.objects.create(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        parent=user_message,
+        status=Message.Status.STREAMING,
+        provenance=provenance,
+        **fields,
+    )
+    conversation.current = message
+    conversation.save(update_fields=["current"])
+    return message
 
 
 def render_prompt(engine: Engine, messages: list[dict[str, str]]) -> list[int]:
