@@ -276,7 +276,7 @@ def _accuracy(
     """opts["labels"] fixes the label set and order; by default, the gold labels in order of first use."""
     kept = [i for i, refs in enumerate(references_list) if refs]
     gold = [references_list[i][0] for i in kept]
-    labels = list(opts.get("labels") or dict.fromkeys(gold))
+    labels = list(opts.get("labels") or []) + gold  # a gold label missing from opts["labels"] gets a row
     per_item = _item_scores(lambda p, refs: exact_match(p, refs[:1]), predictions, references_list)
     details = {"confusion": confusion_matrix(gold, [predictions[i] for i in kept], labels)}
     return _per_item_result(name, per_item, opts, details)

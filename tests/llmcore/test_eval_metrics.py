@@ -99,6 +99,9 @@ def test_confusion_matrix_on_a_hand_case() -> None:
 def test_accuracy_with_a_fixed_label_order() -> None:
     result = m.score("accuracy", ["b"], [["b"]], labels=["a", "b"])
     assert result.details["confusion"]["matrix"] == [[0, 0, 0], [0, 1, 0]]
+    unlisted = m.score("accuracy", ["c"], [["c"]], labels=["a"]).details["confusion"]
+    assert unlisted["labels"] == ["a", "c"]
+    assert unlisted["matrix"] == [[0, 0, 0], [0, 1, 0]]
 
 
 def test_bootstrap_interval_contains_the_point_and_is_reproducible() -> None:
