@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "playground.accelerate",
     "playground.apikeys",
     "playground.openai_api",
+    "playground.evaluate",
     "axes",  # login throttling (see Auth below)
     "csp",  # the Content-Security-Policy header (see Security below)
 ]
@@ -189,6 +190,9 @@ JOB_MAX_RESENDS = envint("JOB_MAX_RESENDS", 2)
 # Datasets for fine-tuning: the largest upload or paste and the most rows, stated on the form.
 DATASET_MAX_BYTES = envint("DATASET_MAX_BYTES", 5 * 1024 * 1024)
 DATASET_MAX_ROWS = envint("DATASET_MAX_ROWS", 20_000)
+# Evaluation suites (llmcore.eval_suites): the largest upload or paste and the most items; bigger is refused.
+EVAL_SUITE_MAX_BYTES = envint("EVAL_SUITE_MAX_BYTES", 1024 * 1024)
+EVAL_SUITE_MAX_ITEMS = envint("EVAL_SUITE_MAX_ITEMS", 1000)
 
 # --- Models ---------------------------------------------------------------------------------------
 MAX_LOADED_MODELS = envint("MAX_LOADED_MODELS", 2)

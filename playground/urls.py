@@ -10,6 +10,7 @@ urlpatterns = [
     path("jobs/", include("playground.jobs.urls")),
     path("", include("playground.engine.urls")),  # /engine/ and /metrics
     path("accelerate/", include("playground.accelerate.urls")),
+    path("evaluate/", include("playground.evaluate.urls")),
     path("keys/", include("playground.apikeys.urls")),
     path("v1/", include("playground.openai_api.urls")),  # the OpenAI-compatible API
     path("", include("playground.inspect.urls")),

@@ -64,8 +64,8 @@ NAV_ITEMS: list[dict[str, Any]] = [
     {
         "key": "evaluate",
         "label": "Evaluate",
-        "url": "evaluate",
-        "about": "Perplexity, task metrics and side-by-side comparison of models.",
+        "url": "evaluate:list",
+        "about": "Evaluation suites (question answering, translation, instruction following...); runs next.",
     },
 ]
 
@@ -81,6 +81,7 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
             "engine": "engine",
             "accelerate": "accelerate",
             "apikeys": "keys",
+            "evaluate": "evaluate",
         }.get(match.namespace, "")
         if match.namespace == "inspect":
             # A tool's JSON and partial routes are named after it: "tokenize", "tokenize-api"...

@@ -11,6 +11,4 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("login/link/<str:token>/", views.login_link, name="login-link"),
-    # Sections still to be built; each says what it will do.
-    path("evaluate/", views.coming_soon, {"section": "evaluate"}, name="evaluate"),
 ]

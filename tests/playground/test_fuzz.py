@@ -189,6 +189,9 @@ FORMS = [
     ("/jobs/{id}/cancel/", []),
     ("/jobs/{id}/resume/", []),
     ("/models/{name}/share/", ["shared"]),
+    ("/evaluate/", ["name", "description", "task", "metrics", "labels", "text"]),
+    ("/evaluate/suites/{id}/share/", ["shared"]),
+    ("/evaluate/suites/{id}/delete/", []),
     ("/keys/new/", ["name"]),
     ("/keys/{id}/revoke/", []),
 ]
@@ -237,7 +240,7 @@ def test_no_form_post_gets_a_5xx(client_in: Client, rows: dict[str, int]) -> Non
         )
         def check(data: dict[str, Any], pk: int, name: str, htmx: bool, upload: Any) -> None:
             target = url.format(id=pk, name=name)
-            if upload is not None and url in ("/jobs/datasets/", "/tokenize/train/"):
+            if upload is not None and url in ("/jobs/datasets/", "/tokenize/train/", "/evaluate/"):
                 data = {**data, "file": upload}
             headers = {"HX-Request": "true"} if htmx else {}
             response = client_in.post(target, data, headers=headers)

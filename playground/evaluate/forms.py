@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+
+from playground.core.text import TextField
+from playground.evaluate.services import METRICS, REFERENCE_SEPARATOR, TASKS, parse_labels, settings_problems
+
+
+class SuiteForm(forms.Form):
+    """A suite from an uploaded file or pasted JSONL, with its task, metrics and labels. The items are
+    validated by the services (line by line); this form checks the settings, each beside its field."""
+
+    name = TextField(what="The name", max_length=100, label="Name")
+    description = TextField(
+        what="The description", required=False, max_length=500, label="Description",
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )  # fmt: skip
+    task = forms.ChoiceField(choices=list(TASKS.items()), label="Task")
+    metrics = forms.MultipleChoiceField(
+        choices=list(METRICS.items()), widget=forms.CheckboxSelectMultiple, label="Metrics"
+    )
+    labels = TextField(
+        what="The labels", required=False, max_length=1000, label="Labels",
+        help_text="For classification and NLI: the classes, separated by commas (positive, negative).",
+    )  # fmt: skip
+    file = forms.FileField(
+        required=False,
+        label="Upload",
+        help_text=f"JSONL, or CSV with columns input, reference(s) (several separated by "
+        f"{REFERENCE_SEPARATOR}), tags (separated by commas), rubric, checks; up to "
+        f"{settings.EVAL_SUITE_MAX_BYTES // 1024:,} KB and {settings.EVAL_SUITE_MAX_ITEMS:,} items.",
+    )
+    text = TextField(
+        what="The pasted suite", required=False, label="Or paste JSONL",
+        widget=forms.Textarea(attrs={"rows": 6, "placeholder": '{"input": "…", "references": ["…"]}'}),
+    )  # fmt: skip
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
+        data["labels"] = parse_labels(data.get("labels") or "")
+        if not data.get("file") and not (data.get("text") or "").strip():
+            self.add_error("file", "Upload a file or paste the items below.")
+        if "task" in data and "metrics" in data:
+            for name, problems in settings_problems(data["task"], data["metrics"], data["labels"]).items():
+                for problem in problems:
+                    self.add_error(name, problem)
+        return data
