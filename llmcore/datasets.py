@@ -97,14 +97,7 @@ def parse_dataset(data: bytes, filename: str, max_rows: int = MAX_ROWS) -> Parse
     records: list[tuple[int, Any]] = []
     errors: list[DatasetError] = []
     if kind == "jsonl":
-        for number, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    records.append((number, loads_json(line)))
-                except JsonTooDeep as exc:
-                    errors.append(DatasetError(number, str(exc)))
-                except json.JSONDecodeError as exc:
-                    errors.append(DatasetError(number, f"not valid JSON ({exc.msg}, column {exc.colno})."))
+        records, errors = jsonl_records(text)
     elif kind == "json":
         try:
             value = loads_json(text)
@@ -163,6 +156,22 @@ def parse_dataset(data: bytes, filename: str, max_rows: int = MAX_ROWS) -> Parse
             parsed.rows.append(clean)
     _add_warnings(parsed)
     return _capped(parsed)
+
+
+def jsonl_records(text: str) -> tuple[list[tuple[int, Any]], list[DatasetError]]:
+    """Each non-blank line's JSON value with its line number, and the lines that are not JSON (also read
+    by llmcore.eval_suites)."""
+    records: list[tuple[int, Any]] = []
+    errors: list[DatasetError] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                records.append((number, loads_json(line)))
+            except JsonTooDeep as exc:
+                errors.append(DatasetError(number, str(exc)))
+            except json.JSONDecodeError as exc:
+                errors.append(DatasetError(number, f"not valid JSON ({exc.msg}, column {exc.colno})."))
+    return records, errors
 
 
 def load_sample(name: str, max_rows: int = MAX_ROWS) -> ParsedDataset:

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from llmcore import eval_metrics
+from llmcore.datasets import DatasetError as SuiteError  # a problem on a line of an upload, as there
+from llmcore.datasets import jsonl_records
 from llmcore.eval_checks import check_problems
 from llmcore.text import JsonTooDeep, json_type, loads_json, text_problem
 
@@ -62,15 +64,6 @@ MAX_LABELS = 20
 MAX_LABEL_CHARS = 40
 MAX_ERRORS = 50  # more are summarized in one line
 SUITES_DIR = Path(__file__).resolve().parent / "data" / "suites"
-
-
-@dataclass(frozen=True)
-class SuiteError:
-    line: int  # 1-based; 0 for the file as a whole
-    message: str
-
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.message}" if self.line else self.message
 
 
 @dataclass
@@ -188,7 +181,7 @@ def parse_suite(
     if not text.strip():
         return _fail("The suite is empty.")
     is_csv = Path(filename).suffix.lower() == ".csv"
-    records, errors = _csv_records(text) if is_csv else _jsonl_records(text)
+    records, errors = _csv_records(text) if is_csv else jsonl_records(text)
     parsed = ParsedSuite(errors=errors)
     if len(records) > max_items:
         parsed.errors.append(
@@ -217,21 +210,6 @@ def load_shipped(suite: ShippedSuite) -> ParsedSuite:
 
 def _fail(message: str) -> ParsedSuite:
     return ParsedSuite(errors=[SuiteError(0, message)])
-
-
-def _jsonl_records(text: str) -> tuple[list[tuple[int, Any]], list[SuiteError]]:
-    records: list[tuple[int, Any]] = []
-    errors: list[SuiteError] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append((number, loads_json(line)))
-        except JsonTooDeep as exc:
-            errors.append(SuiteError(number, str(exc)))
-        except json.JSONDecodeError as exc:
-            errors.append(SuiteError(number, f"not valid JSON ({exc.msg}, column {exc.colno})."))
-    return records, errors
 
 
 def _csv_records(text: str) -> tuple[list[tuple[int, Any]], list[SuiteError]]:
@@ -325,12 +303,18 @@ def _text(value: Any, what: str, limit: int, problems: list[str], required: bool
     return value
 
 
-def _texts(value: Any, what: str, most: int, limit: int, problems: list[str]) -> list[str]:
+def _list_problem(value: Any, what: str, of: str, most: int) -> str | None:
     if not isinstance(value, list):
-        problems.append(f"{what} must be a list of strings, not {json_type(value)}.")
-        return []
+        return f"{what} must be a list of {of}, not {json_type(value)}."
     if len(value) > most:
-        problems.append(f"{what} has {len(value)} entries; the limit is {most}.")
+        return f"{what} has {len(value)} entries; the limit is {most}."
+    return None
+
+
+def _texts(value: Any, what: str, most: int, limit: int, problems: list[str]) -> list[str]:
+    problem = _list_problem(value, what, "strings", most)
+    if problem:
+        problems.append(problem)
         return []
     found = len(problems)
     texts = [_text(v, f"an entry of {what}", limit, problems) for v in value]
@@ -340,11 +324,9 @@ def _texts(value: Any, what: str, most: int, limit: int, problems: list[str]) ->
 
 
 def _checks(value: Any, problems: list[str]) -> list[dict[str, Any]]:
-    if not isinstance(value, list):
-        problems.append(f"'checks' must be a list of objects, not {json_type(value)}.")
-        return []
-    if len(value) > MAX_CHECKS:
-        problems.append(f"'checks' has {len(value)} entries; the limit is {MAX_CHECKS}.")
+    problem = _list_problem(value, "'checks'", "objects", MAX_CHECKS)
+    if problem:
+        problems.append(problem)
         return []
     for number, spec in enumerate(value, start=1):
         if not isinstance(spec, dict) or not isinstance(spec.get("check"), str):
