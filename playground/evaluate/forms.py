@@ -38,6 +38,14 @@ class SuiteForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 6, "placeholder": '{"input": "…", "references": ["…"]}'}),
     )  # fmt: skip
 
+    def clean_file(self) -> Any:
+        """Refused by its size before a byte of it is read into memory (the parser checks the bytes too)."""
+        upload = self.cleaned_data.get("file")
+        limit = settings.EVAL_SUITE_MAX_BYTES
+        if upload is not None and upload.size > limit:
+            raise forms.ValidationError(f"The file is {upload.size:,} bytes; the limit is {limit:,} bytes.")
+        return upload
+
     def clean(self) -> dict[str, Any]:
         super().clean()
         data = self.cleaned_data
