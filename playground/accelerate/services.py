@@ -9,7 +9,6 @@ make no model, so nothing joins the catalog. What a user makes is theirs: every 
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,14 +18,13 @@ from django.db.models import QuerySet
 
 from llmcore import experiments
 from llmcore.experiments import EXPERIMENTS, ExperimentError, QualityConfig
-from llmcore.jobs import JobCancelled, JobContext, JobFailed
-from llmcore.loading import best_device
+from llmcore.jobs import JobContext, JobFailed
 from llmcore.tokenize import load_pretrained_tokenizer
 from playground.catalog.services import ModelNotFound, get_visible_model, text_models, visible_models
 from playground.core.services import model_cache, model_store
 from playground.jobs.models import Job
 from playground.jobs.services.jobs import JobError, cancel_job, check_jobs, enqueue, live_devices, resume_job
-from playground.jobs.services.runner import Heartbeat, RowWriter, claim
+from playground.jobs.services.runner import run_report_job
 
 __all__ = [
     "EXPERIMENTS",
@@ -48,7 +46,6 @@ __all__ = [
     "user_experiments",
 ]
 
-log = logging.getLogger(__name__)
 KIND = Job.Kind.ACCELERATE
 
 
@@ -120,30 +117,10 @@ def compare_experiments(jobs: Sequence[Job]) -> list[dict[str, Any]]:
 # --- running (in the worker) ------------------------------------------------------------------------
 def run_experiment_job(job_id: int, task_id: str | None, hostname: str) -> str:
     """The body of the experiment task: claim the row, measure, keep the result; the job's final status."""
-    device = best_device(settings.MODEL_DEVICE).type
-    job = claim(job_id, task_id, hostname, device)
-    if job is None:
-        return "skipped"
-    writer = RowWriter(job)
-    ctx = JobContext(
-        work_dir=job.work_dir, device=device, on_update=writer.update, is_cancelled=writer.is_cancelled
-    )
-    ctx.log(f"attempt {job.attempt} on {hostname} ({device}): {job.method} on {job.base_model}")
-    try:
-        with Heartbeat(job.pk):
-            result = measure(job, ctx)
-        return writer.finish(Job.Status.SUCCEEDED, report=result)
-    except JobCancelled:
-        return writer.finish(Job.Status.CANCELLED, error="Cancelled by the user.")
-    except (JobFailed, ExperimentError, ModelNotFound) as exc:
-        return writer.finish(Job.Status.FAILED, error=str(exc) or "The experiment failed.")
-    except MemoryError:
-        return writer.finish(Job.Status.FAILED, error=f"Out of memory on {device}: choose smaller sizes.")
-    except Exception as exc:
-        if type(exc).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError (CUDA)
-            return writer.finish(Job.Status.FAILED, error=f"Out of memory on {device}: choose smaller sizes.")
-        log.exception("experiment %s failed", job.pk)
-        return writer.crashed(exc)
+    return run_report_job(
+        job_id, task_id, hostname, measure, failures=(ExperimentError, ModelNotFound),
+        what="The experiment", oom_advice="choose smaller sizes.",
+    )  # fmt: skip
 
 
 def measure(job: Job, ctx: JobContext) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import shutil
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,60 @@ class Heartbeat:
         self.thread.join(timeout=5)
 
 
+def job_context(job: Job, device: str, writer: RowWriter) -> JobContext:
+    """What llmcore sees of a claimed job: its folder, device and seed, progress and cancel on the row."""
+    return JobContext(
+        work_dir=job.work_dir,
+        device=device,
+        on_update=writer.update,
+        is_cancelled=writer.is_cancelled,
+        seed=int(job.params.get("seed") or 0),
+    )
+
+
+# --- jobs that make no model -----------------------------------------------------------------------
+def run_report_job(
+    job_id: int,
+    task_id: str | None,
+    hostname: str,
+    body: Callable[[Job, JobContext], dict[str, Any]],
+    *,
+    failures: tuple[type[BaseException], ...] = (),
+    what: str = "The job",
+    oom_advice: str = "",
+) -> str:
+    """The body of a task whose job makes no model (an experiment, an evaluation run): claim the row, run
+    `body(job, ctx)` under the heartbeat, keep what it returns as the job's report; the final status.
+    `failures`: the errors whose message is for the user (beside JobFailed); `oom_advice` follows "Out
+    of memory on <device>:"."""
+    device = best_device(settings.MODEL_DEVICE).type
+    job = claim(job_id, task_id, hostname, device)
+    if job is None:
+        return "skipped"
+    writer = RowWriter(job)
+    ctx = job_context(job, device, writer)
+    ctx.log(f"attempt {job.attempt} on {hostname} ({device}): {job.method} on {job.base_model}")
+    out_of_memory = f"Out of memory on {device}: {oom_advice}".strip()
+    for_the_user: tuple[type[BaseException], ...] = (JobFailed, *failures)
+    try:
+        with Heartbeat(job.pk):
+            result = body(job, ctx)
+        return writer.finish(Job.Status.SUCCEEDED, report=_jsonable(result))
+    except JobCancelled:
+        return writer.finish(Job.Status.CANCELLED, error="Cancelled by the user.")
+    except for_the_user as exc:
+        return writer.finish(Job.Status.FAILED, error=str(exc) or f"{what} failed.")
+    except MemoryError:
+        return writer.finish(Job.Status.FAILED, error=out_of_memory)
+    except Exception as exc:
+        if type(exc).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError (CUDA)
+            return writer.finish(Job.Status.FAILED, error=out_of_memory)
+        log.exception("job %s failed", job.pk)
+        return writer.crashed(exc)
+    finally:
+        _free_memory()
+
+
 # --- running ----------------------------------------------------------------------------------------
 def run_job(job_id: int, task_id: str | None, hostname: str) -> str:
     """The body of run_job_task; returns the job's final status."""
@@ -187,13 +242,7 @@ def run_job(job_id: int, task_id: str | None, hostname: str) -> str:
     job.work_dir.mkdir(parents=True, exist_ok=True)
     out_dir = job.work_dir / f"out-{job.attempt}"
     shutil.rmtree(out_dir, ignore_errors=True)
-    ctx = JobContext(
-        work_dir=job.work_dir,
-        device=device,
-        on_update=writer.update,
-        is_cancelled=writer.is_cancelled,
-        seed=int(job.params.get("seed") or 0),
-    )
+    ctx = job_context(job, device, writer)
     ctx.log(f"attempt {job.attempt} on {hostname} ({device})")
     try:
         with Heartbeat(job.pk):
