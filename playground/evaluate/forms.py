@@ -1,12 +1,23 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
 
+from playground.core.forms import sampler_fields
 from playground.core.text import TextField
 from playground.evaluate.services import METRICS, REFERENCE_SEPARATOR, TASKS, parse_labels, settings_problems
+from playground.evaluate.services.runs import (
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_TEMPERATURE,
+    MAX_MODELS,
+    RunSettings,
+    model_choices,
+    model_problems,
+)
+
+SAMPLER = sampler_fields(initial=True)  # the sampler's fields, bounded by llmcore.sampling
 
 
 class SuiteForm(forms.Form):
@@ -57,3 +68,47 @@ class SuiteForm(forms.Form):
                 for problem in problems:
                     self.add_error(name, problem)
         return data
+
+
+class RunForm(forms.Form):
+    """Run a suite on 1-4 models with one set of sampler settings and a seed. The sampler's bounds are
+    llmcore's (SamplingConfig); the models are those the user may use, checked again by the services."""
+
+    models = forms.MultipleChoiceField(
+        choices=(), widget=forms.CheckboxSelectMultiple, label="Models",
+        help_text=f"1 to {MAX_MODELS} text models; each answers every item.",
+    )  # fmt: skip
+    temperature = SAMPLER["temperature"]
+    top_p = SAMPLER["top_p"]
+    max_new_tokens = forms.IntegerField(
+        min_value=1, max_value=settings.CHAT_MAX_NEW_TOKENS, initial=DEFAULT_MAX_NEW_TOKENS,
+        label="Max new tokens", help_text="Per answer; the model's context length lowers it further.",
+    )  # fmt: skip
+    seed = forms.IntegerField(
+        min_value=0, max_value=2**31 - 1, initial=0, label="Seed",
+        help_text="The same seed and settings give the same answers.",
+    )  # fmt: skip
+
+    def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        models = cast(forms.MultipleChoiceField, self.fields["models"])
+        models.choices = lambda: model_choices(user)
+        models.error_messages["invalid_choice"] = (
+            "Unknown model %(value)s: pick text models from the catalog."
+        )
+        self.fields["temperature"].initial = DEFAULT_TEMPERATURE
+        self.user = user
+
+    def clean_models(self) -> list[str]:
+        names = list(dict.fromkeys(self.cleaned_data.get("models") or []))
+        problems = model_problems(self.user, names)
+        if problems:
+            raise forms.ValidationError(problems)
+        return names
+
+    def run_settings(self) -> RunSettings:
+        data = self.cleaned_data
+        return RunSettings(
+            temperature=data["temperature"], top_p=data["top_p"], max_new_tokens=data["max_new_tokens"],
+            seed=data["seed"],
+        )  # fmt: skip

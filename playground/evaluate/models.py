@@ -43,3 +43,25 @@ class SuiteItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.suite} #{self.index + 1}"
+
+
+class EvalOutput(models.Model):
+    """One model's answer to one item of an evaluation run (a Job of kind "evaluate"), with that item's
+    score by each of the suite's metrics. The run's summary is the job's report."""
+
+    job = models.ForeignKey("jobs.Job", on_delete=models.CASCADE, related_name="eval_outputs")
+    model_name = models.CharField(max_length=64)
+    index = models.PositiveIntegerField()  # the item's SuiteItem.index
+    output = models.TextField()
+    tokens = models.PositiveIntegerField(default=0)
+    error = models.CharField(max_length=500, blank=True)  # the engine's, when the request failed
+    scores = models.JSONField(default=dict)  # {"exact_match": 1.0, "token_f1": 0.5, ...}; None: not scored
+
+    class Meta:
+        ordering = ["job", "index", "model_name"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "model_name", "index"], name="eval_output_item")
+        ]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} {self.model_name} #{self.index + 1}"

@@ -1,5 +1,5 @@
 """Evaluate pages: the suites a user may see, one suite's items, adding a suite (upload or paste), sharing
-and deleting one's own. Runs come next (issue #16)."""
+and deleting one's own; running a suite on models (a job) and its results."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from playground.core.http import Request
 from playground.evaluate import services
-from playground.evaluate.forms import SuiteForm
+from playground.evaluate.forms import RunForm, SuiteForm
 from playground.evaluate.models import Suite
+from playground.evaluate.services import runs
 
 
 def visible_or_404(request: Request, suite_id: int, own: bool = False) -> Suite:
@@ -51,15 +52,48 @@ def suite_list(request: Request) -> HttpResponse:
     return render(request, "evaluate/list.html", context, status=400 if form.errors else 200)
 
 
-@require_GET
-def suite_detail(request: Request, suite_id: int) -> HttpResponse:
-    suite = visible_or_404(request, suite_id)
+def suite_page(request: Request, suite: Suite, form: RunForm) -> HttpResponse:
     items = [
         {"item": item, "checks": [services.check_in_words(c) for c in item.checks]}
         for item in suite.items.all()
     ]
-    context = {"suite": suite, "items": items, "is_owner": suite.owner_id == request.user.pk}
-    return render(request, "evaluate/suite.html", {**context, "tasks": services.TASKS})
+    context = {
+        "suite": suite, "items": items, "is_owner": suite.owner_id == request.user.pk, "form": form,
+        "runs": runs.suite_runs(request.user, suite)[:50], "tasks": services.TASKS,
+    }  # fmt: skip
+    return render(request, "evaluate/suite.html", context, status=400 if form.errors else 200)
+
+
+@require_GET
+def suite_detail(request: Request, suite_id: int) -> HttpResponse:
+    return suite_page(request, visible_or_404(request, suite_id), RunForm(user=request.user))
+
+
+@require_POST
+def suite_run(request: Request, suite_id: int) -> HttpResponse:
+    """Queue a run of the suite on the models chosen; the job page follows it."""
+    suite = visible_or_404(request, suite_id)
+    form = RunForm(request.POST, user=request.user)
+    if form.is_valid():
+        try:
+            job = runs.create_run(request.user, suite.pk, form.cleaned_data["models"], form.run_settings())
+            return redirect("jobs:detail", job.pk)
+        except runs.RunRefused as exc:
+            for field, problems in exc.fields.items():
+                for problem in problems:
+                    form.add_error(field, problem)
+    return suite_page(request, suite, form)
+
+
+@require_GET
+def run_detail(request: Request, job_id: int) -> HttpResponse:
+    """A run's results: only its owner's; anyone else's (or no run) is a 404."""
+    job = runs.owned_run(request.user, job_id)
+    if job is None:
+        raise Http404("No such run.")
+    only = request.GET.get("disagree") == "1"
+    view = runs.results_view(request.user, job, only) if job.status == job.Status.SUCCEEDED else None
+    return render(request, "evaluate/run.html", {"job": job, "view": view, "only_disagreements": only})
 
 
 @require_POST

@@ -46,6 +46,7 @@ class Job(models.Model):
         FINETUNE = "finetune", "Fine-tune"
         QUANTIZE = "quantize", "Quantize"
         ACCELERATE = "accelerate", "Accelerate experiment"  # measures the engine; makes no model
+        EVALUATE = "evaluate", "Evaluation run"  # a suite on 1-4 models (playground/evaluate); no model
         # Add a base model to the store (shared with everyone): playground/jobs/services/adding.py
         PULL = "pull", "Pull"
         IMPORT = "import", "Import"

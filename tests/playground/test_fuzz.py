@@ -192,6 +192,7 @@ FORMS = [
     ("/evaluate/", ["name", "description", "task", "metrics", "labels", "text"]),
     ("/evaluate/suites/{id}/share/", ["shared"]),
     ("/evaluate/suites/{id}/delete/", []),
+    ("/evaluate/suites/{id}/run/", ["models", "temperature", "top_p", "max_new_tokens", "seed"]),
     ("/keys/new/", ["name"]),
     ("/keys/{id}/revoke/", []),
 ]

@@ -25,12 +25,13 @@ from playground.jobs.models import Dataset, Job
 
 log = logging.getLogger(__name__)
 # The Celery task that runs each kind of job (defined in playground/jobs/tasks.py under these names;
-# experiments in playground/accelerate/tasks.py). Quantize, fine-tune, pull and import jobs share one task:
-# the Job row says what to run.
+# experiments and evaluation runs in their apps' tasks.py). Quantize, fine-tune, pull and import jobs
+# share one task: the Job row says what to run.
 TASK_NAMES = {
     Job.Kind.QUANTIZE: "jobs.run_job_task",
     Job.Kind.FINETUNE: "jobs.run_job_task",
     Job.Kind.ACCELERATE: "accelerate.run_experiment_task",
+    Job.Kind.EVALUATE: "evaluate.run_evaluation_task",  # playground/evaluate/tasks.py
     Job.Kind.PULL: "jobs.run_job_task",  # services/adding.py
     Job.Kind.IMPORT: "jobs.run_job_task",
 }

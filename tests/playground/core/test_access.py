@@ -68,7 +68,7 @@ def test_it_sends_strangers_away_from_a_model_detail_page(client: Client) -> Non
     assert response.url.startswith(reverse("login"))
 
 
-@pytest.mark.parametrize("name", ["evaluate:list"])  # suites are built; its runs are not
+@pytest.mark.parametrize("name", ["evaluate:list"])  # suites and runs are built; arena and judges are not
 def test_sections_still_to_be_built_say_so(client_in: Client, name: str) -> None:
     response = client_in.get(reverse(name))
     assert response.status_code == 200

@@ -54,7 +54,7 @@ def test_a_good_jsonl_upload_becomes_a_suite_with_its_items(client_in: Client, o
     page = client_in.get(reverse("evaluate:suite", args=[own_suite.pk])).content.decode()
     assert "Capital of Italy?" in page
     assert "four" in page
-    assert "not built yet" in page
+    assert 'id="run-suite"' in page, "a suite can be run on models from its page"
 
 
 def test_a_good_csv_upload_splits_references_and_tags(client_in: Client) -> None:
