@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from llmcore.eval_runs import RunItem, disagree, score_run
 from llmcore.store import ModelStore
+from playground.catalog.models import ModelEntry
 from playground.evaluate.models import EvalOutput, Suite
 from playground.evaluate.services import create_suite
 from playground.evaluate.services.runs import run_evaluation_job
@@ -135,6 +137,8 @@ def test_a_run_answers_every_item_with_every_model_and_scores_them(
     assert "The models agree on every item." in agree
     job_page = client_in.get(f"/jobs/{job.pk}/").content.decode()
     assert f'href="/evaluate/runs/{job.pk}/"' in job_page, "the job page links its results"
+    assert job.report["summary"].startswith("Exact match: ")
+    assert job.report["summary"] in job_page, "the job page says the result in a line"
     suite_page = client_in.get(reverse("evaluate:suite", args=[suite.pk])).content.decode()
     assert f'href="/evaluate/runs/{job.pk}/"' in suite_page, "the suite page lists its runs"
 
@@ -169,6 +173,22 @@ def test_the_form_refuses_models_the_user_may_not_use_beside_the_field(
     response = client_in.post(url, run_form(max_new_tokens="0", temperature="9"))
     assert response.status_code == 400
     assert not Job.objects.filter(kind="evaluate").exists(), "nothing is queued from a refused form"
+
+
+@pytest.mark.django_db
+def test_a_remote_model_is_refused_with_the_reason(client_in: Client, user, tiny_model) -> None:
+    ModelEntry.objects.create(  # the row add_remote writes once the server answered (see tests/.../catalog)
+        name="far-llama", source="remote: http://127.0.0.1:1/v1 (tiny-llama)", method="remote", sha256="",
+        created=timezone.now(), family="remote", architecture="served elsewhere", parameters=0, dtype="",
+        size_bytes=0, context_length=2048, shared=True,
+        meta={"remote": {"host": "127.0.0.1:1", "model": TINY_NAME, "base_url": "http://127.0.0.1:1/v1"}},
+    )  # fmt: skip
+    response = client_in.post(
+        reverse("evaluate:run", args=[make_suite(user).pk]), run_form(models=["far-llama"])
+    )
+    assert response.status_code == 400
+    assert "far-llama is a remote model" in response.content.decode()
+    assert not Job.objects.filter(kind="evaluate").exists()
 
 
 @pytest.mark.django_db
